@@ -1,0 +1,5 @@
+"""Finding, checking and loading model weights (Whisper, Piper voices); never downloading."""
+
+from models.errors import WeightsNotFound
+
+__all__ = ["WeightsNotFound"]

@@ -1,0 +1,1 @@
+"""Config, bus, events, media, ingest, worker runner, API and CLI."""

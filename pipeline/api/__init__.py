@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): one app, routers contributed by each package."""

@@ -1,0 +1,33 @@
+"""The FastAPI app: health, metrics, and each package's router."""
+
+from __future__ import annotations
+
+import importlib
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from pipeline.services import Services
+
+# Each module holds `router(services) -> APIRouter`.
+ROUTER_MODULES = [
+    "recordings.api",
+]
+
+
+def create_app(services: Services) -> FastAPI:
+    """One app for embedded and distributed mode alike."""
+    app = FastAPI(title="callpipe", version="0.1.0")
+    app.state.services = services
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "mode": services.settings.mode}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return services.metrics.render()
+
+    for name in ROUTER_MODULES:
+        app.include_router(importlib.import_module(name).router(services))
+    return app

@@ -1,0 +1,120 @@
+"""API keys and the role/tenant check every route goes through.
+
+A key maps to a tenant, a role (pbx, agent, analyst, admin) and, for agents, an agent id.
+Keys are stored as SHA-256 hashes; the clear key is shown once, at creation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from fastapi import HTTPException, Request
+
+from recordings.keys import check_id
+
+Role = Literal["pbx", "agent", "analyst", "admin"]
+ROLES: tuple[Role, ...] = ("pbx", "agent", "analyst", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: tenant, role and (agents) agent id."""
+
+    tenant: str
+    role: Role
+    agent_id: str | None = None
+    key_id: str | None = None
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyStore:
+    """API keys in SQLite, hashed."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, key_id TEXT UNIQUE,"
+            " tenant TEXT NOT NULL, role TEXT NOT NULL, agent_id TEXT, created_at TEXT"
+            " DEFAULT CURRENT_TIMESTAMP)"
+        )
+
+    def create(self, tenant: str, role: Role, agent_id: str | None = None) -> str:
+        """A new key; only its hash is kept."""
+        check_id(tenant, "tenant")
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if role == "agent" and not agent_id:
+            raise ValueError("an agent key needs --agent-id")
+        key_id = secrets.token_hex(4)
+        key = f"cp_{key_id}_{secrets.token_urlsafe(24)}"
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO api_keys (hash, key_id, tenant, role, agent_id) VALUES (?,?,?,?,?)",
+                (_hash(key), key_id, tenant, role, agent_id),
+            )
+        return key
+
+    def lookup(self, key: str) -> Principal | None:
+        """The principal of a key, or None for an unknown key."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tenant, role, agent_id, key_id FROM api_keys WHERE hash = ?", (_hash(key),)
+            ).fetchone()
+        if row is None:
+            return None
+        return Principal(tenant=row[0], role=row[1], agent_id=row[2], key_id=row[3])
+
+    def revoke(self, key_id: str) -> bool:
+        """Delete a key by its id; True when one was deleted."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM api_keys WHERE key_id = ?", (key_id,))
+        return cur.rowcount > 0
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+def principal_of(request: Request) -> Principal:
+    """Authenticate a request (401 when the key is missing or unknown)."""
+    services = request.app.state.services
+    settings = services.settings
+    if not settings.auth_enabled:
+        return Principal(tenant=settings.default_tenant, role="admin")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        services.metrics.inc("auth_failures_total", reason="missing")
+        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    p: Principal | None = services.keys.lookup(token.strip())
+    if p is None:
+        services.metrics.inc("auth_failures_total", reason="unknown")
+        raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    return p
+
+
+def require(*roles: Role) -> Callable[[Request], Principal]:
+    """FastAPI dependency: the caller must hold one of `roles` (403 otherwise)."""
+
+    def dep(request: Request) -> Principal:
+        p = principal_of(request)
+        if p.role not in roles:
+            request.app.state.services.metrics.inc("auth_failures_total", reason="role")
+            raise HTTPException(403, f"role {p.role!r} may not do this (needs {' or '.join(roles)})")
+        return p
+
+    return dep

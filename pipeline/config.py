@@ -1,0 +1,142 @@
+"""Settings: one object, read from `CALLPIPE_*` env vars, built once and passed down.
+
+Nested sections use a double underscore: `CALLPIPE_KAFKA__BOOTSTRAP=host:9092`.
+Settings fixed at start (device, threads) live here; what a call may change
+(language, voice rate) travels in requests and events.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """Kafka connection for distributed mode."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: int = Field(default=6, ge=1)
+    client_id: str = "callpipe"
+    session_timeout_ms: int = 10_000
+    poll_timeout_ms: int = 200
+
+
+class S3Settings(BaseModel):
+    """MinIO / S3 endpoint for distributed mode."""
+
+    endpoint: str = "127.0.0.1:9000"
+    access_key: str = "minioadmin"
+    secret_key: str = "minioadmin"
+    bucket: str = "callpipe"
+    secure: bool = False
+    region: str = "us-east-1"
+
+
+class SttSettings(BaseModel):
+    """Whisper and VAD options fixed at start."""
+
+    model: str = "base"  # base | small | a folder holding a CTranslate2 Whisper model
+    compute_type: str = "int8"
+    cpu_threads: int = Field(default=2, ge=1)
+    beam_size: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    language: str | None = None  # None: detect per recording
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    min_speech_duration_ms: int = Field(default=250, ge=0)
+    min_silence_duration_ms: int = Field(default=500, ge=0)
+    speech_pad_ms: int = Field(default=200, ge=0)
+    max_utterance_s: float = Field(default=25.0, gt=1.0)
+    no_speech_threshold: float = 0.6
+    min_word_probability: float = 0.0
+
+
+class LiveSettings(BaseModel):
+    """Live calls: RTP ports, jitter buffer, streaming endpointing."""
+
+    rtp_host: str = "127.0.0.1"
+    advertise_host: str | None = None
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 22000
+    jitter_ms: int = Field(default=60, ge=0)
+    batch_ms: int = Field(default=160, ge=20, le=1000)
+    rtp_timeout_s: float = Field(default=60.0, gt=0)
+    max_call_s: float = Field(default=4 * 3600, gt=0)
+    max_packets_per_s: int = Field(default=400, gt=0)
+    hangover_ms: int = Field(default=500, ge=100)
+    min_speech_ms: int = Field(default=200, ge=0)
+    max_utterance_s: float = Field(default=15.0, gt=1.0)
+    partial_interval_s: float = Field(default=0.8, gt=0.1)
+
+    @model_validator(mode="after")
+    def _range(self) -> LiveSettings:
+        if self.rtp_port_min > self.rtp_port_max:
+            raise ValueError("live.rtp_port_min must not exceed live.rtp_port_max")
+        return self
+
+
+class TtsSettings(BaseModel):
+    """Piper voice and prompt rendering."""
+
+    voice: str | None = None  # path to a .onnx voice; None: the packaged en_US-joe-medium
+    default_rate: float = Field(default=1.0, gt=0.25, le=4.0)
+    max_text_chars: int = Field(default=5000, gt=0)
+    ivr_session_ttl_s: float = Field(default=900.0, gt=0)
+
+
+class RetentionSettings(BaseModel):
+    """How long artifacts live; per-tenant overrides in days."""
+
+    days: int = Field(default=90, ge=1)
+    per_tenant_days: dict[str, int] = Field(default_factory=dict)
+    sweep_interval_s: float = Field(default=3600.0, gt=0)
+
+
+class RobotSettings(BaseModel):
+    """Voicebot sessions and the outbound compliance guard."""
+
+    max_session_s: float = Field(default=600.0, gt=0)
+    no_input_timeout_s: float = Field(default=6.0, gt=0)
+    campaign_concurrency: int = Field(default=4, ge=1)
+    timezone: str = "Europe/Paris"
+
+
+class Settings(BaseSettings):
+    """Everything callpipe reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALLPIPE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    mode: Literal["embedded", "distributed"] = "embedded"
+    data_dir: Path = Path("./data")
+    model_cache: Path = Path.home() / ".cache" / "callpipe" / "models"
+    topic_prefix: str = "callpipe."
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_upload_mb: float = Field(default=200.0, gt=0)
+    auth_enabled: bool = True
+    log_level: str = "INFO"
+    default_tenant: str = "default"
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    stt: SttSettings = Field(default_factory=SttSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
+    tts: TtsSettings = Field(default_factory=TtsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    robot: RobotSettings = Field(default_factory=RobotSettings)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not all(c.isalnum() or c in "._-" for c in v):
+            raise ValueError("topic_prefix may hold only letters, digits, '.', '_' and '-'")
+        return v
+
+
+    def retention_days(self, tenant: str) -> int:
+        """Retention for one tenant, falling back to the default."""
+        return self.retention.per_tenant_days.get(tenant, self.retention.days)

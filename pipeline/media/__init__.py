@@ -1,0 +1,1 @@
+"""Media at the edge: RTP, codecs, jitter buffer, resampling."""

@@ -1,0 +1,91 @@
+"""`callpipe serve` (embedded: API + every worker in one process) and `callpipe worker ROLE`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.roles import roles, start_role
+from pipeline.services import Services, build_services
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    """Add `serve` and `worker`."""
+    p = sub.add_parser("serve", help="run API and all workers in one process (embedded)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--data", type=Path, default=None, help="data dir (default ./data)")
+    p.add_argument("--demo", action="store_true", help="play a demo call once started")
+    p.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("worker", help="run one worker role (distributed: Kafka + S3)")
+    w.add_argument("role", choices=roles())
+    w.set_defaults(func=cmd_worker)
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    base = Settings()
+    values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if getattr(args, "data", None) is not None:
+        values["data_dir"] = args.data
+    return base.model_copy(update=values) if values else base
+
+
+def start_all(services: Services, stop: threading.Event) -> list[threading.Thread]:
+    """Every role in this process (embedded mode)."""
+    threads: list[threading.Thread] = []
+    for role in roles():
+        threads.extend(start_role(services, role, stop))
+    return threads
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Embedded mode: in-process bus, local store, every worker, the API."""
+    import uvicorn
+
+    from pipeline.api.app import create_app
+
+    settings = _settings(args, host=args.host, port=args.port)
+    settings = settings.model_copy(update={"mode": "embedded"})
+    services = build_services(settings)
+    stop = threading.Event()
+    start_all(services, stop)
+    app = create_app(services)
+    if args.demo:
+        from pipeline.demo import start_demo
+
+        start_demo(services, stop)
+    log.info("callpipe serving on http://%s:%d (data in %s)", settings.host, settings.port,
+             settings.data_dir.resolve())
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        stop.set()
+        services.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Distributed mode: one role on Kafka + S3 until SIGTERM/SIGINT."""
+    settings = _settings(args).model_copy(update={"mode": "distributed"})
+    services = build_services(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threads = start_role(services, args.role, stop)
+    log.info("worker %s running (%d threads)", args.role, len(threads))
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    services.close()
+    return 0

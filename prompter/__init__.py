@@ -1,0 +1,1 @@
+"""The souffleur: agent-assist rules, knowledge base, hint delivery."""

@@ -1,0 +1,1 @@
+"""Object store, retention, transcript artifacts and the search index."""

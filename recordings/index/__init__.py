@@ -1,0 +1,1 @@
+"""The transcript search index."""

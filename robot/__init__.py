@@ -1,0 +1,1 @@
+"""Voicebot scenarios, the dialog engine and the outbound compliance guard."""

@@ -1,0 +1,1 @@
+"""Speech to text: audio loading, VAD and endpointing, Whisper batch and streaming, normalising."""

