@@ -1,0 +1,89 @@
+"""Text normalisation for evaluation (WER): case, punctuation, accents, numbers.
+
+Whisper writes "42" where a script says "forty two", "Mr." where it says "mister":
+both sides go through `normalise` so only real recognition errors count.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
+_ABBREV = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "ok": "okay"}
+_PUNCT = re.compile(r"[^\w\s']")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_CURRENCY = re.compile(r"([$€£])\s?(\d+(?:[.,]\d+)?)")
+_CURRENCY_NAMES = {"$": "dollars", "€": "euros", "£": "pounds"}
+
+
+def number_to_words(n: int) -> str:
+    """English words of a non-negative integer: 42 -> 'forty two'."""
+    if n < 0:
+        return "minus " + number_to_words(-n)
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+    for value, name in _SCALES:
+        if n >= value:
+            head, rest = divmod(n, value)
+            words = f"{number_to_words(head)} {name}"
+            return words if rest == 0 else f"{words} {number_to_words(rest)}"
+    raise AssertionError("unreachable")
+
+
+def _spell_number(match: re.Match[str]) -> str:
+    text = match.group(0).replace(",", ".") if match.group(0).count(",") == 1 else match.group(0)
+    if "." in text:
+        whole, frac = text.split(".", 1)
+        return f"{number_to_words(int(whole))} point " + " ".join(_ONES[int(d)] for d in frac)
+    if len(text) > 1 and text.startswith("0") or len(text) >= 5:
+        # Codes, customer and phone numbers are said digit by digit in calls.
+        return " ".join(_ONES[int(d)] for d in text)
+    return number_to_words(int(text))
+
+
+def fold_accents(text: str) -> str:
+    """'résiliation' -> 'resiliation'."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def normalise(text: str) -> str:
+    """Lower case, no accents, no punctuation, numbers as English words, single spaces."""
+    t = fold_accents(text).lower()
+    t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 1,000 -> 1000
+    t = _CURRENCY.sub(lambda m: f"{m.group(2)} {_CURRENCY_NAMES[m.group(1)]} ", t)
+    t = t.replace("%", " percent")
+    t = _NUMBER.sub(_spell_number, t)
+    t = t.replace("-", " ")
+    t = _PUNCT.sub(" ", t)
+    words = [_ABBREV.get(w.strip("'"), w.strip("'")) for w in t.split()]
+    return " ".join(w for w in words if w)
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Word-level Levenshtein distance."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate of `hypothesis` against `reference`, both normalised (0.0 = perfect)."""
+    ref = normalise(reference).split()
+    hyp = normalise(hypothesis).split()
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return edit_distance(ref, hyp) / len(ref)

@@ -1,0 +1,208 @@
+"""Whisper transcription: VAD picks the speech, Whisper decodes it in batches, lazily.
+
+`Transcriber.transcribe` returns `(Iterator[Segment], TranscriptionInfo)` as faster-whisper
+does: decoding happens while the caller iterates. Each segment is one utterance (one
+stretch of speech between pauses). `transcribe_clips` decodes independent clips in one
+batch: the live worker uses it to batch utterances of several legs and calls at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.events import Word
+from stt.vad import VadOptions, speech_segments
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+_GAP = np.zeros(SAMPLE_RATE // 10, dtype=np.float32)  # keeps batched clips apart
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One utterance: times in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...]
+    avg_logprob: float
+    no_speech_prob: float
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class TranscriptionInfo:
+    """What was transcribed and with which options (stored beside every transcript)."""
+
+    language: str | None
+    language_probability: float
+    duration: float
+    duration_after_vad: float
+    model: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Decoding and hallucination-guard options; fixed at start."""
+
+    beam_size: int = 5
+    batch_size: int = 8
+    vad: VadOptions = field(default_factory=VadOptions)
+    # Whisper invents sentences on noise: drop a clip it thinks is not speech and
+    # decodes with low confidence, as openai/whisper does.
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    min_word_probability: float = 0.0
+
+
+class Transcriber:
+    """faster-whisper behind VAD segmentation and batched decoding."""
+
+    def __init__(
+        self, model: WhisperModel, options: TranscribeOptions | None = None, model_name: str = ""
+    ) -> None:
+        from faster_whisper import BatchedInferencePipeline
+
+        self.model = model
+        self.options = options or TranscribeOptions()
+        self.model_name = model_name
+        self._batched = BatchedInferencePipeline(model)
+
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        """Language of up to 30 s of speech."""
+        lang, prob, _ = self.model.detect_language(audio[: 30 * SAMPLE_RATE])
+        return lang, float(prob)
+
+    def transcribe(
+        self, audio: np.ndarray, language: str | None = None
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """Utterances of a whole 16 kHz mono float32 signal, decoded as they are iterated."""
+        spans = speech_segments(audio, self.options.vad)
+        speech = [audio[s:e] for s, e in spans]
+        voiced = sum(e - s for s, e in spans) / SAMPLE_RATE
+        prob = 1.0
+        if language is None and speech:
+            language, prob = self.detect_language(np.concatenate(speech))
+        info = TranscriptionInfo(
+            language=language,
+            language_probability=prob,
+            duration=len(audio) / SAMPLE_RATE,
+            duration_after_vad=voiced,
+            model=self.model_name,
+            options=asdict(self.options),
+        )
+        return self._iterate(speech, [s / SAMPLE_RATE for s, _ in spans], language), info
+
+    def _iterate(
+        self, clips: list[np.ndarray], offsets: list[float], language: str | None
+    ) -> Iterator[Segment]:
+        step = self.options.batch_size
+        for i in range(0, len(clips), step):
+            results = self.transcribe_clips(clips[i : i + step], language)
+            for seg, off in zip(results, offsets[i : i + step], strict=True):
+                if seg is not None:
+                    yield shift(seg, off)
+
+    def transcribe_clips(
+        self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
+    ) -> list[Segment | None]:
+        """Decode independent clips in one batch; None where a clip holds no credible speech.
+
+        Times of each result are relative to the start of its own clip.
+        """
+        if not clips:
+            return []
+        parts: list[np.ndarray] = []
+        bounds: list[tuple[float, float]] = []
+        pos = 0
+        for clip in clips:
+            clip = clip[: 30 * SAMPLE_RATE]  # one Whisper window at most
+            bounds.append((pos / SAMPLE_RATE, (pos + len(clip)) / SAMPLE_RATE))
+            parts.extend([clip, _GAP])
+            pos += len(clip) + len(_GAP)
+        audio = np.concatenate(parts).astype(np.float32)
+        o = self.options
+        segments, info = self._batched.transcribe(
+            audio,
+            language=language,
+            beam_size=o.beam_size,
+            batch_size=o.batch_size,
+            word_timestamps=True,
+            clip_timestamps=[{"start": s, "end": e} for s, e in bounds],
+            initial_prompt=prompt,
+            multilingual=language is None,
+            log_prob_threshold=o.log_prob_threshold,
+            no_speech_threshold=o.no_speech_threshold,
+            compression_ratio_threshold=o.compression_ratio_threshold,
+        )
+        fps = self.model.frames_per_second
+        by_seek = {int(int(s * SAMPLE_RATE) / SAMPLE_RATE * fps): i for i, (s, _) in enumerate(bounds)}
+        grouped: list[list[Any]] = [[] for _ in clips]
+        for seg in segments:
+            idx = by_seek.get(seg.seek)
+            if idx is None:  # rounding: fall back to the clip that contains the segment
+                idx = max(i for i, (s, _) in enumerate(bounds) if s <= seg.start + 1e-3)
+            grouped[idx].append(seg)
+        return [
+            self._merge(segs, bounds[i][0], info.language) for i, segs in enumerate(grouped)
+        ]
+
+    def _merge(self, segs: list[Any], offset: float, language: str | None) -> Segment | None:
+        o = self.options
+        kept = [
+            s for s in segs
+            if not (s.no_speech_prob > o.no_speech_threshold and s.avg_logprob < o.log_prob_threshold)
+            and s.compression_ratio <= o.compression_ratio_threshold
+        ]
+        words = tuple(
+            Word(
+                word=w.word.strip(),
+                start=round(max(0.0, w.start - offset), 3),
+                end=round(max(0.0, w.end - offset), 3),
+                probability=round(float(w.probability), 4),
+            )
+            for s in kept
+            for w in (s.words or [])
+            if w.word.strip() and w.probability >= o.min_word_probability
+        )
+        text = " ".join(s.text.strip() for s in kept).strip()
+        if not text or not words:
+            return None
+        return Segment(
+            start=words[0].start,
+            end=words[-1].end,
+            text=text,
+            words=words,
+            avg_logprob=float(np.mean([s.avg_logprob for s in kept])),
+            no_speech_prob=float(max(s.no_speech_prob for s in kept)),
+            language=language,
+        )
+
+
+def shift(seg: Segment, offset: float) -> Segment:
+    """The same segment with every time moved by `offset` seconds."""
+    return Segment(
+        start=round(seg.start + offset, 3),
+        end=round(seg.end + offset, 3),
+        text=seg.text,
+        words=tuple(
+            Word(word=w.word, start=round(w.start + offset, 3), end=round(w.end + offset, 3),
+                 probability=w.probability)
+            for w in seg.words
+        ),
+        avg_logprob=seg.avg_logprob,
+        no_speech_prob=seg.no_speech_prob,
+        language=seg.language,
+    )
