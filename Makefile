@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint system-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,15 +14,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Debian's Chromium drives the analyst/agent page tests; installed only when missing.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# Debian's Chromium drives the page tests; ffmpeg is the third-party RTP sender in the
+# live tests. Installed only when missing (CI runs as root).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 || { \
+	  (apt-get update -qq || true) && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ffmpeg >/dev/null; }
 
 run: $(STAMP)
 	$(BIN)/callpipe serve --demo
 
-test: $(STAMP) chromium
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

@@ -1,12 +1,157 @@
-"""Recording upload and transcript routes."""
+"""Recording upload and transcript routes (the batch path's HTTP face)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from pipeline.auth import Principal, require
+from pipeline.events import RecordingReady, Utterance
+from pipeline.logs import ctx
 from pipeline.services import Services
+from recordings.catalog import CallManifest, load_manifest, new_manifest, save_manifest
+from recordings.keys import call_key, check_id
+from recordings.store.base import ObjectNotFound
+from recordings.transcripts import from_document, to_document, to_txt, to_vtt
+from stt.audio import AudioError, load_audio
+from stt.batch import ChannelMismatch, legs_of, parse_channels
+
+log = logging.getLogger(__name__)
+
+_EXT = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "flac": "flac", "opus": "ogg", "m4a": "m4a",
+        "webm": "webm", "aac": "aac", "mov,mp4,m4a,3gp,3g2,mj2": "m4a", "matroska,webm": "webm"}
+
+
+def _bad(services: Services, status: int, reason: str, cause: str) -> HTTPException:
+    services.metrics.inc("api_rejections_total", route="recordings", cause=cause)
+    return HTTPException(status, reason)
+
+
+def visible_manifest(services: Services, p: Principal, call_id: str) -> CallManifest:
+    """The call's manifest if this principal may see it; 404 otherwise (never a hint)."""
+    try:
+        check_id(call_id, "call_id")
+    except ValueError:
+        raise HTTPException(404, "no such call") from None
+    m = load_manifest(services.store, p.tenant, call_id)
+    if m is None or (p.role == "agent" and m.agent_id != p.agent_id):
+        raise HTTPException(404, "no such call")
+    return m
 
 
 def router(services: Services) -> APIRouter:
-    """Routes of the batch path."""
-    return APIRouter()
+    """POST /v1/recordings and GET /v1/calls/{call_id}/transcript."""
+    r = APIRouter()
+    max_bytes = int(services.settings.max_upload_mb * 1024 * 1024)
+
+    @r.post("/v1/recordings", status_code=202)
+    async def upload_recording(
+        request: Request,
+        file: Annotated[UploadFile, File(description="the recording")],
+        principal: Annotated[Principal, Depends(require("pbx", "admin"))],
+        call_id: Annotated[str | None, Form()] = None,
+        channels: Annotated[str, Form()] = "mono",
+        language: Annotated[str | None, Form()] = None,
+        agent_id: Annotated[str | None, Form()] = None,
+        direction: Annotated[Literal["inbound", "outbound", "internal"], Form()] = "inbound",
+        caller: Annotated[str | None, Form()] = None,
+        callee: Annotated[str | None, Form()] = None,
+        started_at: Annotated[datetime | None, Form()] = None,
+    ) -> dict[str, object]:
+        """Store a finished recording and queue it for transcription."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+            raise _bad(services, 413, f"upload larger than {max_bytes} bytes", "too_large")
+        data = bytearray()
+        while chunk := await file.read(1 << 20):
+            data.extend(chunk)
+            if len(data) > max_bytes:
+                raise _bad(services, 413, f"upload larger than {max_bytes} bytes", "too_large")
+        cid = call_id or uuid.uuid4().hex
+        try:
+            check_id(cid, "call_id")
+            chan = parse_channels(channels)
+        except ValueError as exc:
+            raise _bad(services, 422, str(exc), "bad_field") from None
+        if language is not None and not (2 <= len(language) <= 3 and language.isalpha()):
+            raise _bad(services, 422, f"language must be an ISO 639-1 code, got {language!r}",
+                       "bad_field")
+        try:
+            audio = load_audio(bytes(data))
+            legs_of(audio, chan)
+        except AudioError as exc:
+            raise _bad(services, 415, f"unreadable audio: {exc}", "bad_audio") from None
+        except ChannelMismatch as exc:
+            raise _bad(services, 422, str(exc), "channels") from None
+        if audio.duration <= 0:
+            raise _bad(services, 422, "the recording holds no audio (0 seconds)", "empty")
+        when = (started_at or datetime.now(UTC)).astimezone(UTC)
+        ext = _EXT.get(audio.container, "bin")
+        key = call_key(principal.tenant, cid, when, f"recording.{ext}")
+        existing = load_manifest(services.store, principal.tenant, cid)
+        if existing is not None and existing.recording_key and existing.recording_key != key:
+            services.store.delete(existing.recording_key)
+        uri = services.store.put(key, bytes(data), file.content_type or "application/octet-stream")
+        save_manifest(services.store, new_manifest(
+            principal.tenant, cid, when, recording_key=key, channels=chan, agent_id=agent_id,
+            direction=direction, caller=caller, callee=callee, language=language,
+        ))
+        event = RecordingReady(
+            tenant=principal.tenant, call_id=cid, uri=uri, channels=chan, started_at=when,
+            language=language, agent_id=agent_id, direction=direction, caller=caller,
+            callee=callee,
+        )
+        producer = services.bus.producer()
+        producer.send(services.topics.recordings, event.key, event.encode())
+        producer.flush(30.0)
+        services.metrics.inc("recordings_received_total")
+        log.info("recording stored (%.1f s, %d ch)", audio.duration, len(audio.channels),
+                 **ctx(principal.tenant, cid))
+        return {"call_id": cid, "status": "queued", "uri": uri, "duration": audio.duration}
+
+    @r.get("/v1/calls/{call_id}/transcript")
+    def get_transcript(
+        call_id: str,
+        principal: Annotated[Principal, Depends(require("analyst", "admin", "agent"))],
+        format: Annotated[Literal["json", "vtt", "txt"], Query()] = "json",
+    ) -> Response:
+        """The call's transcript: finals so far during a live call, the stored one after."""
+        manifest = visible_manifest(services, principal, call_id)
+        utterances: list[Utterance] | None = None
+        doc: dict[str, object] | None = None
+        live = live_finals(services, principal.tenant, call_id)
+        if live is not None:
+            utterances = live
+            doc = to_document(principal.tenant, call_id, live, {"live": True}, "live")
+        elif manifest.transcript_key:
+            try:
+                doc = json.loads(services.store.get(manifest.transcript_key))
+            except ObjectNotFound:
+                doc = None
+            if doc is not None:
+                utterances = from_document(doc)
+        if doc is None or utterances is None:
+            detail = manifest.error or f"no transcript yet (status {manifest.status})"
+            raise HTTPException(404, detail)
+        if format == "vtt":
+            return PlainTextResponse(to_vtt(utterances), media_type="text/vtt")
+        if format == "txt":
+            return PlainTextResponse(to_txt(utterances))
+        return JSONResponse(doc)
+
+    return r
+
+
+def live_finals(services: Services, tenant: str, call_id: str) -> list[Utterance] | None:
+    """Finals so far of a call in progress in this process (None when not live here)."""
+    try:
+        from stt.live_state import live_transcript
+    except ImportError:  # the live path is not part of this build
+        return None
+    return live_transcript(services, tenant, call_id)

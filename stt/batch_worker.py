@@ -1,11 +1,97 @@
-"""The batch worker stage."""
+"""The batch worker: recording.ready in; transcript artifacts, utterances and
+transcript.ready out."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
+from pipeline.events import Event, MediaChunk, RecordingReady, TranscriptReady
+from pipeline.logs import ctx
 from pipeline.services import Services
-from pipeline.worker import Stage
+from pipeline.worker import BadInput, Output, ProcessingError, Stage
+from recordings.catalog import load_manifest, new_manifest, save_manifest
+from recordings.store.base import ObjectNotFound, StoreError
+from recordings.transcripts import JSON_NAME, write_transcript
+from stt.audio import AudioError, load_audio
+from stt.batch import ChannelMismatch, info_dict, transcribe_recording
+from stt.transcriber import transcriber_of
+
+log = logging.getLogger(__name__)
+
+
+class BatchStage(Stage):
+    """Transcribes each finished recording, one leg per channel."""
+
+    name = "batch"
+    topics = ("recordings",)
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def process(self, event: Event | MediaChunk) -> Iterator[Output]:
+        """One recording.ready -> its utterances and a transcript.ready."""
+        if not isinstance(event, RecordingReady):
+            return
+        store = self.services.store
+        metrics = self.services.metrics
+        try:
+            key = store.key_from_uri(event.uri)
+            data = store.get(key)
+        except ObjectNotFound:
+            metrics.inc("batch_errors_total", reason="missing_object")
+            raise BadInput(f"recording not found: {event.uri}") from None
+        except StoreError as exc:
+            raise ProcessingError(f"store error reading {event.uri}: {exc}",
+                                  retriable=exc.retriable) from exc
+        try:
+            audio = load_audio(data)
+        except AudioError as exc:
+            metrics.inc("batch_errors_total", reason="bad_audio")
+            self._mark_failed(event, f"bad audio: {exc}")
+            raise BadInput(f"bad audio in {event.uri}: {exc}") from None
+        transcriber = transcriber_of(self.services)
+        language = event.language or self.services.settings.stt.language
+        try:
+            utterances_iter, info = transcribe_recording(
+                transcriber, audio, event.channels, event.tenant, event.call_id, language
+            )
+            utterances = list(utterances_iter)
+        except ChannelMismatch as exc:
+            metrics.inc("batch_errors_total", reason="channels")
+            self._mark_failed(event, str(exc))
+            raise BadInput(str(exc)) from None
+        json_uri, vtt_uri = write_transcript(
+            store, event.tenant, event.call_id, event.started_at, utterances,
+            info_dict(info), "batch",
+        )
+        manifest = load_manifest(store, event.tenant, event.call_id) or new_manifest(
+            event.tenant, event.call_id, event.started_at, recording_key=key,
+            channels=event.channels, agent_id=event.agent_id, direction=event.direction,
+            caller=event.caller, callee=event.callee,
+        )
+        save_manifest(store, manifest.model_copy(update={
+            "status": "transcribed", "language": info.language, "error": None,
+            "transcript_key": manifest.prefix + JSON_NAME,
+        }))
+        metrics.inc("recordings_transcribed_total")
+        metrics.inc("audio_seconds_total", info.duration, source="batch")
+        log.info("transcribed %.1f s into %d utterances (%s)", info.duration, len(utterances),
+                 info.language, **ctx(event.tenant, event.call_id))
+        yield from utterances
+        yield TranscriptReady(
+            tenant=event.tenant, call_id=event.call_id, json_uri=json_uri, vtt_uri=vtt_uri,
+            utterances=len(utterances), source="batch", duration=info.duration,
+            language=info.language,
+        )
+
+    def _mark_failed(self, event: RecordingReady, reason: str) -> None:
+        store = self.services.store
+        manifest = load_manifest(store, event.tenant, event.call_id)
+        if manifest is not None:
+            save_manifest(store, manifest.model_copy(update={"status": "failed", "error": reason}))
 
 
 def stages(services: Services) -> list[Stage]:
     """Workers of the `batch` role."""
-    return []
+    return [BatchStage(services)]

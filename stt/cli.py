@@ -1,9 +1,76 @@
-"""`callpipe transcribe`."""
+"""`callpipe transcribe FILE`: a recording to a transcript on stdout."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any
+
+from models.errors import WeightsNotFound
+from pipeline.cli import CliError
+from pipeline.config import Settings
+from recordings.transcripts import to_document, to_txt, to_vtt
+from stt.audio import AudioError, load_audio
+from stt.batch import ChannelMismatch, info_dict, options_from, parse_channels, transcribe_recording
 
 
 def register(sub: Any) -> None:
-    """Add `transcribe` (filled in by the batch path)."""
+    """Add `transcribe`."""
+    p = sub.add_parser("transcribe", help="transcribe a recording file to stdout")
+    p.add_argument("file", type=Path)
+    p.add_argument("--channels", default=None,
+                   help="'mono' or legs per channel, e.g. agent,customer (default: agent,customer "
+                        "for two-channel files, mono otherwise)")
+    p.add_argument("--language", default=None, help="ISO code (default: detect)")
+    p.add_argument("--model", default=None, help="base, small or a model folder (default base)")
+    p.add_argument("--format", choices=("json", "vtt", "txt"), default="txt")
+    p.set_defaults(func=cmd_transcribe)
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """Decode, transcribe each channel as its leg, print."""
+    from faster_whisper import WhisperModel
+
+    from models.whisper import resolve_whisper
+    from stt.transcriber import Transcriber
+
+    settings = Settings()
+    if not args.file.is_file():
+        raise CliError(f"{args.file}: no such file")
+    try:
+        audio = load_audio(args.file)
+    except AudioError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    if audio.duration <= 0:
+        raise CliError(f"{args.file}: the recording holds no audio")
+    spec = args.channels or ("agent,customer" if len(audio.channels) == 2 else "mono")
+    try:
+        channels = parse_channels(spec)
+    except ChannelMismatch as exc:
+        raise CliError(str(exc)) from None
+    model_name = args.model or settings.stt.model
+    try:
+        folder = resolve_whisper(model_name, settings.model_cache)
+    except WeightsNotFound as exc:
+        raise CliError(str(exc)) from None
+    model = WhisperModel(str(folder), device="cpu", compute_type=settings.stt.compute_type,
+                         cpu_threads=settings.stt.cpu_threads)
+    transcriber = Transcriber(model, options_from(settings.stt), model_name=model_name)
+    call_id = "".join(c if c.isalnum() or c in "._-" else "_" for c in args.file.stem) or "call"
+    try:
+        utter_iter, info = transcribe_recording(
+            transcriber, audio, channels, "cli", call_id, args.language or settings.stt.language
+        )
+        utterances = list(utter_iter)
+    except ChannelMismatch as exc:
+        raise CliError(str(exc)) from None
+    if args.format == "txt":
+        sys.stdout.write(to_txt(utterances))
+    elif args.format == "vtt":
+        sys.stdout.write(to_vtt(utterances))
+    else:
+        doc = to_document("cli", call_id, utterances, info_dict(info), "batch")
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+    return 0

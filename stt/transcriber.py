@@ -21,6 +21,8 @@ from stt.vad import VadOptions, speech_segments
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
+    from pipeline.services import Services
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -89,31 +91,46 @@ class Transcriber:
         self, audio: np.ndarray, language: str | None = None
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Utterances of a whole 16 kHz mono float32 signal, decoded as they are iterated."""
-        spans = speech_segments(audio, self.options.vad)
-        speech = [audio[s:e] for s, e in spans]
-        voiced = sum(e - s for s, e in spans) / SAMPLE_RATE
+        segments, info = self.transcribe_channels([audio], language)
+        return (seg for _, seg in segments), info
+
+    def transcribe_channels(
+        self, channels: Sequence[np.ndarray], language: str | None = None
+    ) -> tuple[Iterator[tuple[int, Segment]], TranscriptionInfo]:
+        """Utterances of several channels (one per leg), batched together, in time order.
+
+        Yields (channel index, segment); the language is detected once over the speech of
+        all channels unless given.
+        """
+        clips: list[tuple[float, int, np.ndarray]] = []
+        for ch, audio in enumerate(channels):
+            for s, e in speech_segments(audio, self.options.vad):
+                clips.append((s / SAMPLE_RATE, ch, audio[s:e]))
+        clips.sort(key=lambda c: (c[0], c[1]))
+        voiced = sum(len(c[2]) for c in clips) / SAMPLE_RATE
         prob = 1.0
-        if language is None and speech:
-            language, prob = self.detect_language(np.concatenate(speech))
+        if language is None and clips:
+            language, prob = self.detect_language(np.concatenate([c[2] for c in clips[:20]]))
         info = TranscriptionInfo(
             language=language,
             language_probability=prob,
-            duration=len(audio) / SAMPLE_RATE,
+            duration=max((len(a) for a in channels), default=0) / SAMPLE_RATE,
             duration_after_vad=voiced,
             model=self.model_name,
             options=asdict(self.options),
         )
-        return self._iterate(speech, [s / SAMPLE_RATE for s, _ in spans], language), info
+        return self._iterate(clips, language), info
 
     def _iterate(
-        self, clips: list[np.ndarray], offsets: list[float], language: str | None
-    ) -> Iterator[Segment]:
+        self, clips: list[tuple[float, int, np.ndarray]], language: str | None
+    ) -> Iterator[tuple[int, Segment]]:
         step = self.options.batch_size
         for i in range(0, len(clips), step):
-            results = self.transcribe_clips(clips[i : i + step], language)
-            for seg, off in zip(results, offsets[i : i + step], strict=True):
+            batch = clips[i : i + step]
+            results = self.transcribe_clips([c[2] for c in batch], language)
+            for (offset, ch, _), seg in zip(batch, results, strict=True):
                 if seg is not None:
-                    yield shift(seg, off)
+                    yield ch, shift(seg, offset)
 
     def transcribe_clips(
         self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
@@ -205,4 +222,15 @@ def shift(seg: Segment, offset: float) -> Segment:
         avg_logprob=seg.avg_logprob,
         no_speech_prob=seg.no_speech_prob,
         language=seg.language,
+    )
+
+
+def transcriber_of(services: Services) -> Transcriber:
+    """The process's Transcriber (one Whisper model shared by batch and live)."""
+    from stt.batch import options_from
+
+    st = services.settings.stt
+    return services.component(
+        "transcriber",
+        lambda: Transcriber(services.whisper_model(), options_from(st), model_name=st.model),
     )

@@ -7,6 +7,7 @@ per session; every test gets fresh topics/buckets so tests never see each other'
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import shutil
 import socket
@@ -18,10 +19,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 
 from pipeline.config import Settings
+from pipeline.media.resample import float_to_int16
 from pipeline.services import Services, build_services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +37,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout_s: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
+def wait_port(
+    port: int, timeout_s: float = 30.0, proc: subprocess.Popen[Any] | None = None
+) -> None:
     """Block until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -204,3 +209,78 @@ def distributed_services(
     svc = _share_models(build_services(distributed_settings), request)
     yield svc
     svc.close()
+
+
+# --- recordings made from Piper speech ----------------------------------------------------
+
+AGENT_LINES = [
+    "Good morning, thank you for calling. How can I help you today?",
+    "Of course. Can you give me your customer number please?",
+]
+CUSTOMER_LINES = [
+    "Hello, I would like to cancel my contract please.",
+    "Yes, my number is four five six seven eight.",
+]
+
+
+def encode_audio(channels: list[np.ndarray], rate: int, codec: str, fmt: str) -> bytes:
+    """Encode float32 channels with PyAV (e.g. pcm_mulaw/wav, mp3/mp3, libopus/ogg, flac)."""
+    buf = io.BytesIO()
+    layout = "mono" if len(channels) == 1 else "stereo"
+    with av.open(buf, mode="w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        n = max(len(c) for c in channels)
+        inter = np.zeros((n, len(channels)), dtype=np.int16)
+        for i, c in enumerate(channels):
+            inter[: len(c), i] = float_to_int16(c)
+        frame_len = 960
+        for start in range(0, n, frame_len):
+            block = inter[start : start + frame_len]
+            frame = av.AudioFrame.from_ndarray(
+                block.reshape(1, -1), format="s16", layout=layout
+            )
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def two_party(speak: Callable[..., np.ndarray]) -> dict[str, Any]:
+    """A two-channel call at 8 kHz: agent and customer alternate, with pauses."""
+    rate = 8000
+    gap = np.zeros(rate, dtype=np.float32)
+    agent: list[np.ndarray] = []
+    customer: list[np.ndarray] = []
+    for a_line, c_line in zip(AGENT_LINES, CUSTOMER_LINES, strict=True):
+        a = speak(a_line, rate)
+        c = speak(c_line, rate)
+        agent += [a, gap, np.zeros(len(c), np.float32), gap]
+        customer += [np.zeros(len(a), np.float32), gap, c, gap]
+    rng = np.random.default_rng(7)
+    left = np.concatenate(agent)
+    right = np.concatenate(customer)
+    # Line noise at about -50 dBFS, as on a real trunk.
+    left = left + rng.normal(0, 0.003, len(left)).astype(np.float32)
+    right = right + rng.normal(0, 0.003, len(right)).astype(np.float32)
+    return {
+        "rate": rate,
+        "channels": [left.astype(np.float32), right.astype(np.float32)],
+        "agent_text": " ".join(AGENT_LINES),
+        "customer_text": " ".join(CUSTOMER_LINES),
+        "spoken_text": " ".join(f"{a} {c}" for a, c in zip(AGENT_LINES, CUSTOMER_LINES, strict=True)),
+    }
+
+
+@pytest.fixture(scope="session")
+def ulaw_stereo_wav(two_party: dict[str, Any]) -> bytes:
+    """The two-party call as an 8 kHz mu-law stereo WAV."""
+    return encode_audio(two_party["channels"], 8000, "pcm_mulaw", "wav")
+
+
+@pytest.fixture(scope="session")
+def encode() -> Callable[..., bytes]:
+    """The PyAV encoder above, for tests that build their own files."""
+    return encode_audio

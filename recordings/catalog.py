@@ -1,0 +1,78 @@
+"""Call manifests: where a call's artifacts live, findable from tenant and call id alone.
+
+Artifact keys hold the call's date (`{tenant}/{yyyy}/{mm}/{dd}/{call_id}/...`), so a route
+that only knows the call id reads `{tenant}/calls/{call_id}.json` first. The manifest lives
+in the object store so API and workers on different machines agree on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recordings.keys import call_prefix, check_id
+from recordings.store.base import ObjectNotFound, ObjectStore, StoreError
+
+MANIFEST_DIR = "calls"
+
+
+class CallManifest(BaseModel):
+    """What is known of one call and where its objects are."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str
+    call_id: str
+    started_at: datetime
+    prefix: str
+    recording_key: str | None = None
+    transcript_key: str | None = None
+    channels: dict[str, str] | Literal["mono"] = "mono"
+    agent_id: str | None = None
+    direction: str | None = None
+    caller: str | None = None
+    callee: str | None = None
+    language: str | None = None
+    status: Literal["queued", "live", "transcribed", "failed"] = "queued"
+    error: str | None = None
+
+
+def manifest_key(tenant: str, call_id: str) -> str:
+    """Key of a call's manifest."""
+    check_id(tenant, "tenant")
+    check_id(call_id, "call_id")
+    return f"{tenant}/{MANIFEST_DIR}/{call_id}.json"
+
+
+def new_manifest(tenant: str, call_id: str, started_at: datetime, **fields: object) -> CallManifest:
+    """A manifest whose prefix follows the design's key layout."""
+    return CallManifest(
+        tenant=tenant,
+        call_id=call_id,
+        started_at=started_at,
+        prefix=call_prefix(tenant, call_id, started_at),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def save_manifest(store: ObjectStore, manifest: CallManifest) -> None:
+    """Write (or overwrite) a call's manifest."""
+    store.put(
+        manifest_key(manifest.tenant, manifest.call_id),
+        manifest.model_dump_json().encode(),
+        "application/json",
+    )
+
+
+def load_manifest(store: ObjectStore, tenant: str, call_id: str) -> CallManifest | None:
+    """The manifest of a call of this tenant, or None (unknown, or another tenant's)."""
+    try:
+        data = store.get(manifest_key(tenant, call_id))
+    except (ObjectNotFound, ValueError):
+        return None
+    try:
+        return CallManifest.model_validate_json(data)
+    except ValidationError as exc:
+        raise StoreError(f"corrupt manifest for call {call_id}: {exc}", retriable=False) from exc

@@ -1,0 +1,104 @@
+"""Transcript artifacts: transcript.json and speaker-labelled transcript.vtt beside the audio."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pipeline.events import Utterance
+from recordings.keys import call_key
+from recordings.store.base import ObjectStore
+
+JSON_NAME = "transcript.json"
+VTT_NAME = "transcript.vtt"
+
+
+def interleave(utterances: Iterable[Utterance]) -> list[Utterance]:
+    """Both legs' utterances in speaking order (start time, then leg)."""
+    return sorted(utterances, key=lambda u: (u.start, u.leg, u.utterance_id))
+
+
+def _clock(t: float) -> str:
+    ms = int(round(t * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def _vtt_text(text: str) -> str:
+    # "-->" or a blank line would end a cue; < and & would open markup.
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    )
+
+
+def to_vtt(utterances: Sequence[Utterance]) -> str:
+    """WebVTT with one cue per utterance and the leg as the voice (`<v agent>`)."""
+    lines = ["WEBVTT", ""]
+    for u in interleave(utterances):
+        lines += [u.utterance_id, f"{_clock(u.start)} --> {_clock(u.end)}",
+                  f"<v {u.leg}>{_vtt_text(u.text)}", ""]
+    return "\n".join(lines)
+
+
+def to_txt(utterances: Sequence[Utterance]) -> str:
+    """Plain text, one line per utterance: `[00:00:01.200] agent: text`."""
+    return "".join(
+        f"[{_clock(u.start)}] {u.leg}: {u.text}\n" for u in interleave(utterances)
+    )
+
+
+def to_document(
+    tenant: str,
+    call_id: str,
+    utterances: Sequence[Utterance],
+    info: dict[str, Any],
+    source: str,
+) -> dict[str, Any]:
+    """The transcript.json document: utterances with words, and how they were made."""
+    return {
+        "v": 1,
+        "tenant": tenant,
+        "call_id": call_id,
+        "source": source,
+        "info": info,
+        "utterances": [
+            u.model_dump(mode="json", exclude={"v", "tenant", "call_id", "type", "revision"})
+            for u in interleave(utterances)
+        ],
+    }
+
+
+def from_document(doc: dict[str, Any]) -> list[Utterance]:
+    """Utterances of a stored transcript.json."""
+    return [
+        Utterance(tenant=doc["tenant"], call_id=doc["call_id"], **u) for u in doc["utterances"]
+    ]
+
+
+def write_transcript(
+    store: ObjectStore,
+    tenant: str,
+    call_id: str,
+    started_at: datetime,
+    utterances: Sequence[Utterance],
+    info: dict[str, Any],
+    source: str,
+) -> tuple[str, str]:
+    """Write transcript.json and transcript.vtt under the call's prefix; returns both URIs.
+
+    Same call, same keys: reprocessing overwrites.
+    """
+    doc = to_document(tenant, call_id, utterances, info, source)
+    json_uri = store.put(
+        call_key(tenant, call_id, started_at, JSON_NAME),
+        json.dumps(doc, ensure_ascii=False, indent=1).encode(),
+        "application/json",
+    )
+    vtt_uri = store.put(
+        call_key(tenant, call_id, started_at, VTT_NAME), to_vtt(utterances).encode(), "text/vtt"
+    )
+    return json_uri, vtt_uri

@@ -1,0 +1,101 @@
+"""A finished recording to utterances: each channel transcribed as its leg, interleaved."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from typing import Any, Literal
+
+from pipeline.config import SttSettings
+from pipeline.events import Utterance, utterance_id
+from stt.audio import SAMPLE_RATE, DecodedAudio
+from stt.transcriber import TranscribeOptions, Transcriber, TranscriptionInfo
+from stt.vad import VadOptions
+
+Channels = Mapping[str, str] | Literal["mono"]
+
+
+class ChannelMismatch(ValueError):
+    """The channel map does not fit the recording (e.g. two legs named, one channel present)."""
+
+
+def parse_channels(spec: str) -> dict[str, str] | Literal["mono"]:
+    """`agent,customer` -> {"0": "agent", "1": "customer"}; `mono` -> "mono"."""
+    spec = spec.strip().lower()
+    if spec in ("", "mono"):
+        return "mono"
+    legs = [p.strip() for p in spec.split(",")]
+    if any(leg not in ("agent", "customer") for leg in legs) or len(set(legs)) != len(legs):
+        raise ChannelMismatch(
+            f"channels must be 'mono' or a comma list of distinct legs agent/customer, got {spec!r}"
+        )
+    return {str(i): leg for i, leg in enumerate(legs)}
+
+
+def options_from(stt: SttSettings) -> TranscribeOptions:
+    """Transcriber options from the settings."""
+    return TranscribeOptions(
+        beam_size=stt.beam_size,
+        batch_size=stt.batch_size,
+        vad=VadOptions(
+            aggressiveness=stt.vad_aggressiveness,
+            min_speech_duration_ms=stt.min_speech_duration_ms,
+            min_silence_duration_ms=stt.min_silence_duration_ms,
+            speech_pad_ms=stt.speech_pad_ms,
+            max_speech_duration_s=stt.max_utterance_s,
+        ),
+        no_speech_threshold=stt.no_speech_threshold,
+        min_word_probability=stt.min_word_probability,
+    )
+
+
+def legs_of(audio: DecodedAudio, channels: Channels) -> list[tuple[str, Any]]:
+    """(leg, samples) per transcribed channel; refuses a map that names missing channels."""
+    if channels == "mono":
+        return [("mono", audio.mono())]
+    out = []
+    for idx, leg in sorted(channels.items(), key=lambda kv: int(kv[0])):
+        i = int(idx)
+        if i >= len(audio.channels):
+            raise ChannelMismatch(
+                f"channel {i} ({leg}) named but the recording has {len(audio.channels)} channel(s)"
+            )
+        out.append((leg, audio.channels[i]))
+    return out
+
+
+def transcribe_recording(
+    transcriber: Transcriber,
+    audio: DecodedAudio,
+    channels: Channels,
+    tenant: str,
+    call_id: str,
+    language: str | None = None,
+) -> tuple[Iterator[Utterance], TranscriptionInfo]:
+    """Final batch utterances of every leg in speaking order, decoded lazily."""
+    legs = legs_of(audio, channels)
+    segments, info = transcriber.transcribe_channels([s for _, s in legs], language)
+
+    def utterances() -> Iterator[Utterance]:
+        for ch, seg in segments:
+            leg = legs[ch][0]
+            yield Utterance(
+                tenant=tenant,
+                call_id=call_id,
+                leg=leg,  # type: ignore[arg-type]
+                utterance_id=utterance_id(call_id, leg, int(round(seg.start * SAMPLE_RATE))),
+                start=seg.start,
+                end=seg.end,
+                text=seg.text,
+                words=seg.words,
+                final=True,
+                language=info.language,
+                source="batch",
+            )
+
+    return utterances(), info
+
+
+def info_dict(info: TranscriptionInfo) -> dict[str, Any]:
+    """TranscriptionInfo as stored in transcript.json."""
+    return asdict(info)

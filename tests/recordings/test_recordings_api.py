@@ -1,0 +1,114 @@
+"""POST /v1/recordings and GET /v1/calls/{id}/transcript on the embedded app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from pipeline.api.app import create_app
+from pipeline.services import Services
+from pipeline.worker import WorkerRunner
+from stt.batch_worker import BatchStage
+
+
+@pytest.fixture
+def client(services: Services) -> TestClient:
+    return TestClient(create_app(services))
+
+
+@pytest.fixture
+def keys(services: Services) -> dict[str, str]:
+    k = services.keys
+    return {
+        "pbx": k.create("acme", "pbx"),
+        "analyst": k.create("acme", "analyst"),
+        "agent": k.create("acme", "agent", agent_id="a-7"),
+        "other_agent": k.create("acme", "agent", agent_id="a-9"),
+        "rival": k.create("rival", "analyst"),
+    }
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_upload_then_transcript(
+    client: TestClient, services: Services, keys: dict[str, str], ulaw_stereo_wav: bytes
+) -> None:
+    r = client.post(
+        "/v1/recordings",
+        files={"file": ("call.wav", ulaw_stereo_wav, "audio/wav")},
+        data={"channels": "agent,customer", "agent_id": "a-7", "language": "en"},
+        headers=_auth(keys["pbx"]),
+    )
+    assert r.status_code == 202, r.text
+    call_id = r.json()["call_id"]
+    # queued, not transcribed yet
+    assert client.get(f"/v1/calls/{call_id}/transcript",
+                      headers=_auth(keys["analyst"])).status_code == 404
+
+    WorkerRunner(BatchStage(services), services.bus, services.topics, services.metrics,
+                 poll_timeout_s=0.05).run_once()
+
+    r = client.get(f"/v1/calls/{call_id}/transcript", headers=_auth(keys["analyst"]))
+    assert r.status_code == 200
+    doc = r.json()
+    assert {u["leg"] for u in doc["utterances"]} == {"agent", "customer"}
+    assert doc["info"]["language"] == "en"
+    vtt = client.get(f"/v1/calls/{call_id}/transcript?format=vtt", headers=_auth(keys["agent"]))
+    assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT")
+    # another agent, another tenant: the call does not exist for them
+    assert client.get(f"/v1/calls/{call_id}/transcript",
+                      headers=_auth(keys["other_agent"])).status_code == 404
+    assert client.get(f"/v1/calls/{call_id}/transcript",
+                      headers=_auth(keys["rival"])).status_code == 404
+
+
+def test_auth_errors(client: TestClient, keys: dict[str, str]) -> None:
+    files = {"file": ("x.wav", b"RIFF", "audio/wav")}
+    assert client.post("/v1/recordings", files=files).status_code == 401
+    assert client.post("/v1/recordings", files=files,
+                       headers=_auth("cp_nope_nope")).status_code == 401
+    assert client.post("/v1/recordings", files=files,
+                       headers=_auth(keys["analyst"])).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "fields", "status", "reason"),
+    [
+        (b"", {}, 415, "empty file"),
+        (b"\x00\x01garbage" * 100, {}, 415, "unreadable audio"),
+        ("mono8k", {"channels": "agent,customer"}, 422, "channel 1 (customer) named"),
+        ("mono8k", {"channels": "agent,boss"}, 422, "channels must be"),
+        ("mono8k", {"call_id": "../../etc"}, 422, "call_id"),
+        ("mono8k", {"language": "english!"}, 422, "language"),
+    ],
+)
+def test_bad_uploads_get_reasons(
+    client: TestClient, keys: dict[str, str], encode: Any, body: Any, fields: dict[str, str],
+    status: int, reason: str,
+) -> None:
+    if body == "mono8k":
+        body = encode([np.zeros(8000, np.float32)], 8000, "pcm_mulaw", "wav")
+    r = client.post("/v1/recordings", files={"file": ("f.wav", body, "audio/wav")},
+                    data=fields, headers=_auth(keys["pbx"]))
+    assert r.status_code == status, r.text
+    assert reason in r.json()["detail"]
+
+
+def test_oversized_upload_is_413(services: Services, keys: dict[str, str]) -> None:
+    services.settings.max_upload_mb = 0.01
+    client = TestClient(create_app(services))
+    r = client.post("/v1/recordings", files={"file": ("big.wav", b"\x00" * 20_000, "audio/wav")},
+                    headers=_auth(keys["pbx"]))
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    assert services.metrics.value("api_rejections_total", route="recordings",
+                                  cause="too_large") == 1
+
+
+def test_health_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/metrics").status_code == 200

@@ -1,0 +1,27 @@
+"""The evaluation normaliser and WER."""
+
+from __future__ import annotations
+
+from stt.normalise import normalise, number_to_words, wer
+
+
+def test_case_punctuation_accents() -> None:
+    assert normalise("Résiliation, S'IL VOUS PLAÎT!") == "resiliation s'il vous plait"
+
+
+def test_numbers() -> None:
+    assert number_to_words(0) == "zero"
+    assert number_to_words(42) == "forty two"
+    assert number_to_words(1_234_005) == "one million two hundred thirty four thousand five"
+    assert normalise("It costs $12 for 3 items") == "it costs twelve dollars for three items"
+    assert normalise("my number is 45678") == "my number is four five six seven eight"
+    assert normalise("call 0612") == "call zero six one two"
+    assert normalise("1,000 people") == "one thousand people"
+
+
+def test_wer() -> None:
+    assert wer("I want to cancel my contract", "i want to cancel my contract.") == 0.0
+    assert wer("a b c d", "a x c") == 0.5
+    assert wer("", "") == 0.0
+    assert wer("", "hello") == 1.0
+    assert wer("Mr. Smith paid 42", "mister smith paid forty-two") == 0.0
