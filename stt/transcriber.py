@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 _GAP = np.zeros(SAMPLE_RATE // 10, dtype=np.float32)  # keeps batched clips apart
+# Utterances of one channel are packed into windows of up to this length: Whisper pads
+# every input to 30 s, so one short utterance per window would waste most of the encoder.
+MAX_CHUNK_SAMPLES = 28 * SAMPLE_RATE
+_PIECE_GAP = SAMPLE_RATE * 3 // 10  # a pause between packed utterances, for punctuation
 
 
 @dataclass(frozen=True)
@@ -102,15 +106,14 @@ class Transcriber:
         Yields (channel index, segment); the language is detected once over the speech of
         all channels unless given.
         """
-        clips: list[tuple[float, int, np.ndarray]] = []
+        chunks: list[_Chunk] = []
         for ch, audio in enumerate(channels):
-            for s, e in speech_segments(audio, self.options.vad):
-                clips.append((s / SAMPLE_RATE, ch, audio[s:e]))
-        clips.sort(key=lambda c: (c[0], c[1]))
-        voiced = sum(len(c[2]) for c in clips) / SAMPLE_RATE
+            chunks += pack_spans(ch, audio, speech_segments(audio, self.options.vad))
+        chunks.sort(key=lambda c: (c.pieces[0][1], c.channel))
+        voiced = sum(e - s for c in chunks for _, s, e in c.pieces) / SAMPLE_RATE
         prob = 1.0
-        if language is None and clips:
-            language, prob = self.detect_language(np.concatenate([c[2] for c in clips[:20]]))
+        if language is None and chunks:
+            language, prob = self.detect_language(np.concatenate([c.audio for c in chunks[:2]]))
         info = TranscriptionInfo(
             language=language,
             language_probability=prob,
@@ -119,18 +122,21 @@ class Transcriber:
             model=self.model_name,
             options=asdict(self.options),
         )
-        return self._iterate(clips, language), info
+        return self._iterate(chunks, language), info
 
-    def _iterate(
-        self, clips: list[tuple[float, int, np.ndarray]], language: str | None
-    ) -> Iterator[tuple[int, Segment]]:
+    def _iterate(self, chunks: list[_Chunk], language: str | None) -> Iterator[tuple[int, Segment]]:
         step = self.options.batch_size
-        for i in range(0, len(clips), step):
-            batch = clips[i : i + step]
-            results = self.transcribe_clips([c[2] for c in batch], language)
-            for (offset, ch, _), seg in zip(batch, results, strict=True):
-                if seg is not None:
-                    yield ch, shift(seg, offset)
+        for i in range(0, len(chunks), step):
+            batch = chunks[i : i + step]
+            results = self.transcribe_clips([c.audio for c in batch], language)
+            out = [
+                (chunk.channel, seg)
+                for chunk, whole in zip(batch, results, strict=True)
+                if whole is not None
+                for seg in chunk.split(whole)
+            ]
+            out.sort(key=lambda cs: (cs[1].start, cs[0]))
+            yield from out
 
     def transcribe_clips(
         self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
@@ -234,3 +240,60 @@ def transcriber_of(services: Services) -> Transcriber:
         "transcriber",
         lambda: Transcriber(services.whisper_model(), options_from(st), model_name=st.model),
     )
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Utterances of one channel packed into one Whisper window.
+
+    `pieces` holds (position in the chunk, start, end) in samples, start/end in the channel.
+    """
+
+    channel: int
+    pieces: tuple[tuple[int, int, int], ...]
+    audio: np.ndarray
+
+    def split(self, whole: Segment) -> list[Segment]:
+        """One segment per packed utterance, words moved back to channel time."""
+        per_piece: list[list[Word]] = [[] for _ in self.pieces]
+        for w in whole.words:
+            mid = (w.start + w.end) / 2 * SAMPLE_RATE
+            idx = max((i for i, (pos, _, _) in enumerate(self.pieces) if pos <= mid), default=0)
+            pos, start, end = self.pieces[idx]
+
+            def back(t: float, pos: int = pos, start: int = start, end: int = end) -> float:
+                return round(min(max(start + t * SAMPLE_RATE - pos, start), end) / SAMPLE_RATE, 3)
+
+            per_piece[idx].append(Word(word=w.word, start=back(w.start), end=back(w.end),
+                                       probability=w.probability))
+        return [
+            Segment(start=ws[0].start, end=ws[-1].end, text=" ".join(w.word for w in ws),
+                    words=tuple(ws), avg_logprob=whole.avg_logprob,
+                    no_speech_prob=whole.no_speech_prob, language=whole.language)
+            for ws in per_piece
+            if ws
+        ]
+
+
+def pack_spans(channel: int, audio: np.ndarray, spans: list[tuple[int, int]]) -> list[_Chunk]:
+    """Pack consecutive speech spans of one channel into chunks of at most 28 s."""
+    chunks: list[_Chunk] = []
+    pieces: list[tuple[int, int, int]] = []
+    parts: list[np.ndarray] = []
+    pos = 0
+
+    def close() -> None:
+        nonlocal pieces, parts, pos
+        if pieces:
+            chunks.append(_Chunk(channel, tuple(pieces), np.concatenate(parts).astype(np.float32)))
+        pieces, parts, pos = [], [], 0
+
+    for s, e in spans:
+        e = min(e, s + MAX_CHUNK_SAMPLES)
+        if pieces and pos + (e - s) > MAX_CHUNK_SAMPLES:
+            close()
+        pieces.append((pos, s, e))
+        parts += [audio[s:e], np.zeros(_PIECE_GAP, np.float32)]
+        pos += e - s + _PIECE_GAP
+    close()
+    return chunks
