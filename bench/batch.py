@@ -87,8 +87,9 @@ def ulaw_wav(chans: list[np.ndarray], rate: int = 8000) -> bytes:
         st = out.add_stream("pcm_mulaw", rate=rate, layout="stereo")
         inter = np.stack([float_to_int16(c) for c in chans], 1)
         for s in range(0, len(inter), 4000):
-            fr = av.AudioFrame.from_ndarray(inter[s : s + 4000].reshape(1, -1), format="s16",
-                                            layout="stereo")
+            fr = av.AudioFrame.from_ndarray(
+                inter[s : s + 4000].reshape(1, -1), format="s16", layout="stereo"
+            )
             fr.sample_rate = rate
             for p in st.encode(fr):
                 out.mux(p)
@@ -141,11 +142,24 @@ def main() -> None:
     exe = str(Path(sys.executable).parent / "callpipe")
 
     # callpipe first, in its own process (peak RSS of that process alone)
-    out, cp_wall, cp_rss = run_child([exe, "transcribe", str(wav), "--channels", "agent,customer",
-                                      "--language", "en", "--format", "json"])
+    out, cp_wall, cp_rss = run_child(
+        [
+            exe,
+            "transcribe",
+            str(wav),
+            "--channels",
+            "agent,customer",
+            "--language",
+            "en",
+            "--format",
+            "json",
+        ]
+    )
     doc = json.loads(out)
-    cp_text = {leg: " ".join(u["text"] for u in doc["utterances"] if u["leg"] == leg)
-               for leg in ("agent", "customer")}
+    cp_text = {
+        leg: " ".join(u["text"] for u in doc["utterances"] if u["leg"] == leg)
+        for leg in ("agent", "customer")
+    }
     out, _, _ = run_child([sys.executable, "-c", PLAIN, str(folder), str(wav)])
     plain = json.loads(out)
     plain_wall = plain["wall"]
@@ -156,10 +170,14 @@ def main() -> None:
 
     cp_wer, plain_wer = wer_of(cp_text), wer_of(plain)
     print(f"audio: {duration:.1f} s per channel, 2 channels, 8 kHz mu-law, base int8, 2 threads")
-    print(f"callpipe transcribe : wall {cp_wall:7.1f} s  RTF {cp_wall / duration:.3f}  "
-          f"WER {cp_wer * 100:5.2f}%  peak RSS {cp_rss / 1024:.0f} MB")
-    print(f"plain faster-whisper: wall {plain_wall:7.1f} s  RTF {plain_wall / duration:.3f}  "
-          f"WER {plain_wer * 100:5.2f}%  peak RSS {plain['maxrss_kb'] / 1024:.0f} MB")
+    print(
+        f"callpipe transcribe : wall {cp_wall:7.1f} s  RTF {cp_wall / duration:.3f}  "
+        f"WER {cp_wer * 100:5.2f}%  peak RSS {cp_rss / 1024:.0f} MB"
+    )
+    print(
+        f"plain faster-whisper: wall {plain_wall:7.1f} s  RTF {plain_wall / duration:.3f}  "
+        f"WER {plain_wer * 100:5.2f}%  peak RSS {plain['maxrss_kb'] / 1024:.0f} MB"
+    )
     print(f"ratio callpipe/plain time: {cp_wall / plain_wall:.2f} (target <= 0.6)")
     print(f"WER difference: {(cp_wer - plain_wer) * 100:+.2f} points (target <= +1)")
     print(f"callpipe peak memory: {cp_rss / 1024:.0f} MB (target < 1536 MB)")

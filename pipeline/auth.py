@@ -98,8 +98,11 @@ def principal_of(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         services.metrics.inc("auth_failures_total", reason="missing")
-        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     p: Principal | None = services.keys.lookup(token.strip())
     if p is None:
         services.metrics.inc("auth_failures_total", reason="unknown")
@@ -114,7 +117,9 @@ def require(*roles: Role) -> Callable[[Request], Principal]:
         p = principal_of(request)
         if p.role not in roles:
             request.app.state.services.metrics.inc("auth_failures_total", reason="role")
-            raise HTTPException(403, f"role {p.role!r} may not do this (needs {' or '.join(roles)})")
+            raise HTTPException(
+                403, f"role {p.role!r} may not do this (needs {' or '.join(roles)})"
+            )
         return p
 
     return dep

@@ -136,7 +136,6 @@ class Settings(BaseSettings):
             raise ValueError("topic_prefix may hold only letters, digits, '.', '_' and '-'")
         return v
 
-
     def retention_days(self, tenant: str) -> int:
         """Retention for one tenant, falling back to the default."""
         return self.retention.per_tenant_days.get(tenant, self.retention.days)

@@ -33,6 +33,7 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     v: int = 1
+    type: str
     tenant: str = Field(min_length=1, max_length=64)
     call_id: str = Field(min_length=1, max_length=128)
 

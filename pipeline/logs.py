@@ -35,11 +35,13 @@ class CallLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def __init__(self, logger: logging.Logger, tenant: str | None, call_id: str | None) -> None:
         super().__init__(logger, {"tenant": tenant or "-", "call_id": call_id or "-"})
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
         return msg, kwargs
 
 
-def ctx(tenant: str | None, call_id: str | None) -> dict[str, dict[str, str]]:
+def ctx(tenant: str | None, call_id: str | None) -> dict[str, Any]:
     """`extra=` for a single structured log call: `log.info("...", **ctx(t, c))`."""
     return {"extra": {"tenant": tenant or "-", "call_id": call_id or "-"}}

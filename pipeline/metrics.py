@@ -54,7 +54,9 @@ class Metrics:
                     lines.append(f"# TYPE callpipe_{name} {kind}")
                     for labels, v in sorted(table[name].items()):
                         lab = ",".join(f'{k}="{_escape(val)}"' for k, val in labels)
-                        lines.append(f"callpipe_{name}{{{lab}}} {v:g}" if lab else f"callpipe_{name} {v:g}")
+                        lines.append(
+                            f"callpipe_{name}{{{lab}}} {v:g}" if lab else f"callpipe_{name} {v:g}"
+                        )
         return "\n".join(lines) + "\n"
 
 

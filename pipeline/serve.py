@@ -62,8 +62,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from pipeline.demo import start_demo
 
         start_demo(services, stop)
-    log.info("callpipe serving on http://%s:%d (data in %s)", settings.host, settings.port,
-             settings.data_dir.resolve())
+    log.info(
+        "callpipe serving on http://%s:%d (data in %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir.resolve(),
+    )
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     finally:

@@ -109,8 +109,9 @@ def build_services(settings: Settings) -> Services:
         bus: Bus = InProcessBus(settings.kafka.partitions)
         store: ObjectStore = LocalStore(settings.data_dir / "objects")
     else:
-        from pipeline.bus.kafka import KafkaBus
         from recordings.store.minio import MinioStore
+
+        from pipeline.bus.kafka import KafkaBus
 
         bus = KafkaBus(settings.kafka)
         store = MinioStore(settings.s3)

@@ -136,7 +136,11 @@ class WorkerRunner:
         self._producer.send(self.topics.deadletter, msg.key, dl.encode())
         self.metrics.inc("deadletters_total", worker=self.stage.name, topic=msg.topic)
         log.warning(
-            "dead-lettered %s/%d@%d: %s", msg.topic, msg.partition, msg.offset, reason,
+            "dead-lettered %s/%d@%d: %s",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            reason,
             **ctx(tenant, msg.key),
         )
 
@@ -212,6 +216,8 @@ class WorkerRunner:
 
     def start(self, stop: threading.Event) -> threading.Thread:
         """Run in a daemon thread."""
-        t = threading.Thread(target=self.run, args=(stop,), name=f"worker-{self.stage.name}", daemon=True)
+        t = threading.Thread(
+            target=self.run, args=(stop,), name=f"worker-{self.stage.name}", daemon=True
+        )
         t.start()
         return t

@@ -24,8 +24,18 @@ from stt.batch import ChannelMismatch, legs_of, parse_channels
 
 log = logging.getLogger(__name__)
 
-_EXT = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "flac": "flac", "opus": "ogg", "m4a": "m4a",
-        "webm": "webm", "aac": "aac", "mov,mp4,m4a,3gp,3g2,mj2": "m4a", "matroska,webm": "webm"}
+_EXT = {
+    "wav": "wav",
+    "mp3": "mp3",
+    "ogg": "ogg",
+    "flac": "flac",
+    "opus": "ogg",
+    "m4a": "m4a",
+    "webm": "webm",
+    "aac": "aac",
+    "mov,mp4,m4a,3gp,3g2,mj2": "m4a",
+    "matroska,webm": "webm",
+}
 
 
 def _bad(services: Services, status: int, reason: str, cause: str) -> HTTPException:
@@ -80,8 +90,9 @@ def router(services: Services) -> APIRouter:
         except ValueError as exc:
             raise _bad(services, 422, str(exc), "bad_field") from None
         if language is not None and not (2 <= len(language) <= 3 and language.isalpha()):
-            raise _bad(services, 422, f"language must be an ISO 639-1 code, got {language!r}",
-                       "bad_field")
+            raise _bad(
+                services, 422, f"language must be an ISO 639-1 code, got {language!r}", "bad_field"
+            )
         try:
             audio = load_audio(bytes(data))
             legs_of(audio, chan)
@@ -98,21 +109,43 @@ def router(services: Services) -> APIRouter:
         if existing is not None and existing.recording_key and existing.recording_key != key:
             services.store.delete(existing.recording_key)
         uri = services.store.put(key, bytes(data), file.content_type or "application/octet-stream")
-        save_manifest(services.store, new_manifest(
-            principal.tenant, cid, when, recording_key=key, channels=chan, agent_id=agent_id,
-            direction=direction, caller=caller, callee=callee, language=language,
-        ))
+        save_manifest(
+            services.store,
+            new_manifest(
+                principal.tenant,
+                cid,
+                when,
+                recording_key=key,
+                channels=chan,
+                agent_id=agent_id,
+                direction=direction,
+                caller=caller,
+                callee=callee,
+                language=language,
+            ),
+        )
         event = RecordingReady(
-            tenant=principal.tenant, call_id=cid, uri=uri, channels=chan, started_at=when,
-            language=language, agent_id=agent_id, direction=direction, caller=caller,
+            tenant=principal.tenant,
+            call_id=cid,
+            uri=uri,
+            channels=chan,
+            started_at=when,
+            language=language,
+            agent_id=agent_id,
+            direction=direction,
+            caller=caller,
             callee=callee,
         )
         producer = services.bus.producer()
         producer.send(services.topics.recordings, event.key, event.encode())
         producer.flush(30.0)
         services.metrics.inc("recordings_received_total")
-        log.info("recording stored (%.1f s, %d ch)", audio.duration, len(audio.channels),
-                 **ctx(principal.tenant, cid))
+        log.info(
+            "recording stored (%.1f s, %d ch)",
+            audio.duration,
+            len(audio.channels),
+            **ctx(principal.tenant, cid),
+        )
         return {"call_id": cid, "status": "queued", "uri": uri, "duration": audio.duration}
 
     @r.get("/v1/calls/{call_id}/transcript")

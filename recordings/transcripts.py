@@ -30,25 +30,25 @@ def _clock(t: float) -> str:
 
 def _vtt_text(text: str) -> str:
     # "-->" or a blank line would end a cue; < and & would open markup.
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
-    )
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def to_vtt(utterances: Sequence[Utterance]) -> str:
     """WebVTT with one cue per utterance and the leg as the voice (`<v agent>`)."""
     lines = ["WEBVTT", ""]
     for u in interleave(utterances):
-        lines += [u.utterance_id, f"{_clock(u.start)} --> {_clock(u.end)}",
-                  f"<v {u.leg}>{_vtt_text(u.text)}", ""]
+        lines += [
+            u.utterance_id,
+            f"{_clock(u.start)} --> {_clock(u.end)}",
+            f"<v {u.leg}>{_vtt_text(u.text)}",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def to_txt(utterances: Sequence[Utterance]) -> str:
     """Plain text, one line per utterance: `[00:00:01.200] agent: text`."""
-    return "".join(
-        f"[{_clock(u.start)}] {u.leg}: {u.text}\n" for u in interleave(utterances)
-    )
+    return "".join(f"[{_clock(u.start)}] {u.leg}: {u.text}\n" for u in interleave(utterances))
 
 
 def to_document(
@@ -74,9 +74,7 @@ def to_document(
 
 def from_document(doc: dict[str, Any]) -> list[Utterance]:
     """Utterances of a stored transcript.json."""
-    return [
-        Utterance(tenant=doc["tenant"], call_id=doc["call_id"], **u) for u in doc["utterances"]
-    ]
+    return [Utterance(tenant=doc["tenant"], call_id=doc["call_id"], **u) for u in doc["utterances"]]
 
 
 def write_transcript(

@@ -118,7 +118,9 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
     raise AudioError(f"unsupported sample format {arr.dtype}")
 
 
-def write_wav(channels: list[np.ndarray] | tuple[np.ndarray, ...], rate: int = SAMPLE_RATE) -> bytes:
+def write_wav(
+    channels: list[np.ndarray] | tuple[np.ndarray, ...], rate: int = SAMPLE_RATE
+) -> bytes:
     """16-bit PCM WAV bytes from float32 channels (padded to the longest)."""
     import wave
 

@@ -12,14 +12,15 @@ from stt.audio import SAMPLE_RATE, DecodedAudio
 from stt.transcriber import TranscribeOptions, Transcriber, TranscriptionInfo
 from stt.vad import VadOptions
 
-Channels = Mapping[str, str] | Literal["mono"]
+LegName = Literal["agent", "customer"]
+Channels = Mapping[str, LegName] | Literal["mono"]
 
 
 class ChannelMismatch(ValueError):
     """The channel map does not fit the recording (e.g. two legs named, one channel present)."""
 
 
-def parse_channels(spec: str) -> dict[str, str] | Literal["mono"]:
+def parse_channels(spec: str) -> dict[str, LegName] | Literal["mono"]:
     """`agent,customer` -> {"0": "agent", "1": "customer"}; `mono` -> "mono"."""
     spec = spec.strip().lower()
     if spec in ("", "mono"):
@@ -29,7 +30,7 @@ def parse_channels(spec: str) -> dict[str, str] | Literal["mono"]:
         raise ChannelMismatch(
             f"channels must be 'mono' or a comma list of distinct legs agent/customer, got {spec!r}"
         )
-    return {str(i): leg for i, leg in enumerate(legs)}
+    return {str(i): leg for i, leg in enumerate(legs)}  # type: ignore[misc]
 
 
 def options_from(stt: SttSettings) -> TranscribeOptions:
@@ -53,7 +54,7 @@ def legs_of(audio: DecodedAudio, channels: Channels) -> list[tuple[str, Any]]:
     """(leg, samples) per transcribed channel; refuses a map that names missing channels."""
     if channels == "mono":
         return [("mono", audio.mono())]
-    out = []
+    out: list[tuple[str, Any]] = []
     for idx, leg in sorted(channels.items(), key=lambda kv: int(kv[0])):
         i = int(idx)
         if i >= len(audio.channels):

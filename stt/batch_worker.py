@@ -42,8 +42,9 @@ class BatchStage(Stage):
             metrics.inc("batch_errors_total", reason="missing_object")
             raise BadInput(f"recording not found: {event.uri}") from None
         except StoreError as exc:
-            raise ProcessingError(f"store error reading {event.uri}: {exc}",
-                                  retriable=exc.retriable) from exc
+            raise ProcessingError(
+                f"store error reading {event.uri}: {exc}", retriable=exc.retriable
+            ) from exc
         try:
             audio = load_audio(data)
         except AudioError as exc:
@@ -62,26 +63,54 @@ class BatchStage(Stage):
             self._mark_failed(event, str(exc))
             raise BadInput(str(exc)) from None
         json_uri, vtt_uri = write_transcript(
-            store, event.tenant, event.call_id, event.started_at, utterances,
-            info_dict(info), "batch",
+            store,
+            event.tenant,
+            event.call_id,
+            event.started_at,
+            utterances,
+            info_dict(info),
+            "batch",
         )
         manifest = load_manifest(store, event.tenant, event.call_id) or new_manifest(
-            event.tenant, event.call_id, event.started_at, recording_key=key,
-            channels=event.channels, agent_id=event.agent_id, direction=event.direction,
-            caller=event.caller, callee=event.callee,
+            event.tenant,
+            event.call_id,
+            event.started_at,
+            recording_key=key,
+            channels=event.channels,
+            agent_id=event.agent_id,
+            direction=event.direction,
+            caller=event.caller,
+            callee=event.callee,
         )
-        save_manifest(store, manifest.model_copy(update={
-            "status": "transcribed", "language": info.language, "error": None,
-            "transcript_key": manifest.prefix + JSON_NAME,
-        }))
+        save_manifest(
+            store,
+            manifest.model_copy(
+                update={
+                    "status": "transcribed",
+                    "language": info.language,
+                    "error": None,
+                    "transcript_key": manifest.prefix + JSON_NAME,
+                }
+            ),
+        )
         metrics.inc("recordings_transcribed_total")
         metrics.inc("audio_seconds_total", info.duration, source="batch")
-        log.info("transcribed %.1f s into %d utterances (%s)", info.duration, len(utterances),
-                 info.language, **ctx(event.tenant, event.call_id))
+        log.info(
+            "transcribed %.1f s into %d utterances (%s)",
+            info.duration,
+            len(utterances),
+            info.language,
+            **ctx(event.tenant, event.call_id),
+        )
         yield from utterances
         yield TranscriptReady(
-            tenant=event.tenant, call_id=event.call_id, json_uri=json_uri, vtt_uri=vtt_uri,
-            utterances=len(utterances), source="batch", duration=info.duration,
+            tenant=event.tenant,
+            call_id=event.call_id,
+            json_uri=json_uri,
+            vtt_uri=vtt_uri,
+            utterances=len(utterances),
+            source="batch",
+            duration=info.duration,
             language=info.language,
         )
 

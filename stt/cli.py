@@ -20,9 +20,12 @@ def register(sub: Any) -> None:
     """Add `transcribe`."""
     p = sub.add_parser("transcribe", help="transcribe a recording file to stdout")
     p.add_argument("file", type=Path)
-    p.add_argument("--channels", default=None,
-                   help="'mono' or legs per channel, e.g. agent,customer (default: agent,customer "
-                        "for two-channel files, mono otherwise)")
+    p.add_argument(
+        "--channels",
+        default=None,
+        help="'mono' or legs per channel, e.g. agent,customer (default: agent,customer "
+        "for two-channel files, mono otherwise)",
+    )
     p.add_argument("--language", default=None, help="ISO code (default: detect)")
     p.add_argument("--model", default=None, help="base, small or a model folder (default base)")
     p.add_argument("--format", choices=("json", "vtt", "txt"), default="txt")
@@ -55,8 +58,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         folder = resolve_whisper(model_name, settings.model_cache)
     except WeightsNotFound as exc:
         raise CliError(str(exc)) from None
-    model = WhisperModel(str(folder), device="cpu", compute_type=settings.stt.compute_type,
-                         cpu_threads=settings.stt.cpu_threads)
+    model = WhisperModel(
+        str(folder),
+        device="cpu",
+        compute_type=settings.stt.compute_type,
+        cpu_threads=settings.stt.cpu_threads,
+    )
     transcriber = Transcriber(model, options_from(settings.stt), model_name=model_name)
     call_id = "".join(c if c.isalnum() or c in "._-" else "_" for c in args.file.stem) or "call"
     try:

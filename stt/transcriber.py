@@ -171,22 +171,25 @@ class Transcriber:
             compression_ratio_threshold=o.compression_ratio_threshold,
         )
         fps = self.model.frames_per_second
-        by_seek = {int(int(s * SAMPLE_RATE) / SAMPLE_RATE * fps): i for i, (s, _) in enumerate(bounds)}
+        by_seek = {
+            int(int(s * SAMPLE_RATE) / SAMPLE_RATE * fps): i for i, (s, _) in enumerate(bounds)
+        }
         grouped: list[list[Any]] = [[] for _ in clips]
         for seg in segments:
             idx = by_seek.get(seg.seek)
             if idx is None:  # rounding: fall back to the clip that contains the segment
                 idx = max(i for i, (s, _) in enumerate(bounds) if s <= seg.start + 1e-3)
             grouped[idx].append(seg)
-        return [
-            self._merge(segs, bounds[i][0], info.language) for i, segs in enumerate(grouped)
-        ]
+        return [self._merge(segs, bounds[i][0], info.language) for i, segs in enumerate(grouped)]
 
     def _merge(self, segs: list[Any], offset: float, language: str | None) -> Segment | None:
         o = self.options
         kept = [
-            s for s in segs
-            if not (s.no_speech_prob > o.no_speech_threshold and s.avg_logprob < o.log_prob_threshold)
+            s
+            for s in segs
+            if not (
+                s.no_speech_prob > o.no_speech_threshold and s.avg_logprob < o.log_prob_threshold
+            )
             and s.compression_ratio <= o.compression_ratio_threshold
         ]
         words = tuple(
@@ -221,8 +224,12 @@ def shift(seg: Segment, offset: float) -> Segment:
         end=round(seg.end + offset, 3),
         text=seg.text,
         words=tuple(
-            Word(word=w.word, start=round(w.start + offset, 3), end=round(w.end + offset, 3),
-                 probability=w.probability)
+            Word(
+                word=w.word,
+                start=round(w.start + offset, 3),
+                end=round(w.end + offset, 3),
+                probability=w.probability,
+            )
             for w in seg.words
         ),
         avg_logprob=seg.avg_logprob,
@@ -264,12 +271,19 @@ class _Chunk:
             def back(t: float, pos: int = pos, start: int = start, end: int = end) -> float:
                 return round(min(max(start + t * SAMPLE_RATE - pos, start), end) / SAMPLE_RATE, 3)
 
-            per_piece[idx].append(Word(word=w.word, start=back(w.start), end=back(w.end),
-                                       probability=w.probability))
+            per_piece[idx].append(
+                Word(word=w.word, start=back(w.start), end=back(w.end), probability=w.probability)
+            )
         return [
-            Segment(start=ws[0].start, end=ws[-1].end, text=" ".join(w.word for w in ws),
-                    words=tuple(ws), avg_logprob=whole.avg_logprob,
-                    no_speech_prob=whole.no_speech_prob, language=whole.language)
+            Segment(
+                start=ws[0].start,
+                end=ws[-1].end,
+                text=" ".join(w.word for w in ws),
+                words=tuple(ws),
+                avg_logprob=whole.avg_logprob,
+                no_speech_prob=whole.no_speech_prob,
+                language=whole.language,
+            )
             for ws in per_piece
             if ws
         ]

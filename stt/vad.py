@@ -171,4 +171,5 @@ def speech_segments(audio: np.ndarray, options: VadOptions | None = None) -> lis
     events = ep.feed(float_to_int16(audio))
     events.extend(ep.flush())
     n = len(audio)
-    return [(e.start, min(e.end, n)) for e in events if isinstance(e, SpeechEnded) and e.end > e.start]
+    ends = [e for e in events if isinstance(e, SpeechEnded) and e.end > e.start]
+    return [(e.start, min(e.end, n)) for e in ends]

@@ -78,9 +78,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"tcp://127.0.0.1:{port}"
     log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
     proc = subprocess.Popen(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_port(port, 30, proc)
@@ -97,8 +106,9 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert Path(exe).exists(), "pip install 'moto[server]'"
     port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         wait_port(port, 30, proc)
         yield f"127.0.0.1:{port}"
@@ -196,8 +206,12 @@ def distributed_settings(tmp_path: Path, kafka_bootstrap: str, s3_endpoint: str)
         data_dir=tmp_path / "data",
         topic_prefix=f"t{tag}.",
         kafka={"bootstrap": kafka_bootstrap, "partitions": 3},
-        s3={"endpoint": s3_endpoint, "bucket": f"b{tag}", "access_key": "test",
-            "secret_key": "test"},
+        s3={
+            "endpoint": s3_endpoint,
+            "bucket": f"b{tag}",
+            "access_key": "test",
+            "secret_key": "test",
+        },
     )
 
 
@@ -236,9 +250,7 @@ def encode_audio(channels: list[np.ndarray], rate: int, codec: str, fmt: str) ->
         frame_len = 960
         for start in range(0, n, frame_len):
             block = inter[start : start + frame_len]
-            frame = av.AudioFrame.from_ndarray(
-                block.reshape(1, -1), format="s16", layout=layout
-            )
+            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout=layout)
             frame.sample_rate = rate
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -270,7 +282,9 @@ def two_party(speak: Callable[..., np.ndarray]) -> dict[str, Any]:
         "channels": [left.astype(np.float32), right.astype(np.float32)],
         "agent_text": " ".join(AGENT_LINES),
         "customer_text": " ".join(CUSTOMER_LINES),
-        "spoken_text": " ".join(f"{a} {c}" for a, c in zip(AGENT_LINES, CUSTOMER_LINES, strict=True)),
+        "spoken_text": " ".join(
+            f"{a} {c}" for a, c in zip(AGENT_LINES, CUSTOMER_LINES, strict=True)
+        ),
     }
 
 

@@ -91,9 +91,7 @@ class InProcessBus:
         with self._cond:
             if self._closed:
                 raise BusError("bus is closed", retriable=False)
-            parts = self._topics.setdefault(
-                topic, [_Partition() for _ in range(self.partitions)]
-            )
+            parts = self._topics.setdefault(topic, [_Partition() for _ in range(self.partitions)])
             p = self._partition_for(topic, key)
             part = parts[p]
             part.records.append(Message(topic, p, part.end, key, value, time.time()))

@@ -47,11 +47,14 @@ def test_upload_then_transcript(
     assert r.status_code == 202, r.text
     call_id = r.json()["call_id"]
     # queued, not transcribed yet
-    assert client.get(f"/v1/calls/{call_id}/transcript",
-                      headers=_auth(keys["analyst"])).status_code == 404
+    assert (
+        client.get(f"/v1/calls/{call_id}/transcript", headers=_auth(keys["analyst"])).status_code
+        == 404
+    )
 
-    WorkerRunner(BatchStage(services), services.bus, services.topics, services.metrics,
-                 poll_timeout_s=0.05).run_once()
+    WorkerRunner(
+        BatchStage(services), services.bus, services.topics, services.metrics, poll_timeout_s=0.05
+    ).run_once()
 
     r = client.get(f"/v1/calls/{call_id}/transcript", headers=_auth(keys["analyst"]))
     assert r.status_code == 200
@@ -61,19 +64,28 @@ def test_upload_then_transcript(
     vtt = client.get(f"/v1/calls/{call_id}/transcript?format=vtt", headers=_auth(keys["agent"]))
     assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT")
     # another agent, another tenant: the call does not exist for them
-    assert client.get(f"/v1/calls/{call_id}/transcript",
-                      headers=_auth(keys["other_agent"])).status_code == 404
-    assert client.get(f"/v1/calls/{call_id}/transcript",
-                      headers=_auth(keys["rival"])).status_code == 404
+    assert (
+        client.get(
+            f"/v1/calls/{call_id}/transcript", headers=_auth(keys["other_agent"])
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(f"/v1/calls/{call_id}/transcript", headers=_auth(keys["rival"])).status_code
+        == 404
+    )
 
 
 def test_auth_errors(client: TestClient, keys: dict[str, str]) -> None:
     files = {"file": ("x.wav", b"RIFF", "audio/wav")}
     assert client.post("/v1/recordings", files=files).status_code == 401
-    assert client.post("/v1/recordings", files=files,
-                       headers=_auth("cp_nope_nope")).status_code == 401
-    assert client.post("/v1/recordings", files=files,
-                       headers=_auth(keys["analyst"])).status_code == 403
+    assert (
+        client.post("/v1/recordings", files=files, headers=_auth("cp_nope_nope")).status_code == 401
+    )
+    assert (
+        client.post("/v1/recordings", files=files, headers=_auth(keys["analyst"])).status_code
+        == 403
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,13 +100,22 @@ def test_auth_errors(client: TestClient, keys: dict[str, str]) -> None:
     ],
 )
 def test_bad_uploads_get_reasons(
-    client: TestClient, keys: dict[str, str], encode: Any, body: Any, fields: dict[str, str],
-    status: int, reason: str,
+    client: TestClient,
+    keys: dict[str, str],
+    encode: Any,
+    body: Any,
+    fields: dict[str, str],
+    status: int,
+    reason: str,
 ) -> None:
     if body == "mono8k":
         body = encode([np.zeros(8000, np.float32)], 8000, "pcm_mulaw", "wav")
-    r = client.post("/v1/recordings", files={"file": ("f.wav", body, "audio/wav")},
-                    data=fields, headers=_auth(keys["pbx"]))
+    r = client.post(
+        "/v1/recordings",
+        files={"file": ("f.wav", body, "audio/wav")},
+        data=fields,
+        headers=_auth(keys["pbx"]),
+    )
     assert r.status_code == status, r.text
     assert reason in r.json()["detail"]
 
@@ -102,11 +123,15 @@ def test_bad_uploads_get_reasons(
 def test_oversized_upload_is_413(services: Services, keys: dict[str, str]) -> None:
     services.settings.max_upload_mb = 0.01
     client = TestClient(create_app(services))
-    r = client.post("/v1/recordings", files={"file": ("big.wav", b"\x00" * 20_000, "audio/wav")},
-                    headers=_auth(keys["pbx"]))
+    r = client.post(
+        "/v1/recordings",
+        files={"file": ("big.wav", b"\x00" * 20_000, "audio/wav")},
+        headers=_auth(keys["pbx"]),
+    )
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
-    assert services.metrics.value("api_rejections_total", route="recordings",
-                                  cause="too_large") == 1
+    assert (
+        services.metrics.value("api_rejections_total", route="recordings", cause="too_large") == 1
+    )
 
 
 def test_health_and_metrics(client: TestClient) -> None:

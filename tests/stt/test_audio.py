@@ -30,8 +30,13 @@ def test_pcm_wav_any_rate_becomes_16k(rate: int) -> None:
 
 @pytest.mark.parametrize(
     ("codec", "fmt", "tol"),
-    [("pcm_mulaw", "wav", 0.02), ("pcm_alaw", "wav", 0.02), ("mp3", "mp3", 0.08),
-     ("libopus", "ogg", 0.08), ("flac", "flac", 0.01)],
+    [
+        ("pcm_mulaw", "wav", 0.02),
+        ("pcm_alaw", "wav", 0.02),
+        ("mp3", "mp3", 0.08),
+        ("libopus", "ogg", 0.08),
+        ("flac", "flac", 0.01),
+    ],
 )
 def test_codecs_decode_with_right_length(
     codec: str, fmt: str, tol: float, encode: Callable[..., bytes]
@@ -55,8 +60,11 @@ def test_stereo_channels_kept_apart(encode: Callable[..., bytes]) -> None:
 
 @pytest.mark.parametrize(
     ("data", "reason"),
-    [(b"", "empty"), (b"RIFF\x00\x00\x00\x00WAVEjunk" * 10, "not a readable"),
-     (bytes(range(256)) * 40, "not a readable")],
+    [
+        (b"", "empty"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunk" * 10, "not a readable"),
+        (bytes(range(256)) * 40, "not a readable"),
+    ],
 )
 def test_bad_files_raise_audio_error(data: bytes, reason: str) -> None:
     with pytest.raises(AudioError, match=reason):

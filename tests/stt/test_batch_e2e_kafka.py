@@ -25,9 +25,14 @@ def test_kafka_recording_to_s3_transcript(
     key = call_key("acme", "k-call-1", STARTED, "recording.wav")
     uri = svc.store.put(key, ulaw_stereo_wav, "audio/wav")
     assert uri.startswith("s3://")
-    event = RecordingReady(tenant="acme", call_id="k-call-1", uri=uri,
-                           channels={"0": "agent", "1": "customer"}, started_at=STARTED,
-                           language="en")
+    event = RecordingReady(
+        tenant="acme",
+        call_id="k-call-1",
+        uri=uri,
+        channels={"0": "agent", "1": "customer"},
+        started_at=STARTED,
+        language="en",
+    )
     producer = svc.bus.producer()
     producer.send(svc.topics.recordings, event.key, event.encode())
     producer.flush(30)

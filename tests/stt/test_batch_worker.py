@@ -19,8 +19,9 @@ STARTED = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
 
 def _runner(services: Services) -> WorkerRunner:
-    return WorkerRunner(BatchStage(services), services.bus, services.topics, services.metrics,
-                        poll_timeout_s=0.05)
+    return WorkerRunner(
+        BatchStage(services), services.bus, services.topics, services.metrics, poll_timeout_s=0.05
+    )
 
 
 def _publish(services: Services, payload: bytes, key: str) -> None:
@@ -33,8 +34,11 @@ def _drain(services: Services, group: str) -> list[Any]:
     c = services.bus.consumer([services.topics.transcripts, services.topics.deadletter], group)
     out = []
     for m in c.poll(0.5, 10_000):
-        out.append(DeadLetter.model_validate_json(m.value) if m.topic.endswith("deadletter")
-                   else decode_event(m.value))
+        out.append(
+            DeadLetter.model_validate_json(m.value)
+            if m.topic.endswith("deadletter")
+            else decode_event(m.value)
+        )
     c.close()
     return out
 
@@ -42,8 +46,13 @@ def _drain(services: Services, group: str) -> list[Any]:
 def _ready(services: Services, wav: bytes, call_id: str) -> RecordingReady:
     key = call_key("acme", call_id, STARTED, "recording.wav")
     uri = services.store.put(key, wav, "audio/wav")
-    return RecordingReady(tenant="acme", call_id=call_id, uri=uri,
-                          channels={"0": "agent", "1": "customer"}, started_at=STARTED)
+    return RecordingReady(
+        tenant="acme",
+        call_id=call_id,
+        uri=uri,
+        channels={"0": "agent", "1": "customer"},
+        started_at=STARTED,
+    )
 
 
 def test_recording_to_artifacts_and_events(
@@ -89,9 +98,13 @@ def test_bad_events_are_dead_lettered_and_the_next_is_processed(
     mono_wav = encode([np.zeros(8000, np.float32)], 8000, "pcm_mulaw", "wav")
     wrong_channels = _ready(services, mono_wav, "mono-file")
     good = _ready(services, ulaw_stereo_wav, "good")
-    for payload, key in [(b"{not json", "x"), (missing.encode(), "gone"),
-                         (corrupt.encode(), "corrupt"), (wrong_channels.encode(), "mono-file"),
-                         (good.encode(), "good")]:
+    for payload, key in [
+        (b"{not json", "x"),
+        (missing.encode(), "gone"),
+        (corrupt.encode(), "corrupt"),
+        (wrong_channels.encode(), "mono-file"),
+        (good.encode(), "good"),
+    ]:
         _publish(services, payload, key)
     runner = _runner(services)
     handled = 0

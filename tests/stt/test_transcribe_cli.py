@@ -16,16 +16,33 @@ from stt.normalise import wer
 
 
 def test_ulaw_stereo_wav_json(
-    tmp_path: Path, ulaw_stereo_wav: bytes, two_party: dict[str, Any],
+    tmp_path: Path,
+    ulaw_stereo_wav: bytes,
+    two_party: dict[str, Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     f = tmp_path / "call.wav"
     f.write_bytes(ulaw_stereo_wav)
-    assert main(["transcribe", str(f), "--channels", "agent,customer", "--language", "en",
-                 "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "transcribe",
+                str(f),
+                "--channels",
+                "agent,customer",
+                "--language",
+                "en",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
-    legs = {leg: " ".join(u["text"] for u in doc["utterances"] if u["leg"] == leg)
-            for leg in ("agent", "customer")}
+    legs = {
+        leg: " ".join(u["text"] for u in doc["utterances"] if u["leg"] == leg)
+        for leg in ("agent", "customer")
+    }
     assert wer(two_party["agent_text"], legs["agent"]) < 0.15
     assert wer(two_party["customer_text"], legs["customer"]) < 0.15
     assert all(u["words"] for u in doc["utterances"])
@@ -55,7 +72,11 @@ def test_mp3_mono_vtt(
     ],
 )
 def test_errors_exit_2(
-    tmp_path: Path, encode: Any, content: Any, args: list[str], message: str,
+    tmp_path: Path,
+    encode: Any,
+    content: Any,
+    args: list[str],
+    message: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     f = tmp_path / "in.wav"
@@ -72,6 +93,7 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all" * 10)
     exe = Path(sys.executable).parent / "callpipe"
-    r = subprocess.run([str(exe), "transcribe", str(bad)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [str(exe), "transcribe", str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "not a readable audio file" in r.stderr

@@ -39,15 +39,17 @@ def test_click_shorter_than_min_speech_is_ignored(speak: Callable[..., np.ndarra
 
 
 def test_long_speech_is_cut_at_max_length(speak: Callable[..., np.ndarray]) -> None:
-    long = np.concatenate([speak("This is a long sentence that goes on and on without a pause.")] * 3)
+    sentence = speak("This is a long sentence that goes on and on without a pause.")
+    long = np.concatenate([sentence] * 3)
     segs = speech_segments(long, VadOptions(max_speech_duration_s=3.0, min_silence_duration_ms=800))
     assert len(segs) >= 2
     assert all(e - s <= 3.0 * SR + 480 for s, e in segs)
 
 
 def test_streaming_feed_in_odd_slices_matches_states(speak: Callable[..., np.ndarray]) -> None:
-    audio = np.concatenate([np.zeros(SR // 2, np.float32), speak("Hello there."),
-                            np.zeros(SR, np.float32)])
+    audio = np.concatenate(
+        [np.zeros(SR // 2, np.float32), speak("Hello there."), np.zeros(SR, np.float32)]
+    )
     pcm = float_to_int16(audio)
     ep = Endpointer(VadOptions(min_silence_duration_ms=400))
     events = []
