@@ -20,8 +20,22 @@ class KafkaSettings(BaseModel):
     bootstrap: str = "127.0.0.1:9092"
     partitions: int = Field(default=6, ge=1)
     client_id: str = "callpipe"
-    session_timeout_ms: int = 10_000
+    replication_factor: int = Field(default=1, ge=1)
+    # 6 s is the smallest session Apache Kafka accepts by default; tansu also holds a
+    # group join for about half of it, so smaller values make joins faster there.
+    session_timeout_ms: int = Field(default=6_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)  # a long batch transcription
+    metadata_max_age_ms: int = Field(default=30_000, ge=1_000)
+    fetch_max_wait_ms: int = Field(default=100, ge=0)
+    linger_ms: int = Field(default=5, ge=0)
     poll_timeout_ms: int = 200
+
+    @model_validator(mode="after")
+    def _heartbeat(self) -> KafkaSettings:
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("kafka.heartbeat_interval_ms must be below kafka.session_timeout_ms")
+        return self
 
 
 class S3Settings(BaseModel):

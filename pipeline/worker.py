@@ -98,14 +98,21 @@ class WorkerRunner:
         self.poll_timeout_s = poll_timeout_s
         self.max_records = max_records
         self._media_topic = topics.media
+        self._bus = bus
         self._producer: Producer = bus.producer()
         self._revoked_outputs: list[Output] = []
-        full = [topics.name(t) for t in stage.topics]
-        bus.ensure_topics([*full, topics.deadletter, *topics.all()])
-        self._consumer: Consumer = bus.consumer(full, stage.name, on_revoked=self._on_revoked)
+        self._full_topics = [topics.name(t) for t in stage.topics]
+        bus.ensure_topics([*self._full_topics, topics.deadletter, *topics.all()])
+        self._consumer: Consumer = self._join()
+
+    def _join(self) -> Consumer:
+        return self._bus.consumer(self._full_topics, self.stage.name, on_revoked=self._on_revoked)
 
     def _on_revoked(self, partitions: set[tuple[str, int]]) -> None:
-        self._revoked_outputs.extend(self.stage.revoked(partitions))
+        try:
+            self._revoked_outputs.extend(self.stage.revoked(partitions))
+        except Exception:  # called inside poll: a stage bug must not break the consumer
+            log.exception("stage %s failed on revoked partitions", self.stage.name)
 
     def _decode(self, msg: Message) -> Event | MediaChunk:
         if msg.topic == self._media_topic:
@@ -183,7 +190,11 @@ class WorkerRunner:
         for msg in msgs:
             self.metrics.inc("events_in_total", worker=self.stage.name, topic=msg.topic)
             outputs.extend(self._handle(msg))
-        outputs.extend(self.stage.tick(time.time()))
+        try:
+            outputs.extend(self.stage.tick(time.time()))
+        except Exception:  # a timer bug must not stop the worker
+            log.exception("stage %s failed in tick", self.stage.name)
+            self.metrics.inc("tick_errors_total", worker=self.stage.name)
         self._publish(outputs)
         if msgs or outputs:
             self._flush_and_commit(bool(msgs))
@@ -205,7 +216,10 @@ class WorkerRunner:
         """Loop until `stop` is set, then flush the stage and leave the group."""
         try:
             while not stop.is_set():
-                self.run_once()
+                try:
+                    self.run_once()
+                except BusError as exc:
+                    self._recover(exc, stop)
         finally:
             try:
                 self._publish(self.stage.close())
@@ -213,6 +227,28 @@ class WorkerRunner:
             finally:
                 self._consumer.close()
                 self._producer.close()
+
+    def _recover(self, exc: BusError, stop: threading.Event) -> None:
+        """Outputs were not flushed or the commit was refused: rejoin from the last commit.
+
+        The consumer's position already moved past the round's messages, so only a new
+        member (resuming at the committed offsets) replays them: at-least-once holds.
+        """
+        log.warning("worker %s: bus error, rejoining its group: %s", self.stage.name, exc)
+        self.metrics.inc("bus_errors_total", worker=self.stage.name)
+        owned = self._consumer.assignment()
+        try:
+            self._consumer.close()
+        except Exception:  # the old member is abandoned either way
+            log.exception("closing the consumer of %s failed", self.stage.name)
+        if owned:
+            self._on_revoked(owned)
+        while not stop.wait(self.retry_backoff_s * self.max_attempts):
+            try:
+                self._consumer = self._join()
+                return
+            except BusError as again:
+                log.warning("worker %s: rejoining failed: %s", self.stage.name, again)
 
     def start(self, stop: threading.Event) -> threading.Thread:
         """Run in a daemon thread."""

@@ -125,11 +125,21 @@ class InProcessBus:
         if not groups:
             return
         for p, part in enumerate(self._topics[topic]):
-            low = min(g.committed.get((topic, p), part.base) for g in groups)
+            low = min(self._low_water(g, (topic, p), part.base) for g in groups)
             drop = low - part.base
             if drop > 0:
                 del part.records[:drop]
                 part.base = low
+
+    @staticmethod
+    def _low_water(g: _Group, tp: TopicPartition, base: int) -> int:
+        """Oldest offset group `g` may still read on `tp`."""
+        if tp in g.committed:
+            return g.committed[tp]
+        # A tailing (ephemeral) member never needs what lies behind its position, and it
+        # may never commit: without this it would pin every record in memory.
+        tails = [m._position[tp] for m in g.members if m.ephemeral and tp in m._position]
+        return min(tails) if tails else base
 
 
 class InProcessProducer:
@@ -214,6 +224,9 @@ class InProcessConsumer:
                     self._position[tp] = pos + len(take)
                     if len(out) >= max_records:
                         break
+                if out and self.ephemeral:
+                    for t in {m.topic for m in out}:
+                        self._bus._trim(t)
                 if out or self._bus._closed:
                     return out
                 left = deadline - time.monotonic()
