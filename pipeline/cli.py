@@ -16,6 +16,8 @@ from pipeline.logs import configure_logging
 COMMAND_MODULES = [
     "pipeline.serve",
     "stt.cli",
+    "pipeline.simulate",
+    "recordings.cli",
 ]
 
 log = logging.getLogger(__name__)

@@ -79,6 +79,7 @@ class LiveSettings(BaseModel):
     rtp_timeout_s: float = Field(default=60.0, gt=0)
     max_call_s: float = Field(default=4 * 3600, gt=0)
     max_packets_per_s: int = Field(default=400, gt=0)
+    dtmf_payload_type: int = Field(default=101, ge=96, le=127)  # RFC 4733 telephone-event
     hangover_ms: int = Field(default=500, ge=100)
     min_speech_ms: int = Field(default=200, ge=0)
     max_utterance_s: float = Field(default=15.0, gt=1.0)
@@ -115,6 +116,29 @@ class RobotSettings(BaseModel):
     no_input_timeout_s: float = Field(default=6.0, gt=0)
     campaign_concurrency: int = Field(default=4, ge=1)
     timezone: str = "Europe/Paris"
+    # End of the caller's turn for the recogniser (shorter than live calls: a bot must reply).
+    hangover_ms: int = Field(default=400, ge=100)
+    # Barge-in VAD: speech this long stops a prompt; silence this long ends the caller's turn.
+    barge_in_min_speech_ms: int = Field(default=90, ge=30)
+    barge_in_silence_ms: int = Field(default=300, ge=60)
+    campaign_retry_s: float = Field(default=1800.0, gt=0)  # busy / no answer: try again after
+    campaign_attempts: int = Field(default=3, ge=1)
+
+
+class PrompterSettings(BaseModel):
+    """The souffleur: rule matching budgets, knowledge-base threshold, hint delivery."""
+
+    regex_timeout_ms: int = Field(default=20, ge=1)  # per regex match at run time
+    regex_probe_budget_ms: int = Field(default=100, ge=1)  # per regex when validating
+    default_cooldown_s: float = Field(default=30.0, ge=0)
+    max_rules: int = Field(default=5000, ge=1)
+    max_playbook_kb: int = Field(default=1024, ge=1)
+    kb_threshold: float = Field(default=2.5, ge=0)
+    kb_min_terms: int = Field(default=2, ge=1)
+    kb_cooldown_s: float = Field(default=120.0, ge=0)
+    ws_queue_size: int = Field(default=64, ge=1)
+    ws_send_timeout_s: float = Field(default=5.0, gt=0)
+    history_per_agent: int = Field(default=200, ge=1)
 
 
 class Settings(BaseSettings):
@@ -142,6 +166,7 @@ class Settings(BaseSettings):
     tts: TtsSettings = Field(default_factory=TtsSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     robot: RobotSettings = Field(default_factory=RobotSettings)
+    prompter: PrompterSettings = Field(default_factory=PrompterSettings)
 
     @field_validator("topic_prefix")
     @classmethod

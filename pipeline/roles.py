@@ -16,9 +16,16 @@ from pipeline.worker import Stage, WorkerRunner
 
 STAGES: dict[str, str] = {
     "batch": "stt.batch_worker:stages",
+    "live": "stt.live_worker:stages",
+    "prompter": "prompter.worker:stages",
+    "ingest": "pipeline.ingest.stage:stages",
+    "index": "recordings.index.worker:stages",
 }
 
-BACKGROUND: dict[str, str] = {}
+BACKGROUND: dict[str, str] = {
+    "ingest": "pipeline.ingest.stage:background",
+    "retention": "recordings.retention:background",
+}
 
 
 def _load(path: str) -> Callable[..., Any]:

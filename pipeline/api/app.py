@@ -12,6 +12,10 @@ from pipeline.services import Services
 # Each module holds `router(services) -> APIRouter`.
 ROUTER_MODULES = [
     "recordings.api",
+    "pipeline.calls_api",
+    "stt.live_api",
+    "prompter.api",
+    "recordings.search_api",
 ]
 
 

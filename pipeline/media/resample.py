@@ -23,3 +23,32 @@ def int16_to_float(pcm: bytes | np.ndarray) -> np.ndarray:
 def float_to_int16(audio: np.ndarray) -> np.ndarray:
     """float32 in [-1, 1] to int16, clipped (never wraps around)."""
     return (np.clip(audio, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
+
+
+class Decimator:
+    """Streaming integer-factor downsampler (windowed-sinc FIR, state kept across calls).
+
+    Inputs that are whole multiples of `factor` give exactly len(x) / factor samples, so
+    sample positions stay exact; the filter delays by (taps - 1) / 2 input samples (under
+    2 ms for 48 -> 16 kHz).
+    """
+
+    def __init__(self, factor: int, taps: int = 181, cutoff: float = 0.875) -> None:
+        from scipy.signal import firwin
+
+        self.factor = factor
+        # `cutoff` is a fraction of the output Nyquist frequency.
+        self._h = firwin(taps, cutoff / factor).astype(np.float32)[::-1].copy()
+        self._hist = np.zeros(taps - 1, dtype=np.float32)
+        self._consumed = 0
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        """Filter float32 input and keep the samples whose index is a multiple of `factor`."""
+        x = np.asarray(x, dtype=np.float32)
+        buf = np.concatenate([self._hist, x])
+        first = -self._consumed % self.factor
+        windows = np.lib.stride_tricks.sliding_window_view(buf, len(self._h))
+        out = windows[first :: self.factor] @ self._h
+        self._consumed += len(x)
+        self._hist = buf[len(buf) - len(self._hist) :]
+        return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,132 @@
+"""Live call registration: POST /v1/calls allocates a UDP port per leg, DELETE ends the call."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.auth import Principal, require
+from pipeline.events import CallStarted, LegInfo
+from pipeline.ingest.receiver import CallExists, NoFreePort
+from pipeline.ingest.stage import ingest_of
+from pipeline.logs import ctx
+from pipeline.media.codec import canonical_codec
+from pipeline.services import Services
+from recordings.keys import check_id
+
+log = logging.getLogger(__name__)
+
+
+class LegRequest(BaseModel):
+    """One leg the PBX will fork."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    leg: Literal["agent", "customer"]
+    codec: str = "PCMU"
+    payload_type: int | None = Field(default=None, ge=96, le=127)
+
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, v: str) -> str:
+        return canonical_codec(v)
+
+
+class CallRequest(BaseModel):
+    """Body of POST /v1/calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str | None = None
+    tenant: str | None = None
+    direction: Literal["inbound", "outbound", "internal"] = "inbound"
+    agent_id: str | None = Field(default=None, max_length=128)
+    caller: str | None = Field(default=None, max_length=64)
+    callee: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=64)  # IP the PBX sends RTP from
+    legs: list[LegRequest] = Field(min_length=1, max_length=2)
+
+    @field_validator("call_id")
+    @classmethod
+    def _call_id(cls, v: str | None) -> str | None:
+        return None if v is None else check_id(v, "call_id")
+
+    @model_validator(mode="after")
+    def _distinct_legs(self) -> CallRequest:
+        if len({leg.leg for leg in self.legs}) != len(self.legs):
+            raise ValueError("each leg (agent, customer) may appear once")
+        return self
+
+
+def _reject(services: Services, status: int, reason: str, cause: str) -> HTTPException:
+    services.metrics.inc("api_rejections_total", route="calls", cause=cause)
+    return HTTPException(status, reason)
+
+
+def router(services: Services) -> APIRouter:
+    """POST /v1/calls and DELETE /v1/calls/{call_id}."""
+    r = APIRouter()
+
+    @r.post("/v1/calls", status_code=201)
+    def register_call(
+        body: CallRequest,
+        principal: Annotated[Principal, Depends(require("pbx", "admin"))],
+    ) -> dict[str, Any]:
+        """Register a live call; returns where to send each leg's RTP."""
+        if body.tenant is not None and body.tenant != principal.tenant:
+            raise _reject(
+                services, 403, f"this key registers calls for tenant {principal.tenant!r} only",
+                "tenant",
+            )
+        call_id = body.call_id or uuid.uuid4().hex
+        ingest = ingest_of(services)
+        started = CallStarted(
+            tenant=principal.tenant,
+            call_id=call_id,
+            direction=body.direction,
+            agent_id=body.agent_id,
+            caller=body.caller,
+            callee=body.callee,
+            legs=tuple(
+                LegInfo(leg=leg.leg, codec=leg.codec, payload_type=leg.payload_type)
+                for leg in body.legs
+            ),
+        )
+        try:
+            endpoints = ingest.register(started, via="api", source_host=body.source)
+        except CallExists:
+            raise _reject(services, 409, f"call {call_id!r} is already live", "exists") from None
+        except NoFreePort as exc:
+            raise _reject(services, 503, str(exc), "no_port") from None
+        log.info("call registered over HTTP", **ctx(principal.tenant, call_id))
+        return {
+            "call_id": call_id,
+            "tenant": principal.tenant,
+            "dtmf_payload_type": services.settings.live.dtmf_payload_type,
+            "legs": [
+                {"leg": e.leg, "codec": e.codec, "payload_type": e.payload_type,
+                 "host": e.host, "port": e.port}
+                for e in endpoints
+            ],
+        }
+
+    @r.delete("/v1/calls/{call_id}")
+    def end_call(
+        call_id: str,
+        principal: Annotated[Principal, Depends(require("pbx", "admin"))],
+    ) -> dict[str, Any]:
+        """End a live call (hang-up): its last audio and call.ended are published."""
+        ingest = ingest_of(services)
+        started = ingest.call(call_id)
+        if started is None or started.tenant != principal.tenant:
+            raise _reject(services, 404, "no such live call", "unknown")
+        summary = ingest.end(call_id, "hangup")
+        if summary is None:  # ended by a timeout in between
+            raise _reject(services, 404, "no such live call", "unknown")
+        return {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
+
+    return r

@@ -1,0 +1,1 @@
+"""RTP ingest: UDP receivers per call leg, the call registry, and its bus stage."""

@@ -1,0 +1,85 @@
+"""UDP ports for legs, from the configured range: even ports only (RTCP takes the odd one).
+
+A released port keeps its bound socket for a while, so that packets still arriving for a
+finished call are counted and dropped rather than bounced, and it goes to the back of the
+queue so a late sender of the old call does not land in the next one.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import OrderedDict, deque
+
+
+class NoFreePort(RuntimeError):
+    """Every port of the range is taken (or cannot be bound)."""
+
+
+class PortPool:
+    """Binds and hands out non-blocking UDP sockets on even ports of [port_min, port_max]."""
+
+    def __init__(
+        self, host: str, port_min: int, port_max: int, *, idle_limit: int = 256,
+        rcvbuf: int | None = 1 << 20,
+    ) -> None:
+        self.host = host
+        first = port_min + (port_min % 2)
+        self._free: deque[int] = deque(range(first, port_max + 1, 2))
+        self._idle: OrderedDict[int, socket.socket] = OrderedDict()
+        self._idle_limit = idle_limit
+        self._rcvbuf = rcvbuf
+        self._lock = threading.Lock()
+        self.capacity = len(self._free)
+
+    def acquire(self) -> tuple[int, socket.socket]:
+        """A bound socket on a free port (NoFreePort when none can be had)."""
+        with self._lock:
+            for _ in range(len(self._free)):
+                port = self._free.popleft()
+                sock = self._idle.pop(port, None)
+                if sock is not None:
+                    return port, sock
+                try:
+                    return port, self._bind(port)
+                except OSError:
+                    # Taken by another process: try it again after the others.
+                    self._free.append(port)
+            raise NoFreePort(f"no free UDP port in the range (capacity {self.capacity} legs)")
+
+    def release(self, port: int, sock: socket.socket) -> list[socket.socket]:
+        """Give a port back (its socket stays bound); returns sockets closed to stay in bounds."""
+        with self._lock:
+            self._free.append(port)
+            self._idle[port] = sock
+            evicted: list[socket.socket] = []
+            while len(self._idle) > self._idle_limit:
+                _, old = self._idle.popitem(last=False)
+                evicted.append(old)
+            return evicted
+
+    def idle_sockets(self) -> list[socket.socket]:
+        """Sockets of released ports, still bound."""
+        with self._lock:
+            return list(self._idle.values())
+
+    def close(self) -> None:
+        """Close every idle socket."""
+        with self._lock:
+            for s in self._idle.values():
+                s.close()
+            self._idle.clear()
+
+    def _bind(self, port: int) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if self._rcvbuf:
+                # Room for a burst (a sender catching up, a busy loop); the kernel caps it
+                # at net.core.rmem_max and only uses what is queued.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._rcvbuf)
+            s.bind((self.host, port))
+            s.setblocking(False)
+        except OSError:
+            s.close()
+            raise
+        return s

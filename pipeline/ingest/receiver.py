@@ -1,0 +1,476 @@
+"""The RTP ingest: one UDP socket per leg, all served by one selector loop in one thread.
+
+Calls are registered (HTTP or bus) and ended (hang-up, RTP timeout, maximum length)
+here; each leg runs `LegPipeline` and what it yields goes to the bus: MediaChunks on
+`media`, DtmfReceived / CallStarted / CallEnded on `calls`, keyed by call id.
+Bad packets are counted by cause (`rtp_dropped_total{cause}`), dropped, and logged once
+per cause per call; one call's traffic never reaches another call's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline.bus.base import Bus, BusError
+from pipeline.config import Settings
+from pipeline.events import CallEnded, CallStarted, LegInfo
+from pipeline.ingest.leg import Emitted, LegPipeline
+from pipeline.ingest.ports import NoFreePort, PortPool
+from pipeline.logs import ctx
+from pipeline.media.codec import LegCodec, make_codec
+from pipeline.media.rtp import HEADER, MIN_HEADER, RtpError, is_rtcp, parse
+from pipeline.metrics import Metrics
+from pipeline.topics import Topics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CallExists", "Endpoint", "NoFreePort", "RtpIngest"]
+
+_HOUSEKEEP_S = 0.02
+_TIMERS_S = 0.25
+_RECV_BYTES = 8192
+_NO_CALL_LOG_S = 60.0
+
+
+class CallExists(ValueError):
+    """A call with this id is already registered."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the PBX sends one leg's RTP."""
+
+    leg: str
+    codec: str
+    payload_type: int
+    host: str
+    port: int
+
+
+@dataclass
+class _Call:
+    started: CallStarted
+    t0: float  # wall-clock time of call start (sample 0 of every leg's timeline)
+    registered: float
+    via: str  # api | bus
+    source_host: str | None
+    legs: dict[int, LegPipeline] = field(default_factory=dict)  # by port
+    sockets: dict[int, socket.socket] = field(default_factory=dict)
+    logged: set[str] = field(default_factory=set)
+    drops: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def tenant(self) -> str:
+        return self.started.tenant
+
+    @property
+    def call_id(self) -> str:
+        return self.started.call_id
+
+
+class RtpIngest:
+    """Registry of live calls plus the UDP loop; thread-safe, startable without an API."""
+
+    def __init__(self, settings: Settings, bus: Bus, metrics: Metrics) -> None:
+        self.settings = settings
+        self.live = settings.live
+        self.topics = Topics(settings.topic_prefix)
+        self.metrics = metrics
+        self._bus = bus
+        self._producer = bus.producer()
+        self.host = self.live.advertise_host or self.live.rtp_host
+        self.pool = PortPool(self.live.rtp_host, self.live.rtp_port_min, self.live.rtp_port_max)
+        self._sel = selectors.DefaultSelector()
+        self._lock = threading.RLock()
+        self._calls: dict[str, _Call] = {}
+        self._by_port: dict[int, tuple[_Call, LegPipeline]] = {}
+        self._ended: OrderedDict[str, float] = OrderedDict()
+        self._holding: set[LegPipeline] = set()
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._accepted = 0  # packets taken since the last metrics flush
+        self._no_call_logged_at = 0.0
+        self._no_call_since = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._external_stop: threading.Event | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full pipe already means "wake up"
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self, stop: threading.Event | None = None) -> threading.Thread:
+        """Run the UDP loop in a daemon thread (once; later calls return the same thread)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return self._thread
+            self._stop.clear()
+            self._external_stop = stop
+            self._thread = threading.Thread(target=self._run, name="rtp-ingest", daemon=True)
+            self._thread.start()
+            return self._thread
+
+    @property
+    def running(self) -> bool:
+        """The UDP loop is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """End every call (reason `shutdown`) and stop the loop."""
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        with self._lock:
+            for call_id in list(self._calls):
+                self.end(call_id, "shutdown")
+            self._flush_counts()
+
+    def close(self) -> None:
+        """Stop, then release every socket."""
+        self.stop()
+        with self._lock:
+            for s in self.pool.idle_sockets():
+                self._unregister(s)
+            self.pool.close()
+            self._sel.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            self._producer.close()
+
+    # -- registry -----------------------------------------------------------------------
+    def register(
+        self, started: CallStarted, *, via: str = "api", source_host: str | None = None,
+        publish: bool = True,
+    ) -> list[Endpoint]:
+        """Allocate a port per leg and start receiving; publishes CallStarted if `publish`."""
+        with self._lock:
+            if started.call_id in self._calls:
+                raise CallExists(f"call {started.call_id!r} is already registered")
+            codecs = [make_codec(leg.codec, leg.payload_type) for leg in started.legs]
+            now = time.time()
+            t0 = started.started_at.timestamp()
+            call = _Call(started, t0 if now - 60 < t0 <= now else now, now, via, source_host)
+            endpoints: list[Endpoint] = []
+            try:
+                for info, codec in zip(started.legs, codecs, strict=True):
+                    port, sock = self.pool.acquire()
+                    call.sockets[port] = sock
+                    lp = self._leg(call, info, codec)
+                    call.legs[port] = lp
+                    endpoints.append(Endpoint(info.leg, codec.name, codec.payload_type,
+                                              self.host, port))
+            except NoFreePort:
+                for port, sock in call.sockets.items():
+                    self._release(port, sock)
+                raise
+            for port, sock in call.sockets.items():
+                self._by_port[port] = (call, call.legs[port])
+                self._register_socket(sock, port)
+            self._calls[started.call_id] = call
+            self.metrics.inc("calls_started_total", via=via)
+            self.metrics.set("calls_active", len(self._calls))
+            log.info(
+                "call registered via %s: %s",
+                via,
+                ", ".join(f"{e.leg} {e.codec} on {e.host}:{e.port}" for e in endpoints),
+                **ctx(started.tenant, started.call_id),
+            )
+            if publish:
+                self._send([started])
+        self._wake()
+        return endpoints
+
+    def end(
+        self, call_id: str, reason: str = "hangup", *, publish: bool = True
+    ) -> dict[str, Any] | None:
+        """End a call: flush its legs, publish CallEnded (if `publish`); None if unknown."""
+        with self._lock:
+            call = self._calls.pop(call_id, None)
+            if call is None:
+                return None
+            out: list[Emitted] = []
+            for lp in call.legs.values():
+                lp.finish(out)
+                self._holding.discard(lp)
+                j = lp.jitter.stats
+                for cause, n in (("late", j.late), ("duplicate", j.duplicate),
+                                 ("stale_ssrc", j.stale_ssrc)):
+                    if n:
+                        self.metrics.inc("rtp_dropped_total", n, cause=cause)
+                        call.drops[cause] += n
+                if j.lost:
+                    self.metrics.inc("rtp_lost_packets_total", j.lost)
+            for port, sock in call.sockets.items():
+                self._by_port.pop(port, None)
+                self._release(port, sock)
+            ended = CallEnded(tenant=call.tenant, call_id=call_id, reason=reason)
+            self._send([*out, ended] if publish else out)
+            self._ended[call_id] = time.time()
+            while len(self._ended) > 10_000:
+                self._ended.popitem(last=False)
+            self.metrics.inc("calls_ended_total", reason=reason)
+            self.metrics.set("calls_active", len(self._calls))
+            summary = self._summary(call)
+            log.info("call ended (%s): %s", reason, summary["legs"], **ctx(call.tenant, call_id))
+            return summary
+
+    def call(self, call_id: str) -> CallStarted | None:
+        """The CallStarted of a registered call, or None."""
+        with self._lock:
+            c = self._calls.get(call_id)
+            return c.started if c else None
+
+    def recently_ended(self, call_id: str) -> bool:
+        """This process ended the call (it must not come back from a replayed call.started)."""
+        with self._lock:
+            return call_id in self._ended
+
+    def active_calls(self) -> list[str]:
+        """Ids of the registered calls."""
+        with self._lock:
+            return list(self._calls)
+
+    def stats(self, call_id: str) -> dict[str, Any] | None:
+        """Per-leg counters of a registered call."""
+        with self._lock:
+            c = self._calls.get(call_id)
+            return self._summary(c) if c else None
+
+    # -- the loop -----------------------------------------------------------------------
+    def _run(self) -> None:
+        last_house = last_timers = 0.0
+        try:
+            while not self._stop.is_set():
+                if self._external_stop is not None and self._external_stop.is_set():
+                    break
+                events = self._sel.select(_HOUSEKEEP_S)
+                now = time.time()
+                out: list[Emitted] = []
+                with self._lock:
+                    for key, _ in events:
+                        port = key.data
+                        if port is None:
+                            self._drain_wake()
+                            continue
+                        try:
+                            data, addr = key.fileobj.recvfrom(_RECV_BYTES)  # type: ignore[union-attr]
+                        except (BlockingIOError, InterruptedError):
+                            continue
+                        except OSError:  # an ICMP error queued on the socket
+                            continue
+                        self._datagram(port, data, addr, now, out)
+                    if now - last_house >= _HOUSEKEEP_S:
+                        last_house = now
+                        for lp in list(self._holding):
+                            lp.poll(now, out)
+                            if not lp.jitter.has_pending:
+                                self._holding.discard(lp)
+                    if now - last_timers >= _TIMERS_S:
+                        last_timers = now
+                        self._timers(now, out)
+                    if out:
+                        self._send(out)
+        except Exception:  # the loop must not die silently: every call would go quiet
+            log.exception("RTP ingest loop failed")
+            self.metrics.inc("ingest_errors_total")
+            raise
+
+    def _datagram(
+        self, port: int, data: bytes, addr: tuple[str, int], now: float, out: list[Emitted]
+    ) -> None:
+        entry = self._by_port.get(port)
+        if entry is None:
+            self._counts[("rtp_dropped_total", "no_call")] += 1
+            self._no_call_since += 1
+            # No call to log it against: at most one line a minute for all such ports.
+            if now - self._no_call_logged_at >= _NO_CALL_LOG_S:
+                log.warning(
+                    "RTP to ports without a call (last: %d): %d packets dropped since the"
+                    " last report", port, self._no_call_since,
+                )
+                self._no_call_logged_at = now
+                self._no_call_since = 0
+            return
+        call, lp = entry
+        if lp.source is not None and addr != lp.source:
+            self._drop(call, lp, "foreign_source", f"packets from {addr[0]}:{addr[1]}")
+            return
+        if now - lp.window_start >= 1.0:
+            lp.window_start = now
+            lp.window_count = 0
+        lp.window_count += 1
+        if lp.window_count > self.live.max_packets_per_s:
+            self._drop(call, lp, "flood", f"over {self.live.max_packets_per_s} packets/s")
+            return
+        if len(data) >= MIN_HEADER and data[0] == 0x80 and not 192 <= data[1] <= 223:
+            # Hot path: version 2, no padding, extension or CSRCs (what PBXs send).
+            _, b1, seq, ts, ssrc = HEADER.unpack_from(data)
+            pt = b1 & 0x7F
+            payload = data[MIN_HEADER:]
+        else:
+            if is_rtcp(data):
+                self._counts[("rtp_dropped_total", "rtcp")] += 1
+                return
+            try:
+                pkt = parse(data)
+            except RtpError as exc:
+                self._drop(call, lp, exc.cause, str(exc))
+                return
+            pt, seq, ts, ssrc, payload = (
+                pkt.payload_type, pkt.sequence, pkt.timestamp, pkt.ssrc, pkt.payload
+            )
+        if lp.source is None:
+            if call.source_host is not None and addr[0] != call.source_host:
+                self._drop(call, lp, "foreign_source", f"packets from {addr[0]}")
+                return
+            lp.source = addr
+        cause = lp.packet(pt, seq, ts, ssrc, payload, now, out)
+        if cause is not None:
+            self._drop(call, lp, cause, f"payload type {pt}")
+            return
+        self._accepted += 1
+        if lp.jitter.has_pending:
+            self._holding.add(lp)
+
+    def _drop(self, call: _Call, lp: LegPipeline, cause: str, detail: str) -> None:
+        self._counts[("rtp_dropped_total", cause)] += 1
+        call.drops[cause] += 1
+        if cause not in call.logged:
+            call.logged.add(cause)
+            log.warning(
+                "%s leg: dropping RTP (%s): %s; further drops of this kind are only counted",
+                lp.leg,
+                cause,
+                detail,
+                **ctx(call.tenant, call.call_id),
+            )
+
+    def _timers(self, now: float, out: list[Emitted]) -> None:
+        timeout = self.live.rtp_timeout_s
+        ending: list[tuple[str, str]] = []
+        for call in self._calls.values():
+            last = call.registered
+            for lp in call.legs.values():
+                lp.poll(now, out)
+                last = max(last, lp.last_arrival)
+            if now - call.t0 > self.live.max_call_s:
+                ending.append((call.call_id, "max_duration"))
+            elif now - last > timeout:
+                ending.append((call.call_id, "rtp_timeout"))
+        if out:
+            self._send(out)
+            out.clear()
+        for call_id, reason in ending:
+            self.end(call_id, reason)
+        self._flush_counts()
+
+    def _flush_counts(self) -> None:
+        if self._accepted:
+            self.metrics.inc("rtp_packets_total", self._accepted)
+            self._accepted = 0
+        counts, self._counts = self._counts, Counter()
+        for (name, cause), n in counts.items():
+            if cause:
+                self.metrics.inc(name, n, cause=cause)
+            else:
+                self.metrics.inc(name, n)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _leg(self, call: _Call, info: LegInfo, codec: LegCodec) -> LegPipeline:
+        return LegPipeline(
+            call.tenant,
+            call.call_id,
+            call.t0,
+            info,
+            codec,
+            dtmf_payload_type=self.live.dtmf_payload_type,
+            batch_ms=self.live.batch_ms,
+            jitter_ms=self.live.jitter_ms,
+        )
+
+    def _send(self, items: Sequence[Emitted | CallStarted | CallEnded]) -> None:
+        media = self.topics.media
+        calls = self.topics.calls
+        chunks = 0
+        for ev in items:
+            topic = media if ev.type == "media" else calls
+            try:
+                self._producer.send(topic, ev.call_id, ev.encode())
+            except BusError as exc:
+                self.metrics.inc("ingest_publish_errors_total")
+                log.warning("publishing %s failed: %s", ev.type, exc, **ctx(ev.tenant, ev.call_id))
+                continue
+            if topic is media:
+                chunks += 1
+            elif ev.type == "dtmf":
+                self.metrics.inc("dtmf_total")
+        if chunks:
+            self.metrics.inc("media_chunks_total", chunks)
+
+    def _register_socket(self, sock: socket.socket, port: int) -> None:
+        try:
+            self._sel.register(sock, selectors.EVENT_READ, port)
+        except KeyError:  # an idle socket taken again: still registered
+            self._sel.modify(sock, selectors.EVENT_READ, port)
+
+    def _unregister(self, sock: socket.socket) -> None:
+        try:
+            self._sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _release(self, port: int, sock: socket.socket) -> None:
+        for old in self.pool.release(port, sock):
+            self._unregister(old)
+            old.close()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except OSError:
+            pass
+
+    @staticmethod
+    def _summary(call: _Call) -> dict[str, Any]:
+        legs: dict[str, dict[str, Any]] = {}
+        for lp in call.legs.values():
+            c, j = lp.counters, lp.jitter.stats
+            legs[lp.leg] = {
+                "packets": c.packets,
+                "chunks": c.chunks,
+                "seconds": round(c.samples / lp.rate, 3),
+                "lost": j.lost,
+                "concealed": c.concealed,
+                "late": j.late,
+                "duplicate": j.duplicate,
+                "ssrc_changes": j.ssrc_changes,
+                "dtmf": c.dtmf,
+            }
+        return {
+            "call_id": call.call_id,
+            "tenant": call.tenant,
+            "legs": legs,
+            "dropped": dict(call.drops),
+        }
+
+
+def started_at_ok(started_at: datetime, max_age_s: float) -> bool:
+    """A bus call.started newer than `max_age_s` (older ones are replays, not new calls)."""
+    return time.time() - started_at.timestamp() <= max_age_s

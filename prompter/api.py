@@ -1,0 +1,309 @@
+"""The souffleur's routes: playbooks, knowledge-base articles, hint feedback and stats
+(admin, agent), the agents' hint WebSocket, and the agent panel page.
+
+The tenant always comes from the caller's key; names of another tenant's playbooks,
+articles or hints answer 404 exactly as names that do not exist.
+WebSocket close codes: 4401 missing or unknown key, 4403 a key that may not watch this
+agent's hints (the agent's own key, or the tenant's admin, may).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from pipeline.auth import Principal, require
+from pipeline.logs import ctx
+from pipeline.services import Services
+from prompter.delivery import HintClient, Message, hint_hub
+from prompter.kb import Article
+from prompter.store import PrompterStore, StoredPlaybook, prompter_store
+from prompter.validate import PlaybookInvalid, load_playbook
+from recordings.keys import check_id
+
+log = logging.getLogger(__name__)
+
+WEB = Path(__file__).resolve().parent / "web"
+# Module level: FastAPI resolves these (postponed) annotations in the module's globals.
+AdminCaller = Annotated[Principal, Depends(require("admin"))]
+AgentCaller = Annotated[Principal, Depends(require("agent"))]
+
+
+class Feedback(BaseModel):
+    """An agent's verdict on one hint."""
+
+    useful: bool
+
+
+def _reject(services: Services, status: int, detail: Any, cause: str) -> HTTPException:
+    services.metrics.inc("api_rejections_total", route="prompter", cause=cause)
+    return HTTPException(status, detail)
+
+
+def _name(services: Services, value: str, what: str) -> str:
+    try:
+        return check_id(value, what)
+    except ValueError as exc:
+        raise _reject(services, 422, str(exc), "bad_name") from None
+
+
+def _playbook_summary(p: StoredPlaybook) -> dict[str, Any]:
+    return {"name": p.name, "rules": len(p.playbook.rules), "updated_at": p.updated_at}
+
+
+def ws_principal(services: Services, ws: WebSocket) -> Principal | None:
+    """The caller of a WebSocket, from `?key=` (browsers cannot set headers on a
+    WebSocket) or `Authorization: Bearer`."""
+    settings = services.settings
+    if not settings.auth_enabled:
+        return Principal(tenant=settings.default_tenant, role="admin")
+    key = ws.query_params.get("key", "")
+    if not key:
+        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else ""
+    if not key:
+        return None
+    principal: Principal | None = services.keys.lookup(key)
+    return principal
+
+
+def router(services: Services) -> APIRouter:
+    """Playbook, KB, feedback, stats and hint-stream routes; starts the hint hub."""
+    r = APIRouter()
+    store: PrompterStore = prompter_store(services)
+    settings = services.settings.prompter
+    metrics = services.metrics
+    hub = hint_hub(services)
+    hub.start()
+
+    # -- playbooks ------------------------------------------------------------------------
+    @r.put("/v1/playbooks/{name}")
+    async def put_playbook(name: str, request: Request, p: AdminCaller) -> dict[str, Any]:
+        """Create or replace a playbook (YAML, or JSON with a JSON content type)."""
+        _name(services, name, "playbook name")
+        limit = settings.max_playbook_kb * 1024
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise _reject(services, 413, f"playbook larger than {limit} bytes", "too_large")
+        fmt = "json" if "json" in request.headers.get("content-type", "") else "yaml"
+        try:
+            book = await asyncio.to_thread(load_playbook, bytes(body), settings, fmt)
+        except PlaybookInvalid as exc:
+            detail = {
+                "message": f"invalid playbook: {len(exc.errors)} error(s)",
+                "errors": [{"path": e.path, "message": e.message} for e in exc.errors],
+            }
+            raise _reject(services, 422, detail, "invalid_playbook") from None
+        created = store.put_playbook(p.tenant, name, book, bytes(body).decode())
+        log.info(
+            "playbook %s %s (%d rules)",
+            name,
+            "created" if created else "replaced",
+            len(book.rules),
+            **ctx(p.tenant, None),
+        )
+        return {
+            "name": name,
+            "rules": len(book.rules),
+            "created": created,
+            "version": store.version(p.tenant),
+        }
+
+    @r.get("/v1/playbooks")
+    def list_playbooks(p: AdminCaller) -> dict[str, Any]:
+        """The tenant's playbooks."""
+        return {"playbooks": [_playbook_summary(b) for b in store.playbooks(p.tenant)]}
+
+    @r.get("/v1/playbooks/{name}")
+    def get_playbook(name: str, p: AdminCaller) -> dict[str, Any]:
+        """One playbook: its validated form and the text it was sent as."""
+        found = store.get_playbook(p.tenant, _name(services, name, "playbook name"))
+        if found is None:
+            raise _reject(services, 404, "no such playbook", "unknown_playbook")
+        return {
+            **_playbook_summary(found),
+            "playbook": found.playbook.model_dump(mode="json", exclude_none=True),
+            "source": found.source,
+        }
+
+    @r.delete("/v1/playbooks/{name}", status_code=204)
+    def delete_playbook(name: str, p: AdminCaller) -> Response:
+        """Delete a playbook (calls in progress keep their rules)."""
+        if not store.delete_playbook(p.tenant, _name(services, name, "playbook name")):
+            raise _reject(services, 404, "no such playbook", "unknown_playbook")
+        return Response(status_code=204)
+
+    # -- knowledge base -------------------------------------------------------------------
+    @r.put("/v1/kb/articles/{article_id}")
+    async def put_article(article_id: str, request: Request, p: AdminCaller) -> dict[str, Any]:
+        """Create or replace an article: {title, questions[], answer, language?, tags[]}."""
+        _name(services, article_id, "article id")
+        raw = await request.body()
+        if len(raw) > settings.max_playbook_kb * 1024:
+            raise _reject(services, 413, "article too large", "too_large")
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _reject(services, 422, f"body is not JSON: {exc}", "bad_json") from None
+        if not isinstance(data, dict):
+            raise _reject(services, 422, "an article is a JSON object", "bad_json")
+        if data.setdefault("id", article_id) != article_id:
+            raise _reject(services, 422, "id in the body differs from the path", "bad_field")
+        try:
+            article = Article.model_validate(data)
+        except ValidationError as exc:
+            errors = [
+                {"path": ".".join(str(x) for x in e["loc"]), "message": e["msg"]}
+                for e in exc.errors()
+            ]
+            detail = {"message": f"invalid article: {len(errors)} error(s)", "errors": errors}
+            raise _reject(services, 422, detail, "invalid_article") from None
+        created = store.put_article(p.tenant, article)
+        return {"id": article.id, "created": created, "version": store.version(p.tenant)}
+
+    @r.get("/v1/kb/articles")
+    def list_articles(p: AdminCaller) -> dict[str, Any]:
+        """The tenant's articles."""
+        return {"articles": [a.model_dump(mode="json") for a in store.articles(p.tenant)]}
+
+    @r.get("/v1/kb/articles/{article_id}")
+    def get_article(article_id: str, p: AdminCaller) -> dict[str, Any]:
+        """One article."""
+        found = store.get_article(p.tenant, _name(services, article_id, "article id"))
+        if found is None:
+            raise _reject(services, 404, "no such article", "unknown_article")
+        return found.model_dump(mode="json")
+
+    @r.delete("/v1/kb/articles/{article_id}", status_code=204)
+    def delete_article(article_id: str, p: AdminCaller) -> Response:
+        """Delete an article."""
+        if not store.delete_article(p.tenant, _name(services, article_id, "article id")):
+            raise _reject(services, 404, "no such article", "unknown_article")
+        return Response(status_code=204)
+
+    # -- feedback and stats ---------------------------------------------------------------
+    @r.post("/v1/hints/{hint_id}/feedback")
+    def feedback(hint_id: str, body: Feedback, p: AgentCaller) -> dict[str, Any]:
+        """Record whether a hint helped (the agent's own hints only)."""
+        hint = store.fired_hint(p.tenant, hint_id)
+        if hint is None or hint.agent_id != p.agent_id:
+            raise _reject(services, 404, "no such hint", "unknown_hint")
+        store.record_feedback(p.tenant, hint_id, body.useful, p.agent_id)
+        metrics.inc("prompter_feedback_total", useful=str(body.useful).lower())
+        return {"hint_id": hint_id, "rule": hint.rule, "useful": body.useful}
+
+    @r.get("/v1/prompter/stats")
+    def stats(p: AdminCaller) -> dict[str, Any]:
+        """Per rule: hints fired, and how many agents marked useful or not useful."""
+        return {
+            "rules": [
+                {"rule": s.rule, "fired": s.fired, "useful": s.useful, "not_useful": s.not_useful}
+                for s in store.stats(p.tenant)
+            ]
+        }
+
+    # -- the agent's hint stream ----------------------------------------------------------
+    @r.websocket("/v1/agents/{agent_id}/hints")
+    async def agent_hints(ws: WebSocket, agent_id: str) -> None:
+        """Push the agent's hints; `?last_hint_id=` replays what a reconnect missed."""
+        await ws.accept()
+        p = await asyncio.to_thread(ws_principal, services, ws)
+        if p is None:
+            metrics.inc("auth_failures_total", reason="ws_key")
+            await ws.close(code=4401, reason="missing or unknown API key")
+            return
+        if not (p.role == "admin" or (p.role == "agent" and p.agent_id == agent_id)):
+            metrics.inc("auth_failures_total", reason="role")
+            await ws.close(code=4403, reason="only this agent or an admin may watch its hints")
+            return
+        last = ws.query_params.get("last_hint_id") or None
+        client, calls, backlog, gap = hub.subscribe(
+            p.tenant, agent_id, asyncio.get_running_loop(), last
+        )
+        metrics.inc("prompter_ws_connections_total")
+        gone = asyncio.ensure_future(_until_disconnect(ws))
+        try:
+            hello = {
+                "type": "hello",
+                "agent_id": agent_id,
+                "calls": calls,
+                "replayed": len(backlog),
+                "gap": gap,
+            }
+            if not await _send(ws, hello, settings.ws_send_timeout_s):
+                metrics.inc("prompter_ws_disconnects_total", reason="slow")
+                return
+            for msg in backlog:
+                if not await _send(ws, msg, settings.ws_send_timeout_s):
+                    metrics.inc("prompter_ws_disconnects_total", reason="slow")
+                    return
+            await _pump(ws, client, gone, settings.ws_send_timeout_s, services)
+        except WebSocketDisconnect:
+            return
+        finally:
+            gone.cancel()
+            hub.unsubscribe(client)
+
+    # -- the agent panel ------------------------------------------------------------------
+    @r.get("/agent", include_in_schema=False)
+    def agent_page() -> FileResponse:
+        """The agent panel (plain HTML and JS; the key is typed in and kept locally)."""
+        return FileResponse(WEB / "agent.html", media_type="text/html")
+
+    @r.get("/agent.js", include_in_schema=False)
+    def agent_script() -> FileResponse:
+        """The agent panel's script."""
+        return FileResponse(WEB / "agent.js", media_type="text/javascript")
+
+    return r
+
+
+async def _send(ws: WebSocket, msg: Message, timeout_s: float) -> bool:
+    """Send within the timeout; False (and the socket closed) for a client too slow."""
+    try:
+        await asyncio.wait_for(ws.send_text(json.dumps(msg)), timeout_s)
+        return True
+    except TimeoutError:
+        with contextlib.suppress(Exception):  # the socket is half-written: just drop it
+            await asyncio.wait_for(ws.close(code=1013, reason="client too slow"), 1.0)
+        return False
+
+
+async def _pump(
+    ws: WebSocket,
+    client: HintClient,
+    gone: asyncio.Future[None],
+    timeout_s: float,
+    services: Services,
+) -> None:
+    """Forward the client's queue until it disconnects or is too slow."""
+    while True:
+        nxt: asyncio.Future[Message] = asyncio.ensure_future(client.queue.get())
+        waiting: set[asyncio.Future[Any]] = {nxt, gone}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if gone in done:
+            nxt.cancel()
+            return
+        if not await _send(ws, nxt.result(), timeout_s):
+            services.metrics.inc("prompter_ws_disconnects_total", reason="slow")
+            return
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    """Returns when the client goes away (what it sends is ignored)."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return

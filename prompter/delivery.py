@@ -1,0 +1,247 @@
+"""Hint delivery: from the hints topic to each agent's WebSockets, with a bounded replay.
+
+A HintHub consumes the hints and calls topics (only new records, in a consumer group of
+its own, so every API process sees every hint) in one thread. It keeps, per agent, the
+current calls and the last N hints (the replay history), and hands each hint to the
+agent's connected clients through a bounded asyncio queue per client, on the client's
+event loop. The consumer thread never waits for a client: a full queue drops its oldest
+message (counted), and a client that does not take a message within the send timeout is
+disconnected (counted), so a slow or dead browser only ever loses its own messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.bus.base import BusError
+from pipeline.events import CallEnded, CallStarted, Event, EventError, Hint, decode_event
+from pipeline.logs import ctx
+from pipeline.services import Services
+
+log = logging.getLogger(__name__)
+
+AgentKey = tuple[str, str]  # (tenant, agent_id)
+Message = dict[str, Any]
+_POLL_S = 0.2
+
+
+@dataclass(eq=False)
+class HintClient:
+    """One connected WebSocket of an agent: its loop and its bounded queue."""
+
+    tenant: str
+    agent_id: str
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Message]
+    hub: HintHub
+    dropped: int = 0
+    closed: bool = False
+
+    def offer(self, msg: Message) -> None:
+        """Hand over a message from any thread; never blocks."""
+        if self.closed:
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._put, msg)
+        except RuntimeError:  # the loop is gone: the client is too
+            self.closed = True
+
+    def _put(self, msg: Message) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+            self.hub.metrics.inc("prompter_ws_dropped_total")
+        self.queue.put_nowait(msg)
+
+
+@dataclass
+class _Agent:
+    history: deque[Message]
+    calls: dict[str, Message] = field(default_factory=dict)
+    clients: set[HintClient] = field(default_factory=set)
+
+
+class HintHub:
+    """Every agent's hints and current calls as this process sees them."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings.prompter
+        self.metrics = services.metrics
+        self._agents: dict[AgentKey, _Agent] = {}
+        self._call_agent: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the consumer thread ------------------------------------------------------------
+    def start(self) -> None:
+        """Start consuming (idempotent)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="hint-hub", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once the consumer has joined and will see every new hint."""
+        return self._ready.wait(timeout_s)
+
+    def _run(self) -> None:
+        topics = self.services.topics
+        bus = self.services.bus
+        group = f"prompter-delivery-{uuid.uuid4().hex[:12]}"
+        consumer = None
+        while not self._stop.is_set():
+            try:
+                if consumer is None:
+                    consumer = bus.consumer(
+                        [topics.hints, topics.calls], group, from_beginning=False
+                    )
+                msgs = consumer.poll(_POLL_S, 500)
+                self._ready.set()
+            except BusError as exc:
+                log.warning("hint hub: bus error, retrying: %s", exc)
+                self.metrics.inc("prompter_hub_bus_errors_total")
+                if consumer is not None:
+                    try:
+                        consumer.close()
+                    except BusError:
+                        pass
+                    consumer = None
+                self._stop.wait(1.0)
+                continue
+            for msg in msgs:
+                try:
+                    event = decode_event(msg.value)
+                except EventError as exc:
+                    self.metrics.inc("prompter_hub_bad_events_total")
+                    log.warning("hint hub: skipped a malformed event: %s", exc)
+                    continue
+                self.dispatch(event)
+        if consumer is not None:
+            consumer.close()
+
+    def close(self) -> None:
+        """Stop the consumer thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    # -- routing --------------------------------------------------------------------------
+    def _agent(self, key: AgentKey) -> _Agent:
+        agent = self._agents.get(key)
+        if agent is None:
+            agent = _Agent(history=deque(maxlen=self.settings.history_per_agent))
+            self._agents[key] = agent
+        return agent
+
+    def dispatch(self, event: Event) -> None:
+        """Route one event from the bus (or a test) to the agents it concerns."""
+        if isinstance(event, Hint):
+            self._hint(event)
+        elif isinstance(event, CallStarted) and event.agent_id:
+            msg = {
+                "type": "call.started",
+                "call_id": event.call_id,
+                "caller": event.caller,
+                "callee": event.callee,
+                "direction": event.direction,
+                "started_at": event.started_at.isoformat(),
+            }
+            with self._lock:
+                agent = self._agent((event.tenant, event.agent_id))
+                agent.calls[event.call_id] = msg
+                self._call_agent[(event.tenant, event.call_id)] = event.agent_id
+                clients = list(agent.clients)
+            for c in clients:
+                c.offer(msg)
+        elif isinstance(event, CallEnded):
+            with self._lock:
+                agent_id = self._call_agent.pop((event.tenant, event.call_id), None)
+                if agent_id is None:
+                    return
+                agent = self._agent((event.tenant, agent_id))
+                agent.calls.pop(event.call_id, None)
+                clients = list(agent.clients)
+            msg = {"type": "call.ended", "call_id": event.call_id}
+            for c in clients:
+                c.offer(msg)
+
+    def _hint(self, hint: Hint) -> None:
+        if not hint.agent_id:
+            self.metrics.inc("prompter_hints_undeliverable_total", reason="no_agent")
+            return
+        msg = hint.model_dump(mode="json")
+        with self._lock:
+            agent = self._agent((hint.tenant, hint.agent_id))
+            if any(m["hint_id"] == hint.hint_id for m in agent.history):
+                return  # a replayed hint: the agent has it already
+            agent.history.append(msg)
+            clients = list(agent.clients)
+        self.metrics.inc("prompter_hints_routed_total")
+        log.debug(
+            "hint %s to %d client(s)", hint.hint_id, len(clients), **ctx(hint.tenant, hint.call_id)
+        )
+        for c in clients:
+            c.offer(msg)
+
+    # -- clients --------------------------------------------------------------------------
+    def subscribe(
+        self,
+        tenant: str,
+        agent_id: str,
+        loop: asyncio.AbstractEventLoop,
+        last_hint_id: str | None = None,
+    ) -> tuple[HintClient, list[Message], list[Message], bool]:
+        """Register a client: (client, current calls, backlog to send first, gap).
+
+        Without `last_hint_id` the backlog is the history of the agent's current calls;
+        with it, every later hint; when that id is no longer in the history, `gap` is
+        True and the whole history is sent.
+        """
+        client = HintClient(
+            tenant, agent_id, loop, asyncio.Queue(maxsize=self.settings.ws_queue_size), self
+        )
+        with self._lock:
+            agent = self._agent((tenant, agent_id))
+            history = list(agent.history)
+            calls = list(agent.calls.values())
+            gap = False
+            if last_hint_id is None:
+                current = set(agent.calls)
+                backlog = [m for m in history if m["call_id"] in current]
+            else:
+                ids = [m["hint_id"] for m in history]
+                if last_hint_id in ids:
+                    backlog = history[ids.index(last_hint_id) + 1 :]
+                else:
+                    gap, backlog = True, history
+            agent.clients.add(client)
+        self.metrics.set("prompter_ws_clients", self.client_count())
+        return client, calls, backlog, gap
+
+    def unsubscribe(self, client: HintClient) -> None:
+        """Forget a client (idempotent)."""
+        client.closed = True
+        with self._lock:
+            agent = self._agents.get((client.tenant, client.agent_id))
+            if agent is not None:
+                agent.clients.discard(client)
+        self.metrics.set("prompter_ws_clients", self.client_count())
+
+    def client_count(self) -> int:
+        """Connected clients, all agents."""
+        return sum(len(a.clients) for a in list(self._agents.values()))
+
+
+def hint_hub(services: Services) -> HintHub:
+    """The process's hub (one consumer however many routers or apps are built)."""
+    return services.component("prompter.hub", lambda: HintHub(services))

@@ -1,0 +1,178 @@
+"""The transcript index interface: what the search API and the workers need of a backend.
+
+SQLite FTS5 (`recordings.index.sqlite`) is the embedded backend; a PostgreSQL full-text
+backend can follow by implementing `TranscriptIndex` and compiling the same query tree
+(`recordings.index.query.Node`) to a tsquery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from recordings.index.query import Node
+
+Interval = Literal["day", "week", "month"]
+Sort = Literal["relevance", "time"]
+
+
+@dataclass(frozen=True)
+class CallMeta:
+    """What is known of a call; None fields leave the stored value as it is."""
+
+    tenant: str
+    call_id: str
+    started_at: datetime | None = None
+    agent_id: str | None = None
+    direction: str | None = None
+    caller: str | None = None
+    callee: str | None = None
+    prefix: str | None = None
+    recording_key: str | None = None
+    duration: float | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One call as the index holds it."""
+
+    tenant: str
+    call_id: str
+    started_at: datetime
+    started_known: bool
+    agent_id: str | None
+    direction: str | None
+    caller: str | None
+    callee: str | None
+    prefix: str | None
+    recording_key: str | None
+    duration: float | None
+    source: str | None
+    held: bool
+    utterances: int
+
+
+@dataclass(frozen=True)
+class UtteranceRow:
+    """One final utterance to index."""
+
+    tenant: str
+    call_id: str
+    utterance_id: str
+    leg: str
+    start: float
+    end: float
+    text: str
+    source: str = "batch"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Filters shared by search, call lists and term counts (all optional)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    agent_id: str | None = None
+    leg: str | None = None
+    direction: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One matching utterance; `snippet` marks matches with \\x02 ... \\x03."""
+
+    call_id: str
+    utterance_id: str
+    leg: str
+    start: float
+    end: float
+    text: str
+    snippet: str
+    call_started_at: datetime
+    agent_id: str | None
+    direction: str | None
+    score: float
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of results and the total count behind it."""
+
+    total: int
+    items: list[Hit] | list[CallRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Matches of one period."""
+
+    period: str
+    utterances: int
+    calls: int
+
+
+class TranscriptIndex(Protocol):
+    """Every row carries its tenant; every read is scoped to one tenant."""
+
+    def upsert_call(self, meta: CallMeta) -> None:
+        """Create or update a call row (idempotent)."""
+        ...
+
+    def upsert_utterances(self, rows: list[UtteranceRow]) -> None:
+        """Index utterances; the same utterance id overwrites (idempotent)."""
+        ...
+
+    def search(
+        self, tenant: str, query: Node, filters: Filters, sort: Sort, offset: int, limit: int
+    ) -> Page:
+        """Matching utterances of one tenant."""
+        ...
+
+    def list_calls(self, tenant: str, filters: Filters, offset: int, limit: int) -> Page:
+        """Calls of one tenant, newest first."""
+        ...
+
+    def get_call(self, tenant: str, call_id: str) -> CallRow | None:
+        """One call of one tenant, or None (also for another tenant's call)."""
+        ...
+
+    def call_utterances(self, tenant: str, call_id: str) -> list[UtteranceRow]:
+        """A call's indexed utterances in speaking order."""
+        ...
+
+    def term_counts(
+        self, tenant: str, query: Node, filters: Filters, interval: Interval
+    ) -> list[Bucket]:
+        """Matching utterances and calls per period of the call start time."""
+        ...
+
+    def set_hold(self, tenant: str, call_id: str, held: bool) -> bool:
+        """Set or lift a legal hold; False when the call is unknown."""
+        ...
+
+    def held_calls(self, tenant: str) -> set[str]:
+        """Ids of the tenant's calls under legal hold."""
+        ...
+
+    def expired_calls(self, tenant: str, cutoff: datetime) -> list[CallRow]:
+        """Calls started before `cutoff` and not held."""
+        ...
+
+    def delete_call(self, tenant: str, call_id: str) -> int:
+        """Remove a call and its utterances; returns utterance rows removed."""
+        ...
+
+    def delete_calls(self, tenant: str, call_ids: list[str]) -> int:
+        """Remove many calls of one tenant together; returns utterance rows removed."""
+        ...
+
+    def tenants(self) -> list[str]:
+        """Every tenant with a call row."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

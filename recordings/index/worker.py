@@ -1,0 +1,177 @@
+"""The `index` stage: final utterances and call metadata into the transcript index.
+
+Consumes `transcripts` (final utterances, live or batch, and transcript.ready), `calls`
+(call.started metadata) and `recordings` (recording.ready metadata). Every write is an
+UPSERT keyed by tenant and utterance id or call id, so a replay overwrites.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pipeline.events import (
+    CallStarted,
+    Event,
+    MediaChunk,
+    RecordingReady,
+    TranscriptReady,
+    Utterance,
+)
+from pipeline.logs import ctx
+from pipeline.services import Services
+from pipeline.worker import BadInput, Output, ProcessingError, Stage
+from recordings.catalog import load_manifest
+from recordings.index import index_of
+from recordings.index.base import CallMeta, TranscriptIndex, UtteranceRow
+from recordings.keys import call_prefix, check_id, parse_key
+from recordings.store.base import ObjectNotFound, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class IndexStage(Stage):
+    """Keeps the search index in step with what the pipeline transcribes."""
+
+    name = "index"
+    topics = ("transcripts", "calls", "recordings")
+
+    def __init__(self, services: Services, index: TranscriptIndex) -> None:
+        self.services = services
+        self.index = index
+
+    def process(self, event: Event | MediaChunk) -> Iterable[Output]:
+        """Index one event; nothing is produced downstream."""
+        if isinstance(event, MediaChunk):
+            return ()
+        try:
+            check_id(event.tenant, "tenant")
+            check_id(event.call_id, "call_id")
+        except ValueError as exc:
+            self.services.metrics.inc("index_rejected_total", reason="bad_id")
+            raise BadInput(str(exc)) from None
+        if isinstance(event, Utterance):
+            self._utterance(event)
+        elif isinstance(event, CallStarted):
+            self.index.upsert_call(
+                CallMeta(
+                    tenant=event.tenant,
+                    call_id=event.call_id,
+                    started_at=event.started_at,
+                    agent_id=event.agent_id,
+                    direction=event.direction,
+                    caller=event.caller,
+                    callee=event.callee,
+                    prefix=call_prefix(event.tenant, event.call_id, event.started_at),
+                    source="live",
+                )
+            )
+            self.services.metrics.inc("index_calls_total", type=event.type)
+        elif isinstance(event, RecordingReady):
+            self._recording(event)
+        elif isinstance(event, TranscriptReady):
+            self._transcript(event)
+        return ()
+
+    def _utterance(self, u: Utterance) -> None:
+        if not u.final:
+            self.services.metrics.inc("index_skipped_total", reason="partial")
+            return
+        if not u.text.strip():
+            self.services.metrics.inc("index_skipped_total", reason="empty")
+            return
+        if u.end < u.start or u.start < 0:
+            self.services.metrics.inc("index_rejected_total", reason="times")
+            raise BadInput(f"utterance {u.utterance_id} ends ({u.end}) before it starts")
+        self.index.upsert_utterances(
+            [
+                UtteranceRow(
+                    tenant=u.tenant,
+                    call_id=u.call_id,
+                    utterance_id=u.utterance_id,
+                    leg=u.leg,
+                    start=u.start,
+                    end=u.end,
+                    text=u.text.strip(),
+                    source=u.source,
+                )
+            ]
+        )
+        self.services.metrics.inc("index_utterances_total", source=u.source)
+
+    def _recording(self, ev: RecordingReady) -> None:
+        try:
+            key = self.services.store.key_from_uri(ev.uri)
+        except ObjectNotFound:
+            key = None  # a foreign URI: keep the metadata, the audio stays unknown
+        self.index.upsert_call(
+            CallMeta(
+                tenant=ev.tenant,
+                call_id=ev.call_id,
+                started_at=ev.started_at,
+                agent_id=ev.agent_id,
+                direction=ev.direction,
+                caller=ev.caller,
+                callee=ev.callee,
+                prefix=call_prefix(ev.tenant, ev.call_id, ev.started_at),
+                recording_key=key,
+                source="batch",
+            )
+        )
+        self.services.metrics.inc("index_calls_total", type=ev.type)
+
+    def _transcript(self, ev: TranscriptReady) -> None:
+        """The call's artifacts are written: take its manifest as the call's metadata."""
+        try:
+            manifest = load_manifest(self.services.store, ev.tenant, ev.call_id)
+        except StoreError as exc:
+            raise ProcessingError(
+                f"store error reading the manifest: {exc}", retriable=exc.retriable
+            ) from exc
+        if manifest is not None:
+            meta = CallMeta(
+                tenant=ev.tenant,
+                call_id=ev.call_id,
+                started_at=manifest.started_at,
+                agent_id=manifest.agent_id,
+                direction=manifest.direction,
+                caller=manifest.caller,
+                callee=manifest.callee,
+                prefix=manifest.prefix,
+                recording_key=manifest.recording_key,
+                duration=ev.duration,
+                source=ev.source,
+            )
+        else:
+            meta = self._meta_from_uri(ev)
+        self.index.upsert_call(meta)
+        self.services.metrics.inc("index_calls_total", type=ev.type)
+        log.info(
+            "indexed call metadata (%s, %d utterances)",
+            ev.source,
+            ev.utterances,
+            **ctx(ev.tenant, ev.call_id),
+        )
+
+    def _meta_from_uri(self, ev: TranscriptReady) -> CallMeta:
+        """No manifest: the transcript's key still tells the call's folder and day."""
+        prefix = None
+        try:
+            key = self.services.store.key_from_uri(ev.json_uri)
+            parsed = parse_key(key)
+            if parsed is not None and parsed[0] == ev.tenant and parsed[2] == ev.call_id:
+                prefix = key.rsplit("/", 1)[0] + "/"
+        except ObjectNotFound:
+            pass
+        return CallMeta(
+            tenant=ev.tenant,
+            call_id=ev.call_id,
+            prefix=prefix,
+            duration=ev.duration,
+            source=ev.source,
+        )
+
+
+def stages(services: Services) -> list[Stage]:
+    """Workers of the `index` role."""
+    return [IndexStage(services, index_of(services))]

@@ -1,0 +1,508 @@
+"""Search, call list, call audio, term counts, legal hold, call deletion, and the analyst page.
+
+Every route authenticates (pipeline.auth.require) and reads only the caller's tenant:
+another tenant's call is a 404, exactly as an unknown one. Query strings are parsed by
+hand so that any bad parameter (unknown name, bad date, page out of range, malformed
+query) is a 400 with the reason, never FastAPI's 422 or a 500.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, get_args
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+
+from pipeline.auth import Principal, require
+from pipeline.services import Services
+from recordings.catalog import load_manifest
+from recordings.index import index_of
+from recordings.index.base import CallRow, Filters, Hit, Interval, Sort
+from recordings.index.query import Node, QueryError, parse_query
+from recordings.index.sqlite import HL_CLOSE, HL_OPEN
+from recordings.keys import check_id
+from recordings.retention import CallHeld, delete_call_data, set_hold
+from recordings.store.base import ObjectNotFound
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 10_000
+MAX_STATS_QUERIES = 10
+STREAM_CHUNK = 1 << 20
+RECORDING_NAMES = ("recording.wav",)
+_AUDIO_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "flac": "audio/flac",
+    "m4a": "audio/mp4",
+    "webm": "audio/webm",
+    "aac": "audio/aac",
+}
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+SEARCH_PARAMS = {
+    "q",
+    "from",
+    "to",
+    "agent",
+    "leg",
+    "direction",
+    "call_id",
+    "page",
+    "page_size",
+    "sort",
+}
+CALLS_PARAMS = {"from", "to", "agent", "direction", "call_id", "page", "page_size"}
+STATS_PARAMS = {"q", "interval", "from", "to", "agent", "leg", "direction", "call_id"}
+LEGS = ("agent", "customer", "mono")
+DIRECTIONS = ("inbound", "outbound", "internal")
+
+Reader = Annotated[Principal, Depends(require("analyst", "admin"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+class BadRequest(ValueError):
+    """A query-string problem; the message is the 400's reason."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """The checked query string of one request."""
+
+    filters: Filters
+    page: int
+    page_size: int
+
+
+def _one(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"parameter {name!r} given more than once")
+    return values[0] if values else None
+
+
+def _check_names(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise BadRequest(
+            f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _when(value: str, name: str, end: bool) -> datetime:
+    """An ISO date (a whole day: `to` includes it) or an ISO date-time (UTC if naive)."""
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"{name!r} must be an ISO date (2024-05-31) or date-time, not {value[:40]!r}"
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _int(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 9:
+        raise BadRequest(f"{name!r} must be a whole number from {lo} to {hi}")
+    n = int(value)
+    if not lo <= n <= hi:
+        raise BadRequest(f"{name!r} must be from {lo} to {hi}, not {n}")
+    return n
+
+
+def _choice(value: str | None, name: str, choices: tuple[str, ...]) -> str | None:
+    if value is not None and value not in choices:
+        raise BadRequest(f"{name!r} must be one of {', '.join(choices)}, not {value[:40]!r}")
+    return value
+
+
+def _params(request: Request, allowed: set[str]) -> Params:
+    _check_names(request, allowed)
+    since_raw, until_raw = _one(request, "from"), _one(request, "to")
+    since = _when(since_raw, "from", end=False) if since_raw else None
+    until = _when(until_raw, "to", end=True) if until_raw else None
+    if since and until and since >= until:
+        raise BadRequest("'from' must be before 'to'")
+    call_id = _one(request, "call_id")
+    if call_id is not None:
+        try:
+            check_id(call_id, "call_id")
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    agent = _one(request, "agent")
+    if agent is not None and not 0 < len(agent) <= 128:
+        raise BadRequest("'agent' must be 1 to 128 characters")
+    filters = Filters(
+        since=since,
+        until=until,
+        agent_id=agent,
+        leg=_choice(_one(request, "leg"), "leg", LEGS) if "leg" in allowed else None,
+        direction=_choice(_one(request, "direction"), "direction", DIRECTIONS),
+        call_id=call_id,
+    )
+    return Params(
+        filters=filters,
+        page=_int(_one(request, "page"), "page", 1, 1, MAX_PAGE),
+        page_size=_int(_one(request, "page_size"), "page_size", 20, 1, MAX_PAGE_SIZE),
+    )
+
+
+def _query(value: str | None) -> Node:
+    if value is None or not value.strip():
+        raise BadRequest("'q' is required: the words to search for")
+    try:
+        return parse_query(value)
+    except QueryError as exc:
+        raise BadRequest(f"bad query: {exc}") from None
+
+
+def snippet_html(snippet: str) -> str:
+    """HTML-escaped snippet with matches in <mark>."""
+    return html.escape(snippet).replace(HL_OPEN, "<mark>").replace(HL_CLOSE, "</mark>")
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def recording_key(services: Services, row: CallRow | None, tenant: str, call_id: str) -> str | None:
+    """Where the call's recording is: index row, manifest, or the usual names in its folder."""
+    store = services.store
+    manifest = load_manifest(store, tenant, call_id)
+    prefixes: list[str] = []
+    for src in (row, manifest):
+        if src is None:
+            continue
+        if src.recording_key and store.exists(src.recording_key):
+            return src.recording_key
+        if src.prefix:
+            prefixes.append(src.prefix)
+    for prefix in dict.fromkeys(prefixes):
+        for name in RECORDING_NAMES:
+            if store.exists(prefix + name):
+                return prefix + name
+        for info in store.list(prefix + "recording."):
+            return info.key
+    return None
+
+
+def _call_json(row: CallRow) -> dict[str, Any]:
+    return {
+        "call_id": row.call_id,
+        "started_at": _iso(row.started_at),
+        "started_known": row.started_known,
+        "agent_id": row.agent_id,
+        "direction": row.direction,
+        "caller": row.caller,
+        "callee": row.callee,
+        "duration": row.duration,
+        "source": row.source,
+        "held": row.held,
+        "utterances": row.utterances,
+        "audio_url": f"/v1/calls/{row.call_id}/audio",
+    }
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) inclusive of a single `bytes=` range; None to serve the whole."""
+    m = _RANGE.match(header.strip())
+    if m is None:
+        return None  # multiple or unknown ranges: RFC 9110 lets us send the whole object
+    a, b = m.groups()
+    if not a and not b:
+        return None
+    if not a:
+        n = int(b)
+        if n == 0:
+            raise HTTPException(
+                416, "empty suffix range", headers={"Content-Range": f"bytes */{size}"}
+            )
+        return max(0, size - n), size - 1
+    first = int(a)
+    last = min(int(b), size - 1) if b else size - 1
+    if first >= size or (b and int(b) < first):
+        raise HTTPException(
+            416,
+            f"range not satisfiable for {size} bytes",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return first, last
+
+
+def router(services: Services) -> APIRouter:
+    """The analysts' routes and page."""
+    r = APIRouter()
+    metrics = services.metrics
+
+    def bad(exc: BadRequest, route: str) -> HTTPException:
+        metrics.inc("api_rejections_total", route=route, cause="bad_request")
+        return HTTPException(400, str(exc))
+
+    def visible_call(p: Principal, call_id: str) -> CallRow:
+        """The call's row if the caller's tenant has it; 404 otherwise, never a hint."""
+        try:
+            check_id(call_id, "call_id")
+        except ValueError:
+            raise HTTPException(404, "no such call") from None
+        row = index_of(services).get_call(p.tenant, call_id)
+        if row is None:
+            manifest = load_manifest(services.store, p.tenant, call_id)
+            if manifest is None:
+                raise HTTPException(404, "no such call")
+            row = CallRow(
+                tenant=p.tenant,
+                call_id=call_id,
+                started_at=manifest.started_at,
+                started_known=True,
+                agent_id=manifest.agent_id,
+                direction=manifest.direction,
+                caller=manifest.caller,
+                callee=manifest.callee,
+                prefix=manifest.prefix,
+                recording_key=manifest.recording_key,
+                duration=None,
+                source=None,
+                held=False,
+                utterances=0,
+            )
+        return row
+
+    @r.get("/v1/search")
+    def search(request: Request, principal: Reader) -> dict[str, Any]:
+        """Utterances matching `q` within the caller's tenant, with snippets and audio links."""
+        try:
+            params = _params(request, SEARCH_PARAMS)
+            query = _query(_one(request, "q"))
+            sort = _choice(_one(request, "sort"), "sort", get_args(Sort)) or "relevance"
+        except BadRequest as exc:
+            raise bad(exc, "search") from None
+        index = index_of(services)
+        try:
+            page = index.search(
+                principal.tenant,
+                query,
+                params.filters,
+                sort,  # type: ignore[arg-type]
+                (params.page - 1) * params.page_size,
+                params.page_size,
+            )
+        except QueryError as exc:
+            raise bad(BadRequest(f"bad query: {exc}"), "search") from None
+        metrics.inc("searches_total")
+        hits: list[Hit] = page.items  # type: ignore[assignment]
+        presigned: dict[str, str | None] = {}
+        for cid in {h.call_id for h in hits}:
+            presigned[cid] = _presigned(principal.tenant, cid)
+        return {
+            "q": _one(request, "q"),
+            "total": page.total,
+            "page": params.page,
+            "page_size": params.page_size,
+            "sort": sort,
+            "hits": [
+                {
+                    "call_id": h.call_id,
+                    "utterance_id": h.utterance_id,
+                    "leg": h.leg,
+                    "start": h.start,
+                    "end": h.end,
+                    "text": h.text,
+                    "snippet": snippet_html(h.snippet),
+                    "call_started_at": _iso(h.call_started_at),
+                    "agent_id": h.agent_id,
+                    "direction": h.direction,
+                    "score": round(h.score, 4),
+                    "audio": {
+                        "url": f"/v1/calls/{h.call_id}/audio",
+                        "start": h.start,
+                        "presigned_url": (
+                            f"{presigned[h.call_id]}#t={h.start:.2f}"
+                            if presigned[h.call_id]
+                            else None
+                        ),
+                    },
+                }
+                for h in hits
+            ],
+        }
+
+    def _presigned(tenant: str, call_id: str) -> str | None:
+        row = index_of(services).get_call(tenant, call_id)
+        key = row.recording_key if row else None
+        if not key:
+            return None
+        try:
+            return services.store.presigned_url(key, 3600)
+        except Exception:  # a link is a convenience; the streaming route still works
+            log.warning("no presigned URL for %s", key)
+            return None
+
+    @r.get("/v1/calls")
+    def list_calls(request: Request, principal: Reader) -> dict[str, Any]:
+        """The caller's tenant's calls, newest first, with filters and paging."""
+        try:
+            params = _params(request, CALLS_PARAMS)
+        except BadRequest as exc:
+            raise bad(exc, "calls") from None
+        page = index_of(services).list_calls(
+            principal.tenant,
+            params.filters,
+            (params.page - 1) * params.page_size,
+            params.page_size,
+        )
+        rows: list[CallRow] = page.items  # type: ignore[assignment]
+        return {
+            "total": page.total,
+            "page": params.page,
+            "page_size": params.page_size,
+            "calls": [_call_json(row) for row in rows],
+        }
+
+    @r.get("/v1/calls/{call_id}")
+    def get_call(call_id: str, principal: Reader) -> dict[str, Any]:
+        """A call's metadata and its indexed utterances (both legs, speaking order)."""
+        row = visible_call(principal, call_id)
+        utterances = index_of(services).call_utterances(principal.tenant, call_id)
+        return {
+            **_call_json(row),
+            "transcript": [
+                {
+                    "utterance_id": u.utterance_id,
+                    "leg": u.leg,
+                    "start": u.start,
+                    "end": u.end,
+                    "text": u.text,
+                    "source": u.source,
+                }
+                for u in utterances
+            ],
+        }
+
+    @r.get("/v1/calls/{call_id}/audio")
+    def get_audio(call_id: str, request: Request, principal: Reader) -> Response:
+        """The call's recording, streamed; a single `Range: bytes=` is honoured (206)."""
+        row = visible_call(principal, call_id)
+        key = recording_key(services, row, principal.tenant, call_id)
+        if key is None:
+            raise HTTPException(404, "this call has no recording")
+        store = services.store
+        try:
+            size = store.stat(key).size
+        except ObjectNotFound:
+            raise HTTPException(404, "this call has no recording") from None
+        media_type = _AUDIO_TYPES.get(key.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=300"}
+        rng = _parse_range(request.headers["range"], size) if "range" in request.headers else None
+        first, last, status = (0, size - 1, 200) if rng is None else (*rng, 206)
+        if status == 206:
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        headers["Content-Length"] = str(max(0, last - first + 1))
+
+        def body() -> Iterator[bytes]:
+            pos = first
+            while pos <= last:
+                n = min(STREAM_CHUNK, last - pos + 1)
+                chunk = store.get_range(key, pos, n)
+                if not chunk:
+                    return
+                yield chunk
+                pos += len(chunk)
+
+        metrics.inc("audio_streams_total", status=str(status))
+        return StreamingResponse(body(), status_code=status, media_type=media_type, headers=headers)
+
+    @r.get("/v1/stats/terms")
+    def term_stats(request: Request, principal: Reader) -> dict[str, Any]:
+        """Matching utterances and calls per day, week or month, one series per `q`."""
+        try:
+            params = _params(request, STATS_PARAMS)
+            raw = request.query_params.getlist("q")
+            if not raw:
+                raise BadRequest("'q' is required (repeat it to count several terms)")
+            if len(raw) > MAX_STATS_QUERIES:
+                raise BadRequest(f"at most {MAX_STATS_QUERIES} 'q' parameters")
+            queries = [(q, _query(q)) for q in raw]
+            interval = _choice(_one(request, "interval"), "interval", get_args(Interval)) or "day"
+        except BadRequest as exc:
+            raise bad(exc, "stats") from None
+        index = index_of(services)
+        series = []
+        for text, node in queries:
+            try:
+                buckets = index.term_counts(
+                    principal.tenant,
+                    node,
+                    params.filters,
+                    interval,  # type: ignore[arg-type]
+                )
+            except QueryError as exc:
+                raise bad(BadRequest(f"bad query: {exc}"), "stats") from None
+            series.append(
+                {
+                    "q": text,
+                    "total": sum(b.utterances for b in buckets),
+                    "buckets": [
+                        {"period": b.period, "utterances": b.utterances, "calls": b.calls}
+                        for b in buckets
+                    ],
+                }
+            )
+        return {"interval": interval, "series": series}
+
+    @r.post("/v1/calls/{call_id}/hold")
+    def place_hold(call_id: str, principal: Admin) -> dict[str, Any]:
+        """Legal hold: retention and deletion leave the call alone until it is lifted."""
+        visible_call(principal, call_id)
+        if not set_hold(services, principal.tenant, call_id, True, principal.key_id):
+            raise HTTPException(404, "no such call")
+        return {"call_id": call_id, "held": True}
+
+    @r.delete("/v1/calls/{call_id}/hold")
+    def lift_hold(call_id: str, principal: Admin) -> dict[str, Any]:
+        """Lift a legal hold."""
+        visible_call(principal, call_id)
+        if not set_hold(services, principal.tenant, call_id, False, principal.key_id):
+            raise HTTPException(404, "no such call")
+        return {"call_id": call_id, "held": False}
+
+    @r.delete("/v1/calls/{call_id}")
+    def delete_call(call_id: str, principal: Admin) -> dict[str, Any]:
+        """Delete a call on request: its objects and index rows together (admin)."""
+        try:
+            removed = delete_call_data(services, principal.tenant, call_id)
+        except CallHeld as exc:
+            metrics.inc("api_rejections_total", route="calls", cause="held")
+            raise HTTPException(409, str(exc)) from None
+        if removed is None:
+            raise HTTPException(404, "no such call")
+        return {"call_id": call_id, "deleted": True, **removed}
+
+    @r.get("/", include_in_schema=False)
+    def analyst_page() -> FileResponse:
+        """The analyst page (plain HTML, JS and CSS; no build step)."""
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @r.get("/web/{name}", include_in_schema=False)
+    def web_asset(name: str) -> FileResponse:
+        """The page's script and style sheet."""
+        types = {"app.js": "text/javascript", "app.css": "text/css"}
+        if name not in types:
+            raise HTTPException(404, "no such file")
+        return FileResponse(WEB_DIR / name, media_type=types[name])
+
+    return r

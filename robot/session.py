@@ -1,0 +1,345 @@
+"""A robot session: one scenario run over a bidirectional media session.
+
+Out: prompts synthesised and sent as RTP (PCMU/PCMA, 20 ms, paced in real time by the
+`PromptPlayer` thread). In: the caller's RTP through the same ingest as live calls (the
+session registers a call with a `customer` leg); the process's `MediaTap` hands this
+call's decoded chunks and DTMF to the session. Every chunk feeds a short barge-in VAD
+(webrtcvad via `stt.vad.Endpointer`) and the streaming recogniser (`stt.streaming`).
+
+The streaming recogniser is used directly, in a thread of the session, rather than
+through the live worker: the worker is a consumer group whose utterances come back on
+the `transcripts` topic, keyed by call, with no way to ask it for this call's next answer;
+a request/response loop needs the recogniser in hand. Whisper itself is the process's
+one model (`live_decoder_of`), shared with the live worker.
+
+Threads per session: control (the dialog engine's inputs and commands), STT (decoding),
+RTP sender; the tap's thread does the VAD. Every session ends: the engine hangs up at the
+maximum duration, and the control loop enforces it again should the engine not.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from pipeline.events import (
+    CallEnded,
+    CallStarted,
+    DtmfReceived,
+    LegInfo,
+    MediaChunk,
+    RobotOutcome,
+    RobotStart,
+    RobotStep,
+)
+from pipeline.ingest.receiver import Endpoint
+from pipeline.ingest.stage import ingest_of
+from pipeline.logs import ctx
+from pipeline.media.resample import float_to_int16, int16_to_float, resample
+from pipeline.services import Services
+from robot.dialog import (
+    Command,
+    DialogEngine,
+    Dtmf,
+    Emit,
+    Final,
+    Input,
+    Partial,
+    PeerGone,
+    Play,
+    PromptFinished,
+    SpeechStarted,
+    SpeechStopped,
+    Started,
+    StopPlayback,
+    Tick,
+)
+from robot.media_tap import media_tap
+from robot.player import PromptPlayer
+from robot.prompts import PromptAudio
+from robot.scenario import Scenario
+from stt.streaming import ClipDecoder, StreamingOptions, StreamingRecognizer
+from stt.vad import Endpointer, SpeechEnded, VadOptions
+from stt.vad import SpeechStarted as VadStarted
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+TICK_S = 0.05
+_MAX_FILL_S = 2.0  # a gap in the caller's audio longer than this is skipped, not filled
+_GRACE_S = 5.0  # the control loop's own bound beyond the engine's maximum duration
+
+EventSink = Callable[[RobotStep | RobotOutcome], None]
+
+
+def streaming_options(services: Services) -> StreamingOptions:
+    """The recogniser's options for robot sessions (shorter hangover than live calls)."""
+    live, stt, robot = services.settings.live, services.settings.stt, services.settings.robot
+    return StreamingOptions(
+        vad_aggressiveness=stt.vad_aggressiveness, hangover_ms=robot.hangover_ms,
+        min_speech_ms=live.min_speech_ms, speech_pad_ms=stt.speech_pad_ms,
+        max_utterance_s=live.max_utterance_s, partial_interval_s=live.partial_interval_s,
+    )
+
+
+def barge_in_options(services: Services) -> VadOptions:
+    """The barge-in VAD: quick to say "speaking", quick to say "stopped"."""
+    r = services.settings.robot
+    return VadOptions(
+        aggressiveness=services.settings.stt.vad_aggressiveness, frame_ms=20,
+        min_speech_duration_ms=r.barge_in_min_speech_ms,
+        min_silence_duration_ms=r.barge_in_silence_ms, speech_pad_ms=0,
+        max_speech_duration_s=60.0,
+    )
+
+
+class RobotSession:
+    """One call: open() registers the media, start() runs the dialog in threads."""
+
+    def __init__(
+        self,
+        services: Services,
+        start: RobotStart,
+        scenario: Scenario,
+        *,
+        prompts: PromptAudio,
+        decoder: ClipDecoder,
+        on_event: EventSink,
+        on_packet: Callable[[int, float], None] | None = None,
+    ) -> None:
+        if start.media is None:
+            raise ValueError("a robot session needs a media peer (host, port, codec)")
+        self.services = services
+        self.request = start
+        self.tenant, self.call_id = start.tenant, start.call_id
+        self.scenario = scenario
+        self.prompts = prompts
+        self.decoder = decoder
+        self.on_event = on_event
+        self.on_packet = on_packet
+        settings = services.settings
+        tz = ZoneInfo(settings.robot.timezone)
+        self.engine = DialogEngine(
+            scenario, dict(start.variables), self.tenant, self.call_id,
+            no_input_timeout_s=settings.robot.no_input_timeout_s,
+            max_duration_s=settings.robot.max_session_s,
+            today=datetime.now(tz).date(),
+        )
+        self.codec = start.media.codec
+        self.endpoint: Endpoint | None = None
+        self.steps: list[dict[str, Any]] = []
+        self.outcome: RobotOutcome | None = None
+        self.status = "starting"
+        self.started_at = datetime.now(UTC)
+        # measurements (wall-clock UNIX times) for the API, tests and the benchmark
+        self.barge_ins: list[tuple[float, float]] = []  # (speech detected, stop issued)
+        self.speech_at = 0.0  # when the barge-in VAD last heard the caller start
+        self._inputs: queue.Queue[Input] = queue.Queue()
+        self._audio: queue.Queue[np.ndarray | None] = queue.Queue()
+        self._vad = Endpointer(barge_in_options(services))
+        self._expected = -1  # next 16 kHz sample expected from the ingest
+        self._player: PromptPlayer | None = None
+        self._ending = False
+        self._threads: list[threading.Thread] = []
+        self._done = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def open(self) -> Endpoint:
+        """Register the call with the ingest; returns where the caller's RTP must go."""
+        ingest = ingest_of(self.services)
+        req = self.request
+        started = CallStarted(
+            tenant=self.tenant, call_id=self.call_id,
+            direction="outbound" if req.callee else "inbound", caller=req.caller_id,
+            callee=req.callee, legs=(LegInfo(leg="customer", codec=self.codec),),
+        )
+        tap = media_tap(self.services)
+        tap.subscribe(self.call_id, self._on_record)
+        try:
+            (self.endpoint,) = ingest.register(started, via="robot")
+        except Exception:
+            tap.unsubscribe(self.call_id)
+            raise
+        assert req.media is not None
+        self._player = PromptPlayer(req.media.host, req.media.port, self.codec,
+                                    self._prompt_done, on_packet=self.on_packet)
+        return self.endpoint
+
+    def start(self) -> None:
+        """Run the dialog (control and STT threads)."""
+        self.status = "running"
+        for target, name in ((self._control, "robot-control"), (self._stt, "robot-stt")):
+            t = threading.Thread(target=target, name=f"{name}-{self.call_id}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the session ended; True if it did."""
+        return self._done.wait(timeout_s)
+
+    @property
+    def done(self) -> bool:
+        """The session ended and released its media."""
+        return self._done.is_set()
+
+    def hang_up(self, reason: str = "abandoned") -> None:
+        """End the session from outside (API, shutdown)."""
+        self._inputs.put(PeerGone(time.time(), reason))
+
+    # -- media in (tap thread) ---------------------------------------------------------------
+    def _on_record(self, rec: MediaChunk | DtmfReceived | CallEnded) -> None:
+        now = time.time()
+        if isinstance(rec, CallEnded):
+            if not self._ending:
+                self._inputs.put(PeerGone(now, "abandoned"))
+            return
+        if isinstance(rec, DtmfReceived):
+            if rec.leg == "customer":
+                self._inputs.put(Dtmf(rec.digit, now))
+            return
+        if rec.leg != "customer" or rec.sample_rate not in (8000, 16000):
+            return
+        pcm = np.frombuffer(rec.pcm, dtype="<i2")
+        if rec.sample_rate != SAMPLE_RATE:
+            pcm = float_to_int16(resample(int16_to_float(pcm), rec.sample_rate, SAMPLE_RATE))
+        start = rec.start_sample * SAMPLE_RATE // rec.sample_rate
+        if self._expected >= 0:
+            if start < self._expected:
+                pcm = pcm[self._expected - start :]  # overlap: already heard
+                start = self._expected
+            elif start - self._expected <= _MAX_FILL_S * SAMPLE_RATE:
+                pcm = np.concatenate([np.zeros(start - self._expected, np.int16), pcm])
+                start = self._expected
+        self._expected = start + len(pcm)
+        if not len(pcm):
+            return
+        for ev in self._vad.feed(pcm):
+            if isinstance(ev, VadStarted):
+                self.speech_at = now
+                self._inputs.put(SpeechStarted(now))
+            elif isinstance(ev, SpeechEnded):
+                self._inputs.put(SpeechStopped(now))
+        self._audio.put(pcm)
+
+    # -- STT thread ----------------------------------------------------------------------------
+    def _stt(self) -> None:
+        rec = StreamingRecognizer(streaming_options(self.services))
+        language = self.scenario.language
+        try:
+            while not self._done.is_set():
+                try:
+                    first = self._audio.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if first is None:
+                    break
+                chunks = [first]
+                while True:
+                    try:
+                        more = self._audio.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        self._done.set()
+                        break
+                    chunks.append(more)
+                rec.insert_audio_chunk(np.concatenate(chunks))
+                for h in rec.process_iter(self.decoder, language):
+                    cls = Final if h.final else Partial
+                    self._inputs.put(cls(h.text, h.start, time.time()))
+        except Exception:  # decoding trouble ends this session's hearing, not the process
+            log.exception("robot STT failed", **ctx(self.tenant, self.call_id))
+            self.services.metrics.inc("robot_stt_errors_total")
+
+    # -- control thread ----------------------------------------------------------------------
+    def _prompt_done(self, token: int, at: float) -> None:
+        self._inputs.put(PromptFinished(token, at))
+
+    def _control(self) -> None:
+        engine = self.engine
+        hard_stop = time.time() + engine.max_duration_s + _GRACE_S
+        try:
+            self._execute(engine.handle(Started(time.time())))
+            while not engine.done:
+                try:
+                    inp: Input = self._inputs.get(timeout=TICK_S)
+                except queue.Empty:
+                    inp = Tick(time.time())
+                if time.time() > hard_stop:
+                    inp = PeerGone(time.time(), "max_duration")
+                self._execute(engine.handle(inp))
+        except Exception:  # a session bug ends this call, never the process
+            log.exception("robot session failed", **ctx(self.tenant, self.call_id))
+            self.services.metrics.inc("robot_session_errors_total")
+            if not engine.done:
+                self._execute(engine.handle(PeerGone(time.time(), "failed")))
+        finally:
+            self._close()
+
+    def _execute(self, commands: list[Command]) -> None:
+        player = self._player
+        assert player is not None
+        for cmd in commands:
+            if isinstance(cmd, Play):
+                wire = self.prompts.render(cmd.text, self.codec)
+                if wire:
+                    player.play(cmd.token, wire)
+                else:
+                    self._inputs.put(PromptFinished(cmd.token, time.time()))
+            elif isinstance(cmd, StopPlayback):
+                player.stop(cmd.token)
+                self.barge_ins.append((self.speech_at, time.time()))
+            elif isinstance(cmd, Emit):
+                ev = cmd.event
+                if isinstance(ev, RobotStep):
+                    self.steps.append(ev.model_dump(mode="json", exclude={"v", "tenant"}))
+                else:
+                    self.outcome = ev
+                try:
+                    self.on_event(ev)
+                except Exception:  # a full bus must not stop the dialog
+                    log.exception("publishing %s failed", ev.type,
+                                  **ctx(self.tenant, self.call_id))
+
+    def _close(self) -> None:
+        self._ending = True
+        media_tap(self.services).unsubscribe(self.call_id)
+        if self._player is not None:
+            self._player.close()
+        self._audio.put(None)
+        result = self.engine.result or "failed"
+        ingest_of(self.services).end(self.call_id, result)
+        self.status = "ended"
+        self.services.metrics.inc("robot_sessions_total", result=result)
+        log.info("robot session ended: %s", result, **ctx(self.tenant, self.call_id))
+        self._done.set()
+
+    # -- view ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """What GET /v1/robot/calls/{id} shows."""
+        ep = self.endpoint
+        out = self.outcome
+        return {
+            "call_id": self.call_id,
+            "tenant": self.tenant,
+            "scenario": self.scenario.name,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "media": {"host": ep.host, "port": ep.port, "codec": ep.codec} if ep else None,
+            "step": self.engine.step.id if self.engine.step else None,
+            "steps": self.steps[-200:],
+            "slots": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                      for k, v in self.engine.slots.items()},
+            "transfer": (self.engine.transfer.model_dump(exclude_none=True)
+                         if self.engine.transfer else None),
+            "outcome": None if out is None else out.model_dump(mode="json",
+                                                               exclude={"v", "tenant"}),
+        }

@@ -1,0 +1,240 @@
+"""The robot's SQLite database under the data dir (`robot.sqlite`): calls placed (for the
+30-day cap), the opposition list, the guard's audit trail, calling policies, scenarios,
+sessions and campaigns, all per tenant.
+
+Not in the object store: the call counts and the audit must survive the bucket's 90-day
+expiry rules, and the cap check needs a transaction (check and count in one step).
+Distributed deployments share the data dir, as they share the API keys.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.services import Services
+
+FILE_NAME = "robot.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS placed_calls (
+  tenant TEXT NOT NULL, callee TEXT NOT NULL, at REAL NOT NULL, call_id TEXT NOT NULL,
+  campaign_id TEXT, PRIMARY KEY (tenant, call_id));
+CREATE INDEX IF NOT EXISTS placed_callee ON placed_calls (tenant, callee, at);
+CREATE TABLE IF NOT EXISTS opposition (
+  tenant TEXT NOT NULL, number TEXT NOT NULL, PRIMARY KEY (tenant, number));
+CREATE TABLE IF NOT EXISTS opposition_imports (
+  tenant TEXT PRIMARY KEY, numbers INTEGER NOT NULL, rejected INTEGER NOT NULL,
+  imported_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, decided_at TEXT NOT NULL,
+  at TEXT NOT NULL, kind TEXT NOT NULL, callee TEXT, caller_id TEXT, sector TEXT,
+  allowed INTEGER NOT NULL, rule TEXT, reason TEXT NOT NULL, call_id TEXT, campaign_id TEXT);
+CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, id);
+CREATE TABLE IF NOT EXISTS policies (tenant TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scenarios (
+  tenant TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL,
+  PRIMARY KEY (tenant, name));
+CREATE TABLE IF NOT EXISTS sessions (
+  tenant TEXT NOT NULL, call_id TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL,
+  PRIMARY KEY (tenant, call_id));
+CREATE TABLE IF NOT EXISTS campaigns (
+  tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL,
+  PRIMARY KEY (tenant, id));
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One guard decision as logged."""
+
+    tenant: str
+    at: datetime
+    kind: str  # check | call | campaign
+    callee: str | None
+    caller_id: str | None
+    sector: str | None
+    allowed: bool
+    rule: str | None
+    reason: str
+    call_id: str | None = None
+    campaign_id: str | None = None
+
+
+class RobotStore:
+    """All robot tables in one SQLite file; thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                   timeout=10.0)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: check-then-record steps cannot interleave."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- calls placed ---------------------------------------------------------------------
+    def count_calls(self, tenant: str, callee: str, since: float, until: float) -> int:
+        """Automated calls to `callee` placed in (since, until] (UNIX times)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM placed_calls WHERE tenant=? AND callee=? AND at>? AND at<=?",
+                (tenant, callee, since, until),
+            ).fetchone()
+        return int(row[0])
+
+    def record_call(
+        self, tenant: str, callee: str, at: float, call_id: str, campaign_id: str | None = None
+    ) -> None:
+        """Count a placed call (idempotent per call id)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO placed_calls VALUES (?,?,?,?,?)",
+                (tenant, callee, at, call_id, campaign_id),
+            )
+
+    # -- opposition list ------------------------------------------------------------------
+    def replace_opposition(self, tenant: str, numbers: Iterable[str], rejected: int) -> int:
+        """Replace a tenant's whole list (a re-import refreshes it); returns its size."""
+        unique = sorted(set(numbers))
+        with self.transaction() as db:
+            db.execute("DELETE FROM opposition WHERE tenant=?", (tenant,))
+            db.executemany("INSERT INTO opposition VALUES (?,?)", [(tenant, n) for n in unique])
+            db.execute(
+                "INSERT OR REPLACE INTO opposition_imports VALUES (?,?,?,?)",
+                (tenant, len(unique), rejected, _now()),
+            )
+        return len(unique)
+
+    def is_opposed(self, tenant: str, number: str) -> bool:
+        """The (E.164) number is on the tenant's opposition list."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM opposition WHERE tenant=? AND number=?", (tenant, number)
+            ).fetchone()
+        return row is not None
+
+    def opposition_info(self, tenant: str) -> dict[str, Any]:
+        """Size and date of the tenant's last import."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT numbers, rejected, imported_at FROM opposition_imports WHERE tenant=?",
+                (tenant,),
+            ).fetchone()
+        if row is None:
+            return {"numbers": 0, "rejected": 0, "imported_at": None}
+        return {"numbers": row[0], "rejected": row[1], "imported_at": row[2]}
+
+    # -- audit ----------------------------------------------------------------------------
+    def audit(self, e: AuditEntry) -> None:
+        """Log one guard decision."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO audit (tenant, decided_at, at, kind, callee, caller_id, sector,"
+                " allowed, rule, reason, call_id, campaign_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (e.tenant, _now(), e.at.isoformat(), e.kind, e.callee, e.caller_id, e.sector,
+                 int(e.allowed), e.rule, e.reason, e.call_id, e.campaign_id),
+            )
+
+    def audit_entries(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The tenant's latest decisions, newest first."""
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT id, decided_at, at, kind, callee, caller_id, sector, allowed, rule,"
+                " reason, call_id, campaign_id FROM audit WHERE tenant=? ORDER BY id DESC"
+                " LIMIT ?",
+                (tenant, limit),
+            )
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return [{**dict(zip(names, r, strict=True)), "allowed": bool(r[7])} for r in rows]
+
+    # -- JSON documents ---------------------------------------------------------------------
+    def _put(self, table: str, key: str, tenant: str, name: str, body: Any) -> None:
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO {table} (tenant, {key}, body, updated_at)"
+                " VALUES (?,?,?,?)",
+                (tenant, name, json.dumps(body, default=str), _now()),
+            )
+
+    def _get(self, table: str, key: str, tenant: str, name: str) -> Any:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT body FROM {table} WHERE tenant=? AND {key}=?", (tenant, name)
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put_policy(self, tenant: str, body: dict[str, Any]) -> None:
+        """Store a tenant's calling policy."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO policies VALUES (?,?)",
+                             (tenant, json.dumps(body)))
+
+    def policy(self, tenant: str) -> dict[str, Any] | None:
+        """A tenant's calling policy, or None for the default."""
+        with self._lock:
+            row = self._db.execute("SELECT body FROM policies WHERE tenant=?",
+                                   (tenant,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put_scenario(self, tenant: str, name: str, source: str) -> None:
+        """Store a validated scenario's text."""
+        self._put("scenarios", "name", tenant, name, source)
+
+    def scenario(self, tenant: str, name: str) -> str | None:
+        """A scenario's text, or None."""
+        v = self._get("scenarios", "name", tenant, name)
+        return None if v is None else str(v)
+
+    def put_session(self, tenant: str, call_id: str, body: dict[str, Any]) -> None:
+        """Store a session's state (status, steps, outcome)."""
+        self._put("sessions", "call_id", tenant, call_id, body)
+
+    def session(self, tenant: str, call_id: str) -> dict[str, Any] | None:
+        """A session's stored state, or None."""
+        v = self._get("sessions", "call_id", tenant, call_id)
+        return None if v is None else dict(v)
+
+    def put_campaign(self, tenant: str, campaign_id: str, body: dict[str, Any]) -> None:
+        """Store a campaign's state."""
+        self._put("campaigns", "id", tenant, campaign_id, body)
+
+    def campaign(self, tenant: str, campaign_id: str) -> dict[str, Any] | None:
+        """A campaign's stored state, or None."""
+        v = self._get("campaigns", "id", tenant, campaign_id)
+        return None if v is None else dict(v)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+
+def robot_store(services: Services) -> RobotStore:
+    """The process's robot store."""
+    return services.component(
+        "robot.store", lambda: RobotStore(services.settings.data_dir / FILE_NAME)
+    )

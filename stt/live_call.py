@@ -1,0 +1,252 @@
+"""Per-call state of the live worker: one stream per leg, the finals so far, the checkpoint.
+
+Each leg turns media chunks (8 kHz G.711 or 16 kHz Opus PCM, positioned from call start)
+into contiguous 16 kHz audio for its StreamingRecognizer and its recording track. The
+call's finals and metadata are checkpointed in the object store (`live.json` beside the
+call's artifacts) and its audio in parts (`live/{leg}-{start}.pcm`), so a worker that takes
+the call over after a restart or a rebalance keeps every final already emitted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from pipeline.events import CallStarted, LegInfo, MediaChunk, Utterance
+from pipeline.media.resample import float_to_int16, int16_to_float, resample
+from recordings.catalog import CallManifest, load_manifest, new_manifest, save_manifest
+from recordings.store.base import ObjectNotFound, ObjectStore
+from stt.streaming import SAMPLE_RATE, StreamingOptions, StreamingRecognizer
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "live.json"
+PARTS_DIR = "live/"
+LEGS = ("agent", "customer")
+# A gap shorter than this is filled with silence; a longer one is jumped over.
+_MAX_FILL_S = 2.0
+
+
+def to_16k(position: int, rate: int) -> int:
+    """A sample position at `rate` as a 16 kHz position."""
+    return position * SAMPLE_RATE // rate
+
+
+class LegStream:
+    """One leg: chunks in order, resampled to 16 kHz, into the recogniser and the track.
+
+    Chunks are resampled one by one (stateless): against resampling the whole signal at
+    once that is 43 dB SNR, and it adds no buffering delay as a streaming resampler does.
+    """
+
+    def __init__(self, leg: str, options: StreamingOptions, origin: int) -> None:
+        self.leg = leg
+        self.recogniser = StreamingRecognizer(options, origin=origin)
+        self.rate = 0
+        self.expected = -1  # next source sample wanted, at `rate`
+        self.track_start = origin  # 16 kHz position of the first sample not yet in a part
+        self.track: list[np.ndarray] = []
+        self.track_len = 0
+        self.ready_parts: list[tuple[int, np.ndarray]] = []
+        self.dropped_samples = 0
+
+    def feed(self, chunk: MediaChunk) -> None:
+        """Insert one chunk: duplicates and overlaps dropped, short gaps filled with silence."""
+        pcm = np.frombuffer(chunk.pcm, dtype="<i2")
+        if self.rate != chunk.sample_rate or self.expected < 0:
+            self._restart(chunk.sample_rate, chunk.start_sample)
+        start = chunk.start_sample
+        if start < self.expected:
+            cut = self.expected - start
+            self.dropped_samples += min(cut, len(pcm))
+            pcm = pcm[cut:]
+            start = self.expected
+        if not len(pcm):
+            return
+        gap = start - self.expected
+        if gap > _MAX_FILL_S * self.rate:
+            self._restart(self.rate, start)
+        elif gap > 0:
+            pcm = np.concatenate([np.zeros(gap, dtype=np.int16), pcm])
+        self.expected = start + len(pcm)
+        self._push(self._resample(pcm))
+
+    def _restart(self, rate: int, start: int) -> None:
+        self.rate = rate
+        self.expected = start
+        pos = to_16k(start, rate)
+        if pos > self.recogniser.position:
+            self.recogniser.skip_to(pos)
+        if pos > self.track_start + self.track_len:
+            self.cut_part()
+            self.track_start = pos
+
+    def _resample(self, pcm: np.ndarray) -> np.ndarray:
+        if self.rate == SAMPLE_RATE:
+            return pcm
+        return float_to_int16(resample(int16_to_float(pcm), self.rate, SAMPLE_RATE))
+
+    def _push(self, pcm16: np.ndarray) -> None:
+        if not len(pcm16):
+            return
+        self.recogniser.insert_audio_chunk(pcm16)
+        self.track.append(pcm16)
+        self.track_len += len(pcm16)
+
+    def close(self) -> None:
+        """End of the leg's audio: the utterance in progress ends."""
+        self.recogniser.close()
+
+    def cut_part(self) -> None:
+        """Close the track since the last part; the worker stores `ready_parts`."""
+        if self.track_len:
+            self.ready_parts.append((self.track_start, np.concatenate(self.track)))
+            self.track_start += self.track_len
+            self.track, self.track_len = [], 0
+
+
+@dataclass
+class LiveCall:
+    """What one worker holds of one call in progress."""
+
+    tenant: str
+    call_id: str
+    started_at: datetime
+    agent_id: str | None = None
+    direction: str = "inbound"
+    caller: str | None = None
+    callee: str | None = None
+    legs_info: tuple[LegInfo, ...] = ()
+    language: str | None = None
+    finals: dict[str, Utterance] = field(default_factory=dict)
+    legs: dict[str, LegStream] = field(default_factory=dict)
+    ended_at: float | None = None  # wall time call.ended was seen
+    end_reason: str = "hangup"
+    last_media: float = 0.0  # wall time of the last chunk
+    dirty: bool = False  # finals not yet checkpointed
+    known: bool = False  # call.started (or a checkpoint of it) seen
+
+    def prefix_key(self, name: str) -> str:
+        """Key of one of the call's objects."""
+        from recordings.keys import call_key
+
+        return call_key(self.tenant, self.call_id, self.started_at, name)
+
+    def apply_started(self, ev: CallStarted) -> None:
+        """Take the call's metadata from call.started."""
+        self.started_at = ev.started_at
+        self.agent_id, self.direction = ev.agent_id, ev.direction
+        self.caller, self.callee, self.legs_info = ev.caller, ev.callee, ev.legs
+        self.known = True
+
+    def checkpoint_doc(self) -> dict[str, Any]:
+        """What a successor needs: metadata and every final so far."""
+        return {
+            "v": 1, "tenant": self.tenant, "call_id": self.call_id,
+            "started_at": self.started_at.isoformat(), "agent_id": self.agent_id,
+            "direction": self.direction, "caller": self.caller, "callee": self.callee,
+            "legs": [li.model_dump() for li in self.legs_info], "language": self.language,
+            "known": self.known,
+            "finals": [u.model_dump(mode="json") for u in self.finals.values()],
+        }
+
+
+def save_checkpoint(store: ObjectStore, call: LiveCall) -> None:
+    """Write the call's checkpoint (finals and metadata)."""
+    store.put(call.prefix_key(CHECKPOINT_NAME), json.dumps(call.checkpoint_doc()).encode(),
+              "application/json")
+    call.dirty = False
+
+
+def save_part(store: ObjectStore, call: LiveCall, leg: str, start: int, pcm: np.ndarray) -> None:
+    """Write one stretch of a leg's 16 kHz audio."""
+    store.put(call.prefix_key(f"{PARTS_DIR}{leg}-{start:012d}.pcm"),
+              pcm.astype("<i2").tobytes(), "application/octet-stream")
+
+
+def load_checkpoint(store: ObjectStore, tenant: str, call_id: str) -> dict[str, Any] | None:
+    """The checkpoint of a call in progress, or None."""
+    manifest = load_manifest(store, tenant, call_id)
+    if manifest is None:
+        return None
+    try:
+        doc: dict[str, Any] = json.loads(store.get(manifest.prefix + CHECKPOINT_NAME))
+    except ObjectNotFound:
+        return None
+    return doc
+
+
+def call_from_checkpoint(doc: dict[str, Any]) -> LiveCall:
+    """A LiveCall rebuilt from its checkpoint (no audio state: that restarts)."""
+    call = LiveCall(
+        tenant=doc["tenant"], call_id=doc["call_id"],
+        started_at=datetime.fromisoformat(doc["started_at"]), agent_id=doc.get("agent_id"),
+        direction=doc.get("direction") or "inbound", caller=doc.get("caller"),
+        callee=doc.get("callee"),
+        legs_info=tuple(LegInfo.model_validate(li) for li in doc.get("legs", [])),
+        language=doc.get("language"), known=bool(doc.get("known")),
+    )
+    for u in doc.get("finals", []):
+        utt = Utterance(tenant=call.tenant, call_id=call.call_id,
+                        **{k: v for k, v in u.items() if k not in ("tenant", "call_id")})
+        call.finals[utt.utterance_id] = utt
+    return call
+
+
+def load_parts(store: ObjectStore, call: LiveCall) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """Every stored audio part of the call, per leg, in time order."""
+    prefix = call.prefix_key(PARTS_DIR)
+    parts: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for info in store.list(prefix):
+        name = info.key[len(prefix):]
+        leg, _, rest = name.partition("-")
+        if leg not in LEGS or not rest.endswith(".pcm"):
+            continue
+        start = int(rest[: -len(".pcm")])
+        pcm = np.frombuffer(store.get(info.key), dtype="<i2")
+        parts.setdefault(leg, []).append((start, pcm))
+    for v in parts.values():
+        v.sort(key=lambda p: p[0])
+    return parts
+
+
+def assemble(parts: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """One leg's audio from positioned parts (gaps silent, overlaps: the later part wins)."""
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    n = max(s + len(p) for s, p in parts)
+    out = np.zeros(n, dtype=np.int16)
+    for s, p in parts:
+        out[s : s + len(p)] = p
+    return out.astype(np.float32) / 32768.0
+
+
+def delete_live_objects(store: ObjectStore, call: LiveCall) -> None:
+    """Remove the checkpoint and audio parts once the artifacts are written."""
+    for info in list(store.list(call.prefix_key(PARTS_DIR))):
+        store.delete(info.key)
+    store.delete(call.prefix_key(CHECKPOINT_NAME))
+
+
+def ensure_manifest(store: ObjectStore, call: LiveCall) -> CallManifest:
+    """The call's manifest, created with status `live` when it has none yet."""
+    m = load_manifest(store, call.tenant, call.call_id)
+    if m is not None:
+        return m
+    m = new_manifest(
+        call.tenant, call.call_id, call.started_at, channels={"0": "agent", "1": "customer"},
+        agent_id=call.agent_id, direction=call.direction, caller=call.caller,
+        callee=call.callee, status="live",
+    )
+    save_manifest(store, m)
+    return m
+
+
+def provisional_start(chunk: MediaChunk) -> datetime:
+    """Call start guessed from a chunk when call.started was not seen (yet)."""
+    return datetime.fromtimestamp(chunk.arrival - chunk.start, UTC)

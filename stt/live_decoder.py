@@ -1,0 +1,174 @@
+"""Whisper for short live clips: encode only the frames a batch needs, not a 30 s window.
+
+faster-whisper pads every clip to a 30 s window, so on CPU a 2 s utterance costs as much
+encoder time as 30 s of audio (about 1 s on two cores) and batching clips does not help.
+CTranslate2 encodes shorter inputs; on our clips the text is the same and a batch of eight
+2-5 s clips decodes in about a tenth of the time. Same contract as
+`Transcriber.transcribe_clips`, so the live worker can use either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.events import Word
+from stt.transcriber import Segment
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+MAX_FRAMES = 3000  # one Whisper window (30 s of 10 ms frames)
+_PREPEND = "\"'“¿([{-"
+_APPEND = "\"'.。,，!！?？:：”)]}、"
+_TOKENS_PER_S = 8
+_END_GUARD_S = 0.04
+_MIN_REPEAT = 3
+
+
+@dataclass(frozen=True)
+class DecoderOptions:
+    """Greedy decoding and the hallucination guard (as openai/whisper's thresholds)."""
+
+    beam_size: int = 1
+    batch_size: int = 8
+    # Silence appended to each clip so the last word is not cut (10 ms frames).
+    margin_frames: int = 50
+    max_tokens: int = 224
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    min_word_probability: float = 0.0
+
+
+class ShortWindowDecoder:
+    """Batched Whisper decoding of independent short clips, with word times."""
+
+    def __init__(self, model: WhisperModel, options: DecoderOptions | None = None) -> None:
+        self.model = model
+        self.options = options or DecoderOptions()
+        self.calls = 0  # Whisper batches run (the worker's batching is measured with it)
+
+    def transcribe_clips(
+        self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
+    ) -> list[Segment | None]:
+        """Decode 16 kHz float32 clips; None where a clip holds no credible speech.
+
+        Times of each result are relative to the start of its own clip.
+        """
+        out: list[Segment | None] = [None] * len(clips)
+        order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+        step = self.options.batch_size
+        for b in range(0, len(order), step):
+            idx = order[b : b + step]
+            for i, seg in zip(idx, self._batch([clips[i] for i in idx], language), strict=True):
+                out[i] = seg
+        return out
+
+    def _batch(self, clips: list[np.ndarray], language: str | None) -> list[Segment | None]:
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        self.calls += 1
+        fe = self.model.feature_extractor
+        # Pad in the audio domain (digital silence, as Whisper saw in training): padding the
+        # features with zeros instead makes short clips of a batch hallucinate.
+        longest = max(len(c) for c in clips)
+        frames = min(MAX_FRAMES, longest // fe.hop_length + self.options.margin_frames)
+        width = frames * fe.hop_length
+        batch = np.stack([
+            fe(np.pad(np.asarray(c[:width], dtype=np.float32), (0, width - min(len(c), width))))
+            [:, :frames]
+            for c in clips
+        ]).astype(np.float32)
+        encoded = self.model.model.encode(get_ctranslate2_storage(batch), to_cpu=False)
+        if language is not None:
+            languages = [language] * len(clips)
+        else:
+            detected = self.model.model.detect_language(encoded)
+            languages = [d[0][0][2:-2] for d in detected]
+        results: list[Segment | None] = [None] * len(clips)
+        for lang in sorted(set(languages)):
+            members = [i for i, la in enumerate(languages) if la == lang]
+            sub = encoded if len(members) == len(clips) else _select(encoded, members)
+            durations = [len(clips[i]) / SAMPLE_RATE for i in members]
+            decoded = self._decode(sub, durations, lang, frames)
+            for i, seg in zip(members, decoded, strict=True):
+                results[i] = seg
+        return results
+
+    def _decode(
+        self, encoded: Any, durations: list[float], language: str, frames: int
+    ) -> list[Segment | None]:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_compression_ratio, merge_punctuations
+
+        o = self.options
+        tok = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
+                        task="transcribe", language=language)
+        prompt = [*tok.sot_sequence, tok.no_timestamps]
+        suppress = sorted({*tok.non_speech_tokens, tok.transcribe, tok.translate, tok.sot,
+                           tok.sot_prev, tok.sot_lm, tok.no_speech})
+        # Speech holds at most ~6 tokens a second; a longer output is a repetition loop.
+        max_length = min(o.max_tokens, len(prompt) + int(_TOKENS_PER_S * max(durations)) + 8)
+        generated = self.model.model.generate(
+            encoded, [prompt] * len(durations), beam_size=o.beam_size, max_length=max_length,
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=suppress,
+        )
+        tokens = [[t for t in g.sequences_ids[0] if t < tok.eot] for g in generated]
+        alignments = self.model.find_alignment(tok, tokens, encoded, frames)
+        out: list[Segment | None] = []
+        for g, toks, words, dur in zip(generated, tokens, alignments, durations, strict=True):
+            text = tok.decode(toks).strip()
+            avg_logprob = g.scores[0] * len(toks) / (len(toks) + 1) if toks else -10.0
+            if not text or (g.no_speech_prob > o.no_speech_threshold
+                            and avg_logprob < o.log_prob_threshold):
+                out.append(None)
+                continue
+            merge_punctuations(words, _PREPEND, _APPEND)
+            kept = [
+                Word(word=w["word"].strip(), start=round(float(w["start"]), 3),
+                     end=round(float(w["end"]), 3), probability=round(float(w["probability"]), 4))
+                for w in words
+                if w["word"].strip() and w["probability"] >= o.min_word_probability
+            ]
+            # With a short window Whisper sometimes says the clip again: the copy's words are
+            # squeezed at the very end of the clip, or repeat a run of words just said.
+            cut = trim_repetition([w for w in kept if w.start < dur - _END_GUARD_S])
+            if len(cut) != len(kept):
+                text = " ".join(w.word for w in cut)
+            if not cut or get_compression_ratio(text) > o.compression_ratio_threshold:
+                out.append(None)
+                continue
+            kept = cut
+            out.append(Segment(start=kept[0].start, end=kept[-1].end, text=text,
+                               words=tuple(kept),
+                               avg_logprob=float(avg_logprob),
+                               no_speech_prob=float(g.no_speech_prob), language=language))
+        return out
+
+
+def trim_repetition(words: list[Word]) -> list[Word]:
+    """Words up to where a run of at least three words repeats the run just before it."""
+    keys = [w.word.lower().strip(".,?!") for w in words]
+    n = len(keys)
+    for start in range(1, n):
+        for size in range(_MIN_REPEAT, min(start, n - start) + 1):
+            if keys[start : start + size] == keys[start - size : start]:
+                return words[:start]
+    return words
+
+
+def _select(encoded: Any, members: list[int]) -> Any:
+    """Rows of an encoder output (a CPU CTranslate2 StorageView) as a new StorageView."""
+    import ctranslate2
+
+    rows = np.asarray(encoded)[members]
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(rows))

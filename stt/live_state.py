@@ -1,0 +1,187 @@
+"""What this process knows of calls in progress: their finals so far, and who watches them.
+
+A LiveHub consumes the transcripts and calls topics (only new records, a group of its own
+per process) in one thread. It keeps the finals of each live call until its live
+transcript.ready, and hands every event of a call to that call's subscribers (WebSockets)
+through bounded per-subscriber queues on their event loops, so a slow client only ever
+loses its own oldest messages. `live_transcript` also reads the live worker's checkpoint,
+so finals emitted before this process started are not missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from pipeline.bus.base import BusError
+from pipeline.events import (
+    CallEnded,
+    CallStarted,
+    Event,
+    EventError,
+    TranscriptReady,
+    Utterance,
+    decode_event,
+)
+from pipeline.services import Services
+from recordings.store.base import StoreError
+from recordings.transcripts import interleave
+
+log = logging.getLogger(__name__)
+
+CallKey = tuple[str, str]
+QUEUE_SIZE = 256
+_POLL_S = 0.5
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One watcher of one call: an asyncio queue fed from the hub's thread."""
+
+    key: CallKey
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    dropped: int = 0
+
+    def _put(self, event: Event) -> None:
+        # runs on the subscriber's loop: a full queue loses its oldest message
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(event)
+
+    def deliver(self, event: Event) -> None:
+        """Queue an event from any thread; never blocks."""
+        try:
+            self.loop.call_soon_threadsafe(self._put, event)
+        except RuntimeError:  # the loop is closed: the client is gone
+            pass
+
+
+class LiveHub:
+    """The transcripts/calls consumer of this process, its live finals and subscribers."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._finals: dict[CallKey, dict[str, Utterance]] = {}
+        self._subs: dict[CallKey, set[Subscriber]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the consumer thread (once)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="live-hub", daemon=True)
+            self._thread.start()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once the consumer has joined and polled (events from then on are seen)."""
+        return self._ready.wait(timeout_s)
+
+    def _run(self) -> None:
+        topics = self.services.topics
+        group = f"{self.services.settings.topic_prefix}live-view-{uuid.uuid4().hex[:12]}"
+        try:
+            consumer = self.services.bus.consumer(
+                [topics.transcripts, topics.calls], group, from_beginning=False)
+        except BusError:
+            log.exception("live view cannot join the bus")
+            return
+        try:
+            while not self._stop.is_set():
+                try:
+                    msgs = consumer.poll(_POLL_S, 500)
+                except BusError:
+                    log.exception("live view poll failed")
+                    self._stop.wait(1.0)
+                    continue
+                self._ready.set()
+                for m in msgs:
+                    try:
+                        self.handle(decode_event(m.value))
+                    except EventError:
+                        self.services.metrics.inc("live_view_bad_events_total")
+                if msgs:
+                    # only to let the embedded bus drop what every group has read
+                    consumer.commit()
+        finally:
+            consumer.close()
+
+    def handle(self, event: Event) -> None:
+        """Keep a live final, forget a finished call, and pass the event to its watchers."""
+        key = (event.tenant, event.call_id)
+        with self._lock:
+            if isinstance(event, CallStarted):
+                self._finals.setdefault(key, {})
+            elif isinstance(event, Utterance) and event.source == "live":
+                if event.final:
+                    self._finals.setdefault(key, {})[event.utterance_id] = event
+            elif isinstance(event, TranscriptReady) and event.source == "live":
+                self._finals.pop(key, None)
+            elif not isinstance(event, CallEnded):
+                return
+            subs = list(self._subs.get(key, ()))
+        for s in subs:
+            s.deliver(event)
+
+    def finals(self, tenant: str, call_id: str) -> list[Utterance] | None:
+        """Finals seen so far of a live call (None when this hub does not know it live)."""
+        with self._lock:
+            got = self._finals.get((tenant, call_id))
+            return None if got is None else list(got.values())
+
+    def subscribe(self, tenant: str, call_id: str, loop: asyncio.AbstractEventLoop) -> Subscriber:
+        """Watch one call's events."""
+        sub = Subscriber((tenant, call_id), loop)
+        with self._lock:
+            self._subs.setdefault(sub.key, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        """Stop watching."""
+        with self._lock:
+            subs = self._subs.get(sub.key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.key]
+        if sub.dropped:
+            self.services.metrics.inc("live_ws_dropped_total", sub.dropped)
+
+    def close(self) -> None:
+        """Stop the consumer thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+
+def live_hub(services: Services) -> LiveHub:
+    """The process's hub (created on first use; `start()` it to consume)."""
+    return services.component("stt.live_hub", lambda: LiveHub(services))
+
+
+def live_transcript(services: Services, tenant: str, call_id: str) -> list[Utterance] | None:
+    """Finals so far of a call in progress, in speaking order; None when it is not live."""
+    from stt.live_call import call_from_checkpoint, load_checkpoint
+
+    hub = live_hub(services)
+    seen = hub.finals(tenant, call_id)
+    try:
+        doc = load_checkpoint(services.store, tenant, call_id)
+    except (ValueError, StoreError):  # not a valid call id, or no readable checkpoint
+        return None
+    if doc is None and seen is None:
+        return None
+    merged: dict[str, Utterance] = {}
+    if doc is not None:
+        merged.update(call_from_checkpoint(doc).finals)
+    for u in seen or ():
+        merged[u.utterance_id] = u
+    return interleave(merged.values())

@@ -1,0 +1,343 @@
+"""Streaming recognition of one leg: endpointing, local agreement, partials and finals.
+
+Shaped as whisper_streaming's online processor: `insert_audio_chunk` feeds audio,
+`process_iter` decodes what is due and returns what changed, `finish` closes the stream.
+Within an utterance every pass re-decodes it from its start; words two consecutive passes
+agree on are confirmed and never retracted, so partials (the confirmed words) do not
+flicker, and the final keeps them. Decoding is split out (`requests` / `apply`) so the live
+worker can batch the passes of many legs and calls into one Whisper call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.events import Word
+from stt.transcriber import Segment
+from stt.vad import Endpointer, SpeechEnded, SpeechStarted, VadOptions, VadState
+
+SAMPLE_RATE = 16000
+_NORM = re.compile(r"[^\w']+")
+# Words Whisper rewrote inside the confirmed prefix are matched by time, with this slack.
+_TIME_SLACK_S = 0.05
+_MAX_NGRAM = 5
+
+
+class ClipDecoder(Protocol):
+    """What decodes clips: `Transcriber` or `ShortWindowDecoder`."""
+
+    def transcribe_clips(
+        self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
+    ) -> list[Segment | None]: ...
+
+
+@dataclass(frozen=True)
+class StreamingOptions:
+    """Endpointing and partial cadence of a live leg; names carry their units."""
+
+    vad_aggressiveness: int = 2
+    hangover_ms: int = 500  # silence that ends an utterance
+    min_speech_ms: int = 200
+    speech_pad_ms: int = 200
+    max_utterance_s: float = 15.0
+    partial_interval_s: float = 0.8
+    first_pass_s: float = 0.5  # speech (from the utterance start) before the first pass
+    keep_before_ms: int = 1000  # audio kept while quiet, for the padding before an onset
+
+    def vad(self) -> VadOptions:
+        """The Endpointer's options."""
+        return VadOptions(
+            aggressiveness=self.vad_aggressiveness,
+            frame_ms=30,
+            min_speech_duration_ms=self.min_speech_ms,
+            min_silence_duration_ms=self.hangover_ms,
+            speech_pad_ms=self.speech_pad_ms,
+            max_speech_duration_s=self.max_utterance_s,
+        )
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """What the leg said: a partial (the confirmed words so far) or the final.
+
+    `start`/`end` are samples (16 kHz) from the stream origin; word times are seconds.
+    """
+
+    start: int
+    end: int
+    words: tuple[Word, ...]
+    text: str
+    final: bool
+    revision: int
+    language: str | None = None
+
+
+@dataclass
+class _Utterance:
+    start: int
+    end: int | None = None
+    confirmed: list[Word] = field(default_factory=list)
+    tentative: list[Word] = field(default_factory=list)
+    revision: int = 0
+    next_pass: int = 0
+    last_end: int = -1  # end of the clip the last pass decoded
+    last_text: str = ""
+    last_exact: bool = False
+    last_language: str | None = None
+    audio: np.ndarray | None = None  # the whole clip, once ended and waiting for its final
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """One clip for Whisper: a partial pass or the final pass of an utterance."""
+
+    utterance: _Utterance
+    start: int
+    end: int
+    audio: np.ndarray  # float32 16 kHz
+    final: bool
+    urgent: bool = False  # a final, or the pass that will likely become one: decode first
+
+
+def norm_word(word: str) -> str:
+    """A word as compared between passes: lower case, no punctuation."""
+    return _NORM.sub("", word.lower())
+
+
+def align(confirmed: Sequence[Word], words: Sequence[Word]) -> tuple[list[Word], bool]:
+    """The words of a new pass that come after the confirmed ones.
+
+    True when the pass repeats the confirmed words exactly; otherwise Whisper rewrote one of
+    them, and the new words are those after the last confirmed word's time, minus an n-gram
+    overlap with the confirmed tail (as whisper_streaming does).
+    """
+    n = len(confirmed)
+    if n == 0:
+        return list(words), True
+    if [norm_word(w.word) for w in words[:n]] == [norm_word(w.word) for w in confirmed]:
+        return list(words[n:]), True
+    t = confirmed[-1].end - _TIME_SLACK_S
+    rest = [w for w in words if (w.start + w.end) / 2 >= t]
+    for k in range(min(_MAX_NGRAM, len(rest), n), 0, -1):
+        if [norm_word(w.word) for w in confirmed[-k:]] == [norm_word(w.word) for w in rest[:k]]:
+            rest = rest[k:]
+            break
+    return rest, False
+
+
+def common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
+    """How many leading words two passes agree on."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if norm_word(x.word) != norm_word(y.word):
+            break
+        n += 1
+    return n
+
+
+def join_words(words: Sequence[Word]) -> str:
+    """Text of a word list."""
+    return " ".join(w.word for w in words).strip()
+
+
+class StreamingRecognizer:
+    """One leg: 16 kHz int16 audio in; partial and final hypotheses out."""
+
+    def __init__(self, options: StreamingOptions | None = None, origin: int = 0) -> None:
+        self.options = o = options or StreamingOptions()
+        self._ep = Endpointer(o.vad())
+        self._frame = self._ep.frame
+        self.origin = origin  # absolute sample of the endpointer's position 0
+        self._pending = np.zeros(0, dtype=np.int16)  # less than one frame, not yet fed
+        self._audio = np.zeros(0, dtype=np.int16)
+        self._audio_start = origin
+        self._current: _Utterance | None = None
+        self._ending: list[_Utterance] = []
+        self._ready: list[Hypothesis] = []
+        self._last_voiced = origin
+        self._pad = SAMPLE_RATE * o.speech_pad_ms // 1000
+        self._interval = int(o.partial_interval_s * SAMPLE_RATE)
+        self._first = int(o.first_pass_s * SAMPLE_RATE)
+        self._keep = SAMPLE_RATE * o.keep_before_ms // 1000
+
+    # -- audio in ------------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        """Absolute sample after the last one inserted."""
+        return self._audio_start + len(self._audio)
+
+    @property
+    def busy(self) -> bool:
+        """Inside an utterance, or an utterance waits for its final decode."""
+        return self._current is not None or bool(self._ending)
+
+    def insert_audio_chunk(self, pcm: np.ndarray) -> None:
+        """Append contiguous 16 kHz int16 audio."""
+        pcm = np.asarray(pcm, dtype=np.int16)
+        self._audio = np.concatenate([self._audio, pcm])
+        buf = np.concatenate([self._pending, pcm])
+        n = len(buf) // self._frame
+        for i in range(n):
+            self._step(buf[i * self._frame : (i + 1) * self._frame])
+        self._pending = buf[n * self._frame :]
+        self._trim()
+
+    def skip_to(self, position: int) -> None:
+        """Jump over a stretch with no audio (a long gap): an open utterance is closed with
+        silence first, then the jump costs nothing."""
+        gap = position - self.position
+        if gap <= 0:
+            return
+        quiet = self._ep.state is VadState.QUIET
+        fill = 0 if quiet else self._silence_needed() + self._frame
+        fill += (-(len(self._pending) + fill)) % self._frame  # end on a frame boundary
+        self.insert_audio_chunk(np.zeros(min(fill, gap), dtype=np.int16))
+        rest = position - self.position
+        if rest <= 0:
+            return
+        if self._ep.state is not VadState.QUIET or len(self._pending):
+            self.insert_audio_chunk(np.zeros(rest, dtype=np.int16))
+            return
+        self.origin += rest
+        self._audio = np.zeros(0, dtype=np.int16)
+        self._audio_start = position
+
+    def _silence_needed(self) -> int:
+        return SAMPLE_RATE * self.options.hangover_ms // 1000 + self._pad
+
+    def _step(self, frame: np.ndarray) -> None:
+        for ev in self._ep.feed(frame):
+            if isinstance(ev, SpeechStarted):
+                start = self.origin + ev.start
+                self._current = _Utterance(start=start, next_pass=start + self._first)
+            elif isinstance(ev, SpeechEnded) and self._current is not None:
+                self._end_current(self.origin + ev.end)
+        if self._ep.state is VadState.SPEAKING:
+            self._last_voiced = self.origin + self._ep.position
+
+    def _end_current(self, end: int) -> None:
+        utt, self._current = self._current, None
+        if utt is None:
+            return
+        utt.end = end
+        if utt.last_end == end:
+            # the pass run during the trailing silence decoded exactly this clip
+            self._ready.extend(self._final_from_last(utt))
+        else:
+            utt.audio = self._clip(utt.start, end)
+            self._ending.append(utt)
+
+    def _trim(self) -> None:
+        keep_from = self.position - self._keep
+        if self._current is not None:
+            keep_from = min(keep_from, self._current.start)
+        drop = keep_from - self._audio_start
+        if drop > SAMPLE_RATE:  # trim in steps, not on every chunk
+            self._audio = self._audio[drop:]
+            self._audio_start = keep_from
+
+    def _clip(self, start: int, end: int) -> np.ndarray:
+        a = self._audio[max(0, start - self._audio_start) : max(0, end - self._audio_start)]
+        return a.astype(np.float32) / 32768.0
+
+    # -- decoding ------------------------------------------------------------------------
+    def requests(self) -> list[DecodeRequest]:
+        """Clips due for decoding now: finals first, then at most one partial pass."""
+        out = [DecodeRequest(u, u.start, u.end, u.audio, True, True)
+               for u in self._ending if u.end is not None and u.audio is not None]
+        cur = self._current
+        if cur is None:
+            return out
+        pos = self.position
+        spec_end = self._last_voiced + self._pad
+        if (self._ep.state is VadState.STOPPING and pos >= spec_end > cur.start
+                and cur.last_end != spec_end):
+            # Decode while the hangover runs: if no speech follows, this is the final.
+            out.append(DecodeRequest(cur, cur.start, spec_end, self._clip(cur.start, spec_end),
+                                     False, True))
+        elif self._ep.state is VadState.SPEAKING and pos >= cur.next_pass:
+            out.append(DecodeRequest(cur, cur.start, pos, self._clip(cur.start, pos), False))
+        return out
+
+    def apply(self, request: DecodeRequest, segment: Segment | None) -> list[Hypothesis]:
+        """Take a decoded clip into account; returns the hypotheses it completes."""
+        utt = request.utterance
+        offset = request.start / SAMPLE_RATE
+        words = [] if segment is None else [
+            Word(word=w.word, start=round(w.start + offset, 3), end=round(w.end + offset, 3),
+                 probability=w.probability)
+            for w in segment.words
+        ]
+        text = "" if segment is None else segment.text
+        language = None if segment is None else segment.language
+        if request.final:
+            if utt in self._ending:
+                self._ending.remove(utt)
+            rest, exact = align(utt.confirmed, words)
+            utt.tentative, utt.last_text, utt.last_exact = rest, text, exact
+            utt.last_language = language or utt.last_language
+            return self._final_from_last(utt)
+        rest, exact = align(utt.confirmed, words)
+        agreed = common_prefix(utt.tentative, rest)
+        utt.last_end = request.end
+        utt.next_pass = request.end + self._interval
+        utt.last_text, utt.last_exact = text, exact
+        utt.last_language = language or utt.last_language
+        utt.confirmed.extend(rest[:agreed])
+        utt.tentative = rest[agreed:]
+        if not utt.confirmed:
+            # nothing shown yet: the agreeing second pass comes sooner
+            utt.next_pass = request.end + self._interval // 2
+        if agreed == 0:
+            return []
+        utt.revision += 1
+        end = max(request.start, int(round(utt.confirmed[-1].end * SAMPLE_RATE)))
+        return [Hypothesis(utt.start, end, tuple(utt.confirmed), join_words(utt.confirmed),
+                           False, utt.revision, utt.last_language)]
+
+    def _final_from_last(self, utt: _Utterance) -> list[Hypothesis]:
+        words = [*utt.confirmed, *utt.tentative]
+        if not words:
+            return []  # no credible speech; nothing was shown for it either
+        # The decoder's own text when it repeated the confirmed words, else the words joined.
+        text = utt.last_text if utt.last_exact and utt.last_text else join_words(words)
+        utt.revision += 1
+        utt.audio = None
+        end = utt.end if utt.end is not None else int(round(words[-1].end * SAMPLE_RATE))
+        return [Hypothesis(utt.start, end, tuple(words), text, True, utt.revision,
+                           utt.last_language)]
+
+    def take_ready(self) -> list[Hypothesis]:
+        """Finals completed without a decode of their own (since the last call)."""
+        ready, self._ready = self._ready, []
+        return ready
+
+    # -- whisper_streaming's single-leg shape -------------------------------------------
+    def process_iter(self, decoder: ClipDecoder, language: str | None = None) -> list[Hypothesis]:
+        """Decode what is due with `decoder`; returns new partials and finals in order."""
+        out = self.take_ready()
+        reqs = self.requests()
+        if reqs:
+            segs = decoder.transcribe_clips([r.audio for r in reqs], language)
+            for r, s in zip(reqs, segs, strict=True):
+                out.extend(self.apply(r, s))
+        return out
+
+    def close(self) -> None:
+        """End of stream: the utterance in progress ends where the audio ends."""
+        if len(self._pending):
+            pad = np.zeros(self._frame - len(self._pending), dtype=np.int16)
+            self.insert_audio_chunk(pad)
+        for ev in self._ep.flush():
+            if isinstance(ev, SpeechEnded) and self._current is not None:
+                self._end_current(self.origin + ev.end)
+
+    def finish(self, decoder: ClipDecoder, language: str | None = None) -> list[Hypothesis]:
+        """Close the stream and decode the last finals."""
+        self.close()
+        return self.process_iter(decoder, language)

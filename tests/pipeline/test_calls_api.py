@@ -1,0 +1,136 @@
+"""POST/DELETE /v1/calls with real keys: ports come back, RTP flows, tenants stay apart."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from pipeline import calls_api
+from pipeline.api.app import ROUTER_MODULES
+from pipeline.services import Services
+from pipeline.simulate import packetize, send_packets
+
+
+@pytest.fixture
+def client(rtp_services: Services) -> TestClient:
+    app = FastAPI()
+    app.state.services = rtp_services
+    app.include_router(calls_api.router(rtp_services))
+    return TestClient(app)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+BODY = {
+    "call_id": "call-1",
+    "direction": "inbound",
+    "agent_id": "agent-7",
+    "caller": "+33123456789",
+    "callee": "+33987654321",
+    "legs": [{"leg": "agent", "codec": "PCMU"}, {"leg": "customer", "codec": "pcma"}],
+}
+
+
+def test_router_is_registered_in_the_app() -> None:
+    assert "pipeline.calls_api" in ROUTER_MODULES
+
+
+def test_register_send_and_end_a_call(client: TestClient, rtp_services: Services, tap) -> None:  # type: ignore[no-untyped-def]
+    key = rtp_services.keys.create("acme", "pbx")
+    r = client.post("/v1/calls", json=BODY, headers=auth(key))
+    assert r.status_code == 201, r.text
+    reg = r.json()
+    assert reg["call_id"] == "call-1" and reg["tenant"] == "acme"
+    legs = {leg["leg"]: leg for leg in reg["legs"]}
+    live = rtp_services.settings.live
+    for leg in legs.values():
+        assert live.rtp_port_min <= leg["port"] <= live.rtp_port_max
+        assert leg["port"] % 2 == 0 and leg["host"] == "127.0.0.1"
+    assert legs["customer"]["codec"] == "PCMA" and legs["customer"]["payload_type"] == 8
+    tap.until(lambda t: any(e.type == "call.started" for e in t.events))
+    started = next(e for e in tap.events if e.type == "call.started")
+    assert (started.tenant, started.call_id, started.agent_id) == ("acme", "call-1", "agent-7")
+    assert [(x.leg, x.codec) for x in started.legs] == [("agent", "PCMU"), ("customer", "PCMA")]
+
+    audio = (np.sin(np.arange(4000) / 8000 * 2 * np.pi * 500) * 8000).astype(np.int16)
+    send_packets(packetize(audio, "PCMU"), "127.0.0.1", legs["agent"]["port"], realtime=False)
+    time.sleep(0.2)
+    r = client.delete("/v1/calls/call-1", headers=auth(key))
+    assert r.status_code == 200, r.text
+    assert r.json()["legs"]["agent"]["packets"] == 25
+    tap.until(lambda t: t.ended("call-1") is not None)
+    assert tap.ended("call-1").reason == "hangup"
+    assert sum(len(c.pcm) // 2 for c in tap.chunks("call-1", "agent")) == 4000
+    # Gone now.
+    assert client.delete("/v1/calls/call-1", headers=auth(key)).status_code == 404
+
+
+def test_call_id_is_generated_when_absent(client: TestClient, rtp_services: Services) -> None:
+    key = rtp_services.keys.create("acme", "admin")
+    body = {k: v for k, v in BODY.items() if k != "call_id"}
+    r = client.post("/v1/calls", json=body, headers=auth(key))
+    assert r.status_code == 201
+    assert len(r.json()["call_id"]) == 32
+
+
+def test_auth_failures(client: TestClient, rtp_services: Services) -> None:
+    assert client.post("/v1/calls", json=BODY).status_code == 401
+    assert client.post("/v1/calls", json=BODY, headers=auth("cp_nope")).status_code == 401
+    analyst = rtp_services.keys.create("acme", "analyst")
+    r = client.post("/v1/calls", json=BODY, headers=auth(analyst))
+    assert r.status_code == 403
+    agent = rtp_services.keys.create("acme", "agent", agent_id="agent-7")
+    assert client.delete("/v1/calls/call-1", headers=auth(agent)).status_code == 403
+
+
+def test_tenants_are_kept_apart(client: TestClient, rtp_services: Services) -> None:
+    acme = rtp_services.keys.create("acme", "pbx")
+    other = rtp_services.keys.create("other", "pbx")
+    r = client.post("/v1/calls", json={**BODY, "tenant": "other"}, headers=auth(acme))
+    assert r.status_code == 403 and "acme" in r.json()["detail"]
+    assert client.post("/v1/calls", json={**BODY, "tenant": "acme"},
+                       headers=auth(acme)).status_code == 201
+    # Another tenant can neither end the call nor tell that it exists.
+    r = client.delete("/v1/calls/call-1", headers=auth(other))
+    assert r.status_code == 404
+    assert client.delete("/v1/calls/nope", headers=auth(other)).json() == r.json()
+    assert client.delete("/v1/calls/call-1", headers=auth(acme)).status_code == 200
+    assert rtp_services.metrics.value("api_rejections_total", route="calls", cause="tenant") == 1
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"legs": []},
+        {"legs": [{"leg": "agent", "codec": "G729"}]},
+        {"legs": [{"leg": "agent"}, {"leg": "agent"}]},
+        {"legs": [{"leg": "robot"}]},
+        {"legs": [{"leg": "agent", "codec": "opus", "payload_type": 8}]},
+        {"call_id": "../etc"},
+        {"unexpected": 1},
+    ],
+)
+def test_bad_bodies_are_4xx(client: TestClient, rtp_services: Services, patch: dict) -> None:  # type: ignore[type-arg]
+    key = rtp_services.keys.create("acme", "pbx")
+    r = client.post("/v1/calls", json={**BODY, **patch}, headers=auth(key))
+    assert r.status_code == 422, r.text
+
+
+def test_duplicate_call_and_exhausted_ports(client: TestClient, rtp_services: Services) -> None:
+    key = rtp_services.keys.create("acme", "pbx")
+    assert client.post("/v1/calls", json=BODY, headers=auth(key)).status_code == 201
+    assert client.post("/v1/calls", json=BODY, headers=auth(key)).status_code == 409
+    capacity = calls_api.ingest_of(rtp_services).pool.capacity
+    codes = [
+        client.post("/v1/calls", json={**BODY, "call_id": f"c{i}"}, headers=auth(key)).status_code
+        for i in range(capacity // 2)
+    ]
+    assert codes[-1] == 503 and set(codes[:-1]) == {201}
+    assert "no free UDP port" in client.post(
+        "/v1/calls", json={**BODY, "call_id": "late"}, headers=auth(key)).json()["detail"]

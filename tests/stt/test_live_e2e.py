@@ -1,0 +1,168 @@
+"""The live path distributed, from real RTP: UDP -> ingest -> media/calls on Kafka (tansu)
+-> the `live` role -> utterances on Kafka, transcript and recording in S3 (moto, through
+the MinIO SDK)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import wave
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from pipeline.events import (
+    CallStarted,
+    DtmfReceived,
+    LegInfo,
+    TranscriptReady,
+    Utterance,
+    decode_event,
+)
+from pipeline.roles import start_role
+from pipeline.services import Services
+from recordings.keys import call_key
+from stt.normalise import wer
+
+
+def test_simulated_two_party_call_over_udp_and_kafka(
+    distributed_services: Services, piper_voice: Any
+) -> None:
+    """The DONE-WHEN call: real RTP with 5% loss, 40 ms jitter and 2% reordering into the
+    ingest, media and calls over tansu, the live worker, transcript and recording in S3."""
+    from pipeline.simulate import parse_script, render_script, send_leg
+
+    svc = distributed_services
+    script = parse_script({"agent_id": "a-7", "lines": [
+        {"speaker": "agent", "text": "Good morning, thank you for calling. How can I help you?"},
+        {"speaker": "customer", "text": "Hello, I would like to cancel my contract please."},
+        {"speaker": "agent", "text": "Of course. Please type your customer number now."},
+        {"speaker": "customer", "dtmf": "42#", "pause": 0.6},
+        {"speaker": "customer", "text": "I have typed it, thank you very much."},
+    ]})
+    rendered = render_script(script, piper_voice)
+    stop = threading.Event()
+    threads = start_role(svc, "live", stop)
+    reader = svc.bus.consumer([svc.topics.transcripts, svc.topics.calls], "e2e-live-reader")
+    ingest = _ingest(svc)
+    try:
+        time.sleep(5)  # the worker joins its group: the call then streams as it is spoken
+        started = CallStarted(tenant="acme", call_id="k-live-1", agent_id="a-7",
+                              started_at=datetime.now(UTC),
+                              legs=(LegInfo(leg="agent"), LegInfo(leg="customer")))
+        endpoints = {e.leg: e for e in ingest.register(started)}
+        t0 = time.monotonic() + 0.05
+        senders = [threading.Thread(target=send_leg, args=(
+            rendered.legs[leg], endpoints[leg].host, endpoints[leg].port), kwargs={
+                "loss": 5.0, "jitter_ms": 40.0, "reorder": 2.0, "seed": 7 + i, "start": t0,
+                "dtmf": [m for m in rendered.dtmf if m.leg == leg]})
+            for i, leg in enumerate(("agent", "customer"))]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(60)
+        time.sleep(0.3)
+        assert ingest.end("k-live-1") is not None
+        got = _wait_ready(reader, "k-live-1", 120)
+    finally:
+        ingest.close()
+        stop.set()
+        for t in threads:
+            t.join(30)
+        reader.close()
+
+    ready = [e for e in got if isinstance(e, TranscriptReady)]
+    assert ready and ready[0].source == "live", got
+    utts = [e for e in got if isinstance(e, Utterance)]
+    finals = [u for u in utts if u.final]
+    assert [u.leg for u in finals] == ["agent", "customer", "agent", "customer"]
+    for leg in ("agent", "customer"):
+        text = " ".join(u.text for u in finals if u.leg == leg)
+        assert wer(rendered.text_of(leg), text) < 0.2, (leg, text)
+    # partials come, and each utterance's partials precede its final
+    assert any(not u.final for u in utts)
+    for f in finals:
+        seen = [u for u in utts if u.utterance_id == f.utterance_id]
+        assert seen[-1] is f
+    digits = [e.digit for e in got if isinstance(e, DtmfReceived) and e.call_id == "k-live-1"]
+    assert digits == ["4", "2", "#"]
+    assert ready[0].json_uri.startswith("s3://")
+    doc = json.loads(svc.store.get(call_key("acme", "k-live-1", started.started_at,
+                                            "transcript.json")))
+    assert doc["source"] == "live" and len(doc["utterances"]) == len(finals)
+    rec = svc.store.get(call_key("acme", "k-live-1", started.started_at, "recording.wav"))
+    with wave.open(io.BytesIO(rec)) as w:
+        assert w.getnchannels() == 2
+        assert abs(w.getnframes() / 16000 - rendered.duration) < 1.0
+    manifest = json.loads(svc.store.get("acme/calls/k-live-1.json"))
+    assert manifest["status"] == "transcribed" and manifest["agent_id"] == "a-7"
+
+
+def _ingest(svc: Services) -> Any:
+    """The real RTP ingest on a port range of its own (other tests bind UDP ports too)."""
+    from pipeline.ingest.receiver import RtpIngest
+
+    # above the kernel's ephemeral range, so no client socket sits in it
+    low = 61000 + 2 * int(np.random.default_rng().integers(0, 2000))
+    live = svc.settings.live.model_copy(update={"rtp_port_min": low, "rtp_port_max": low + 200})
+    ingest = RtpIngest(svc.settings.model_copy(update={"live": live}), svc.bus, svc.metrics)
+    ingest.start()
+    return ingest
+
+
+def _wait_ready(reader: Any, call_id: str, timeout_s: float) -> list[Any]:
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not any(
+            isinstance(e, TranscriptReady) and e.call_id == call_id for e in got):
+        got += [decode_event(m.value) for m in reader.poll(1.0)]
+    return got
+
+
+def test_ffmpeg_rtp_to_a_registered_leg_is_transcribed(
+    distributed_services: Services, speak: Any, tmp_path: Any
+) -> None:
+    import subprocess
+
+    from stt.audio import write_wav
+
+    svc = distributed_services
+    lines = ["Hello, I would like to cancel my contract please.",
+             "Thank you for your help, have a nice day."]
+    pause = np.zeros(16000, np.float32)
+    wav = tmp_path / "speech.wav"
+    wav.write_bytes(write_wav([np.concatenate([pause, speak(lines[0]), pause,
+                                               speak(lines[1]), pause])], 16000))
+    stop = threading.Event()
+    threads = start_role(svc, "live", stop)
+    reader = svc.bus.consumer([svc.topics.transcripts], "e2e-ffmpeg-reader")
+    ingest = _ingest(svc)
+    try:
+        started = CallStarted(tenant="acme", call_id="ff-1", agent_id="a-1",
+                              legs=(LegInfo(leg="customer", codec="PCMU"),))
+        (endpoint,) = ingest.register(started)
+        proc = subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(wav), "-ar", "8000",
+             "-ac", "1", "-acodec", "pcm_mulaw", "-f", "rtp",
+             f"rtp://{endpoint.host}:{endpoint.port}"],
+            capture_output=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr.decode()
+        time.sleep(0.5)  # the jitter buffer's last packets
+        assert ingest.end("ff-1") is not None
+        got = _wait_ready(reader, "ff-1", 120)
+    finally:
+        ingest.close()
+        stop.set()
+        for t in threads:
+            t.join(30)
+        reader.close()
+    finals = [e for e in got if isinstance(e, Utterance) and e.final]
+    assert [u.leg for u in finals] == ["customer", "customer"], finals
+    for line, u in zip(lines, finals, strict=True):
+        assert wer(line, u.text) < 0.2, u.text
+    # times are call-relative: the first line starts about 1 s into the stream
+    assert 0.5 < finals[0].start < 2.5
+    assert any(isinstance(e, TranscriptReady) and e.source == "live" for e in got)

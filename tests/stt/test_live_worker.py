@@ -1,0 +1,256 @@
+"""The live worker on the in-process bus: MediaChunks of Piper speech in, partials and
+finals out, batched Whisper calls, artifacts at call end, and a restart mid-call."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import wave
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from pipeline.events import (
+    CallEnded,
+    CallStarted,
+    LegInfo,
+    MediaChunk,
+    TranscriptReady,
+    Utterance,
+    decode_event,
+)
+from pipeline.media.resample import float_to_int16
+from pipeline.services import Services
+from pipeline.worker import WorkerRunner
+from recordings.keys import call_key
+from stt.live_worker import LiveStage, live_decoder_of
+from stt.normalise import wer
+from stt.transcriber import Segment
+
+STARTED = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+CHUNK = 1280  # 160 ms at 8 kHz
+
+
+class CountingDecoder:
+    """The real live decoder, with the size of every batch it was asked for recorded."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.batches: list[int] = []
+
+    def transcribe_clips(
+        self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
+    ) -> list[Segment | None]:
+        self.batches.append(len(clips))
+        result: list[Segment | None] = self.inner.transcribe_clips(clips, language)
+        return result
+
+
+def chunks(tenant: str, call_id: str, legs: dict[str, np.ndarray]) -> Iterator[list[MediaChunk]]:
+    """Per 160 ms step, one G.711-rate chunk of each leg, as the ingest publishes them."""
+    n = max(len(a) for a in legs.values())
+    for i, start in enumerate(range(0, n, CHUNK)):
+        out = []
+        for leg, audio in legs.items():
+            pcm = float_to_int16(audio[start : start + CHUNK])
+            if len(pcm):
+                out.append(MediaChunk(
+                    tenant=tenant, call_id=call_id, leg=leg, codec="PCMU", sample_rate=8000,  # type: ignore[arg-type]
+                    start_sample=start, seq_first=i * 8, seq_last=i * 8 + 7, ts_first=start,
+                    ts_last=start + CHUNK, arrival=time.time(), pcm=pcm.tobytes()))
+        yield out
+
+
+def publish(services: Services, events: Sequence[Any]) -> None:
+    p = services.bus.producer()
+    for e in events:
+        topic = services.topics.media if isinstance(e, MediaChunk) else services.topics.calls
+        p.send(topic, e.key, e.encode())
+    p.flush()
+
+
+def read_all(services: Services, group: str) -> list[Any]:
+    c = services.bus.consumer([services.topics.transcripts], group)
+    out = [decode_event(m.value) for m in c.poll(0.2, 100_000)]
+    c.close()
+    return out
+
+
+def started(call_id: str) -> CallStarted:
+    return CallStarted(tenant="acme", call_id=call_id, agent_id="a-7", started_at=STARTED,
+                       legs=(LegInfo(leg="agent"), LegInfo(leg="customer")))
+
+
+def run_call(services: Services, runner: WorkerRunner, call_id: str,
+             legs: dict[str, np.ndarray], steps: slice | None = None, end: bool = True) -> None:
+    """Publish the call step by step, running the worker once per step (a paced call)."""
+    all_steps = list(chunks("acme", call_id, legs))
+    for step in all_steps[steps or slice(None)]:
+        publish(services, step)
+        runner.run_once()
+    if end:
+        publish(services, [CallEnded(tenant="acme", call_id=call_id)])
+        stage = runner.stage
+        assert isinstance(stage, LiveStage)
+        deadline = time.monotonic() + 30
+        while (("acme", call_id) in stage.calls or not stage._finished) and \
+                time.monotonic() < deadline:
+            runner.run_once()
+            time.sleep(0.05)
+
+
+def test_partials_then_finals_per_leg_with_artifacts(
+    services: Services, two_party: dict[str, Any]
+) -> None:
+    decoder = CountingDecoder(live_decoder_of(services))
+    stage = LiveStage(services, decoder=decoder)
+    runner = WorkerRunner(stage, services.bus, services.topics, services.metrics,
+                          poll_timeout_s=0.01)
+    publish(services, [started("live-1")])
+    agent, customer = two_party["channels"]
+    run_call(services, runner, "live-1", {"agent": agent, "customer": customer})
+
+    events = read_all(services, "check-live-1")
+    utts = [e for e in events if isinstance(e, Utterance)]
+    finals = [u for u in utts if u.final]
+    assert all(u.source == "live" and u.call_id == "live-1" for u in utts)
+    assert [u.leg for u in finals] == ["agent", "customer", "agent", "customer"]
+    for leg in ("agent", "customer"):
+        text = " ".join(u.text for u in finals if u.leg == leg)
+        assert wer(two_party[f"{leg}_text"], text) < 0.2, (leg, text)
+    # every utterance: partials first (revisions counting up), then its final, last
+    for f in finals:
+        mine = [u for u in utts if u.utterance_id == f.utterance_id]
+        assert mine[-1] is f and len(mine) >= 2, [(u.final, u.text) for u in mine]
+        assert [u.revision for u in mine] == sorted({u.revision for u in mine})
+        for p in mine[:-1]:
+            assert not p.final
+            stable = [w.word for w in p.words]
+            assert [w.word for w in f.words][: len(stable)] == stable
+        assert f.words and f.start <= f.words[0].start and f.words[-1].end <= f.end + 0.3
+    assert [f.start for f in finals] == sorted(f.start for f in finals)
+
+    ready = [e for e in events if isinstance(e, TranscriptReady)]
+    assert len(ready) == 1 and ready[0].source == "live" and ready[0].utterances == 4
+    doc = json.loads(services.store.get(call_key("acme", "live-1", STARTED, "transcript.json")))
+    assert [u["utterance_id"] for u in doc["utterances"]] == [f.utterance_id for f in finals]
+    vtt = services.store.get(call_key("acme", "live-1", STARTED, "transcript.vtt")).decode()
+    assert "<v agent>" in vtt and "<v customer>" in vtt
+    with wave.open(io.BytesIO(services.store.get(
+            call_key("acme", "live-1", STARTED, "recording.wav")))) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 16000)
+        assert abs(w.getnframes() / 16000 - len(agent) / 8000) < 0.2
+        stereo = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    # channel 0 is the agent: loud where the agent speaks, quiet where only the customer does
+    first = finals[0]
+    span = slice(int(first.start * 16000), int(first.end * 16000))
+    assert np.abs(stereo[span, 0]).mean() > 5 * np.abs(stereo[span, 1]).mean()
+    assert not list(services.store.list(call_key("acme", "live-1", STARTED, "live/")))
+
+
+def test_whisper_calls_are_batched_across_legs_and_calls(
+    services: Services, speak: Any
+) -> None:
+    decoder = CountingDecoder(live_decoder_of(services))
+    stage = LiveStage(services, decoder=decoder)
+    runner = WorkerRunner(stage, services.bus, services.topics, services.metrics,
+                          poll_timeout_s=0.01)
+    pause = np.zeros(8000, np.float32)
+    lines = ["Please hold the line for a moment.", "I am checking your account now.",
+             "Thank you for waiting.", "Your order was shipped yesterday."]
+    # two calls, both legs talking at once
+    legs = [np.concatenate([pause, speak(t, 8000), pause]) for t in lines]
+    for cid in ("b-1", "b-2"):
+        publish(services, [started(cid)])
+    steps = [list(chunks("acme", "b-1", {"agent": legs[0], "customer": legs[1]})),
+             list(chunks("acme", "b-2", {"agent": legs[2], "customer": legs[3]}))]
+    for i in range(max(len(s) for s in steps)):
+        publish(services, [c for s in steps for c in (s[i] if i < len(s) else [])])
+        runner.run_once()
+    finals = [u for u in read_all(services, "check-b") if isinstance(u, Utterance) and u.final]
+    assert len(finals) == 4
+    for u, (cid, leg, text) in zip(
+        sorted(finals, key=lambda u: (u.call_id, u.leg)),
+        [("b-1", "agent", lines[0]), ("b-1", "customer", lines[1]),
+         ("b-2", "agent", lines[2]), ("b-2", "customer", lines[3])], strict=True):
+        assert (u.call_id, u.leg) == (cid, leg)
+        assert wer(text, u.text) < 0.2, (text, u.text)
+    assert max(decoder.batches) >= 3
+    assert len(decoder.batches) < sum(decoder.batches)
+
+
+def test_restart_mid_call_keeps_the_finals_already_emitted(
+    services: Services, two_party: dict[str, Any]
+) -> None:
+    agent, customer = two_party["channels"]
+    legs = {"agent": agent, "customer": customer}
+    n_steps = len(list(chunks("acme", "r-1", legs)))
+    publish(services, [started("r-1")])
+    first = LiveStage(services, decoder=live_decoder_of(services))
+    runner = WorkerRunner(first, services.bus, services.topics, services.metrics,
+                          poll_timeout_s=0.01)
+    # the first worker dies without any goodbye: its consumer leaves, its state is lost
+    run_call(services, runner, "r-1", legs, slice(0, n_steps * 6 // 10), end=False)
+    runner._consumer.close()
+    before = [u for u in read_all(services, "check-r1") if isinstance(u, Utterance) and u.final]
+    assert len(before) >= 2
+
+    second = LiveStage(services, decoder=live_decoder_of(services))
+    runner2 = WorkerRunner(second, services.bus, services.topics, services.metrics,
+                           poll_timeout_s=0.01)
+    run_call(services, runner2, "r-1", legs, slice(n_steps * 6 // 10, None))
+    doc = json.loads(services.store.get(call_key("acme", "r-1", STARTED, "transcript.json")))
+    ids = [u["utterance_id"] for u in doc["utterances"]]
+    assert len(ids) == len(set(ids))
+    assert {u.utterance_id for u in before} <= set(ids)
+    # no utterance said twice under another id: finals of one leg do not overlap
+    for leg in ("agent", "customer"):
+        spans = sorted((u["start"], u["end"]) for u in doc["utterances"] if u["leg"] == leg)
+        assert all(a[1] <= b[0] + 0.3 for a, b in zip(spans, spans[1:], strict=False)), spans
+    stored = {u["utterance_id"]: u["text"] for u in doc["utterances"]}
+    assert all(stored[u.utterance_id] == u.text for u in before)
+    # what was said after the restart is there too: the last customer line
+    assert wer("Yes, my number is four five six seven eight.",
+               doc["utterances"][-1]["text"]) < 0.2
+    assert services.metrics.total("live_calls_restored_total") == 1
+
+
+def test_a_second_worker_joining_mid_call_takes_over_without_losing_finals(
+    services: Services, two_party: dict[str, Any]
+) -> None:
+    agent, customer = two_party["channels"]
+    legs = {"agent": agent, "customer": customer}
+    steps = list(chunks("acme", "g-1", legs))
+    publish(services, [started("g-1")])
+    decoder = live_decoder_of(services)
+    one = WorkerRunner(LiveStage(services, decoder=decoder), services.bus, services.topics,
+                       services.metrics, poll_timeout_s=0.01)
+    runners = [one]
+    for i, step in enumerate(steps):
+        if i == len(steps) // 3:  # a second worker joins the group: partitions rebalance
+            runners.append(WorkerRunner(LiveStage(services, decoder=decoder), services.bus,
+                                        services.topics, services.metrics,
+                                        poll_timeout_s=0.01))
+        publish(services, step)
+        for r in runners:
+            r.run_once()
+    publish(services, [CallEnded(tenant="acme", call_id="g-1")])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not services.store.exists(
+            call_key("acme", "g-1", STARTED, "transcript.json")):
+        for r in runners:
+            r.run_once()
+        time.sleep(0.05)
+    events = read_all(services, "check-g")
+    finals = [u for u in events if isinstance(u, Utterance) and u.final]
+    doc = json.loads(services.store.get(call_key("acme", "g-1", STARTED, "transcript.json")))
+    assert {u["utterance_id"] for u in doc["utterances"]} == {u.utterance_id for u in finals}
+    for leg in ("agent", "customer"):
+        text = " ".join(u["text"] for u in doc["utterances"] if u["leg"] == leg)
+        assert wer(two_party[f"{leg}_text"], text) < 0.25, (leg, text)
+    assert sum(isinstance(e, TranscriptReady) for e in events) == 1
+    # the call was handed over through its checkpoint, not kept by luck
+    assert services.metrics.total("live_calls_restored_total") >= 1

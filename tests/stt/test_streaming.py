@@ -1,0 +1,143 @@
+"""The streaming recogniser: local agreement, partials before finals, gaps and silence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from pipeline.events import Word
+from pipeline.media.resample import float_to_int16
+from stt.live_decoder import ShortWindowDecoder, trim_repetition
+from stt.normalise import wer
+from stt.streaming import (
+    SAMPLE_RATE,
+    Hypothesis,
+    StreamingOptions,
+    StreamingRecognizer,
+    align,
+    common_prefix,
+)
+from stt.transcriber import Segment
+
+STEP = 2560  # 160 ms at 16 kHz
+
+
+def _w(word: str, start: float, end: float) -> Word:
+    return Word(word=word, start=start, end=end, probability=0.9)
+
+
+def test_align_and_agreement_helpers() -> None:
+    confirmed = [_w("Hello,", 0.0, 0.3), _w("I", 0.4, 0.5)]
+    same = [_w("hello", 0.0, 0.3), _w("I", 0.4, 0.5), _w("would", 0.5, 0.7)]
+    assert align(confirmed, same) == ([same[2]], True)
+    # Whisper rewrote a confirmed word: what follows the confirmed time is kept, overlap cut
+    rewritten = [_w("Yellow", 0.0, 0.3), _w("I", 0.4, 0.5), _w("would", 0.55, 0.7)]
+    rest, exact = align(confirmed, rewritten)
+    assert [w.word for w in rest] == ["would"] and not exact
+    assert common_prefix(same, [_w("Hello", 0, 1), _w("i", 1, 2), _w("could", 2, 3)]) == 2
+    words = [_w(x, i, i + 1) for i, x in enumerate("can you give me can you give me".split())]
+    assert [w.word for w in trim_repetition(words)] == ["can", "you", "give", "me"]
+    no_repeat = [_w(x, i, i + 1) for i, x in enumerate("thank you thank you so much".split())]
+    assert trim_repetition(no_repeat) == no_repeat
+
+
+class FlickeringDecoder:
+    """A scripted decoder for the agreement logic: the words said so far, with a word cut
+    by the clip's end changed on every other pass (as Whisper guesses at a cut word)."""
+
+    def __init__(self, words: list[str], seconds_per_word: float, lead_s: float) -> None:
+        self.words = words
+        self.spw = seconds_per_word
+        self.lead = lead_s
+        self.passes = 0
+
+    def transcribe_clips(
+        self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
+    ) -> list[Segment | None]:
+        out: list[Segment | None] = []
+        for clip in clips:
+            self.passes += 1
+            dur = len(clip) / SAMPLE_RATE
+            said = [
+                _w(w, self.lead + i * self.spw, self.lead + (i + 1) * self.spw)
+                for i, w in enumerate(self.words)
+                if self.lead + (i + 0.5) * self.spw < dur
+            ]
+            if said and said[-1].end > dur and self.passes % 2:
+                last = said[-1]
+                said[-1] = _w(last.word[::-1] + "x", last.start, last.end)
+            out.append(Segment(start=0, end=dur, text=" ".join(w.word for w in said),
+                               words=tuple(said), avg_logprob=-0.2, no_speech_prob=0.01)
+                       if said else None)
+        return out
+
+
+def _stream(r: StreamingRecognizer, pcm: np.ndarray, decoder: Any) -> list[Hypothesis]:
+    out: list[Hypothesis] = []
+    for i in range(0, len(pcm), STEP):
+        r.insert_audio_chunk(pcm[i : i + STEP])
+        out.extend(r.process_iter(decoder, "en"))
+    out.extend(r.finish(decoder, "en"))
+    return out
+
+
+def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -> None:
+    speech = speak("I have been waiting for my refund since the beginning of last month "
+                   "and nobody answers my emails at all.")
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    pcm = float_to_int16(np.concatenate([pause, speech, pause]))
+    words = [f"w{i}" for i in range(20)]
+    decoder = FlickeringDecoder(words, 0.9 * len(speech) / SAMPLE_RATE / 20, 0.1)
+    hyps = _stream(StreamingRecognizer(StreamingOptions(partial_interval_s=0.5)), pcm, decoder)
+    partials = [h for h in hyps if not h.final]
+    finals = [h for h in hyps if h.final]
+    assert len(finals) == 1 and len(partials) >= 3
+    assert hyps[-1] is finals[0]
+    previous: list[str] = []
+    for h in hyps:
+        now = [w.word for w in h.words]
+        assert now[: len(previous)] == previous, (previous, now)  # never retracted
+        assert not any(w.endswith("x") for w in (now if not h.final else now[:-1]))
+        previous = now
+    assert [h.revision for h in hyps] == list(range(1, len(hyps) + 1))
+    assert [w.word for w in finals[0].words] == words
+
+
+def test_real_speech_partials_then_finals(
+    speak: Callable[..., np.ndarray], whisper_model: Any
+) -> None:
+    lines = ["Good morning, thank you for calling. How can I help you today?",
+             "Let me check that for you, it will only take a moment."]
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    audio = np.concatenate([pause, speak(lines[0]), pause, speak(lines[1]), pause])
+    decoder = ShortWindowDecoder(whisper_model)
+    hyps = _stream(StreamingRecognizer(), float_to_int16(audio), decoder)
+    finals = [h for h in hyps if h.final]
+    assert len(finals) == 2
+    for line, f in zip(lines, finals, strict=True):
+        assert wer(line, f.text) < 0.2, f.text
+        mine = [h for h in hyps if h.start == f.start]
+        assert len(mine) >= 2 and mine[-1] is f and not any(h.final for h in mine[:-1])
+    assert finals[0].end <= finals[1].start
+    first_line_end = (SAMPLE_RATE + len(speak(lines[0]))) / SAMPLE_RATE
+    assert abs(finals[0].words[-1].end - first_line_end) < 0.5
+
+
+def test_silence_and_gaps_cost_no_decoding(speak: Callable[..., np.ndarray]) -> None:
+    r = StreamingRecognizer()
+    rng = np.random.default_rng(3)
+    for _ in range(int(120 / 0.16)):  # two minutes of line noise
+        r.insert_audio_chunk(float_to_int16(rng.normal(0, 0.003, STEP).astype(np.float32)))
+        assert r.requests() == []
+    assert len(r._audio) < 3 * SAMPLE_RATE  # what is kept while quiet stays bounded
+    # ten minutes with no packets at all, then speech: positions stay call-relative
+    r.skip_to(r.position + 600 * SAMPLE_RATE)
+    before = r.position
+    r.insert_audio_chunk(float_to_int16(np.concatenate([speak("Hello there."),
+                                                        np.zeros(SAMPLE_RATE, np.float32)])))
+    r.close()
+    reqs = r.requests()
+    assert len(reqs) == 1 and reqs[0].final
+    assert before - SAMPLE_RATE // 4 <= reqs[0].start < before + SAMPLE_RATE // 2
