@@ -13,11 +13,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, WebSocket
 
 from recordings.keys import check_id
+
+if TYPE_CHECKING:
+    from pipeline.services import Services
 
 Role = Literal["pbx", "agent", "analyst", "admin"]
 ROLES: tuple[Role, ...] = ("pbx", "agent", "analyst", "admin")
@@ -108,6 +111,22 @@ def principal_of(request: Request) -> Principal:
         services.metrics.inc("auth_failures_total", reason="unknown")
         raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
     return p
+
+
+def websocket_principal(services: Services, ws: WebSocket) -> Principal | None:
+    """The caller of a WebSocket, from `?key=` (browsers cannot set headers on a
+    WebSocket) or `Authorization: Bearer`; None when the key is missing or unknown."""
+    settings = services.settings
+    if not settings.auth_enabled:
+        return Principal(tenant=settings.default_tenant, role="admin")
+    key = ws.query_params.get("key", "")
+    if not key:
+        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else ""
+    if not key:
+        return None
+    principal: Principal | None = services.keys.lookup(key)
+    return principal
 
 
 def require(*roles: Role) -> Callable[[Request], Principal]:

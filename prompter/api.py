@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from pipeline.auth import Principal, require
+from pipeline.auth import Principal, require, websocket_principal
 from pipeline.logs import ctx
 from pipeline.services import Services
 from prompter.delivery import HintClient, Message, hint_hub
@@ -58,22 +58,6 @@ def _name(services: Services, value: str, what: str) -> str:
 
 def _playbook_summary(p: StoredPlaybook) -> dict[str, Any]:
     return {"name": p.name, "rules": len(p.playbook.rules), "updated_at": p.updated_at}
-
-
-def ws_principal(services: Services, ws: WebSocket) -> Principal | None:
-    """The caller of a WebSocket, from `?key=` (browsers cannot set headers on a
-    WebSocket) or `Authorization: Bearer`."""
-    settings = services.settings
-    if not settings.auth_enabled:
-        return Principal(tenant=settings.default_tenant, role="admin")
-    key = ws.query_params.get("key", "")
-    if not key:
-        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else ""
-    if not key:
-        return None
-    principal: Principal | None = services.keys.lookup(key)
-    return principal
 
 
 def router(services: Services) -> APIRouter:
@@ -218,7 +202,7 @@ def router(services: Services) -> APIRouter:
     async def agent_hints(ws: WebSocket, agent_id: str) -> None:
         """Push the agent's hints; `?last_hint_id=` replays what a reconnect missed."""
         await ws.accept()
-        p = await asyncio.to_thread(ws_principal, services, ws)
+        p = await asyncio.to_thread(websocket_principal, services, ws)
         if p is None:
             metrics.inc("auth_failures_total", reason="ws_key")
             await ws.close(code=4401, reason="missing or unknown API key")

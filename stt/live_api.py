@@ -16,7 +16,7 @@ import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from pipeline.auth import Principal
+from pipeline.auth import Principal, websocket_principal
 from pipeline.events import TranscriptReady
 from pipeline.services import Services
 from recordings.catalog import CallManifest, load_manifest
@@ -28,21 +28,6 @@ log = logging.getLogger(__name__)
 
 WATCH_ROLES = ("agent", "analyst", "admin")
 READY_TIMEOUT_S = 15.0
-
-
-def ws_principal(services: Services, ws: WebSocket) -> Principal | None:
-    """The caller of a WebSocket, from `?key=` or the Authorization header."""
-    settings = services.settings
-    if not settings.auth_enabled:
-        return Principal(tenant=settings.default_tenant, role="admin")
-    key = ws.query_params.get("key", "")
-    if not key:
-        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else ""
-    if not key:
-        return None
-    p: Principal | None = services.keys.lookup(key)
-    return p
 
 
 def visible_call(services: Services, p: Principal, call_id: str) -> CallManifest | None:
@@ -68,7 +53,7 @@ def router(services: Services) -> APIRouter:
     async def watch_call(ws: WebSocket, call_id: str) -> None:
         """Stream one call's utterances as they come."""
         await ws.accept()
-        p = ws_principal(services, ws)
+        p = websocket_principal(services, ws)
         if p is None:
             metrics.inc("auth_failures_total", reason="ws_key")
             await ws.close(code=4401, reason="missing or unknown API key")

@@ -29,7 +29,7 @@ MAX_FRAMES = 3000  # one Whisper window (30 s of 10 ms frames)
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
 _TOKENS_PER_S = 8
-_END_GUARD_S = 0.04
+_END_GUARD_S = 0.15  # a word starting this close to the clip end is a squeezed repeat
 _MIN_REPEAT = 3
 
 

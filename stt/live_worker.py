@@ -78,13 +78,16 @@ def streaming_options(services: Services) -> StreamingOptions:
     )
 
 
-def live_decoder_of(services: Services) -> ShortWindowDecoder:
-    """The process's live decoder (shares the one Whisper model)."""
+def live_decoder_of(services: Services, *, final: bool = False) -> ShortWindowDecoder:
+    """The process's live decoders (sharing the one Whisper model): greedy for partial
+    passes, `stt.beam_size` for finals and the passes likely to become finals."""
     stt = services.settings.stt
+    beam = stt.beam_size if final else 1
     return services.component(
-        "stt.live_decoder",
+        f"stt.live_decoder.beam{beam}",
         lambda: ShortWindowDecoder(services.whisper_model(), DecoderOptions(
-            batch_size=max(stt.batch_size, 8), no_speech_threshold=stt.no_speech_threshold,
+            beam_size=beam, batch_size=max(stt.batch_size, 8),
+            no_speech_threshold=stt.no_speech_threshold,
             min_word_probability=stt.min_word_probability,
         )),
     )
@@ -105,6 +108,7 @@ class LiveStage(Stage):
         self.services = services
         self.options = streaming_options(services)
         self._decoder = decoder
+        self._final_decoder: ClipDecoder | None = None
         self._clock = clock
         self.calls: dict[CallKey, LiveCall] = {}
         self._finished: OrderedDict[CallKey, float] = OrderedDict()
@@ -115,10 +119,17 @@ class LiveStage(Stage):
 
     @property
     def decoder(self) -> ClipDecoder:
-        """The clip decoder (loaded on first use)."""
+        """The partial-pass decoder (loaded on first use)."""
         if self._decoder is None:
             self._decoder = live_decoder_of(self.services)
         return self._decoder
+
+    @property
+    def final_decoder(self) -> ClipDecoder:
+        """The decoder of finals (the one given to the stage, else beam search)."""
+        if self._final_decoder is None:
+            self._final_decoder = self._decoder or live_decoder_of(self.services, final=True)
+        return self._final_decoder
 
     # -- events in -----------------------------------------------------------------------
     def process(self, event: Event | MediaChunk) -> Iterator[Output]:
@@ -288,10 +299,12 @@ class LiveStage(Stage):
         by_language: dict[str | None, list[tuple[LiveCall, str, DecodeRequest]]] = {}
         for item in due:
             by_language.setdefault(item[0].language, []).append(item)
+        finals_round = everything or any(r.urgent for _, _, r in due)
+        decoder = self.final_decoder if finals_round else self.decoder
         for language, items in by_language.items():
             self.decode_rounds += 1
             started = time.perf_counter()
-            segments = self.decoder.transcribe_clips([r.audio for _, _, r in items], language)
+            segments = decoder.transcribe_clips([r.audio for _, _, r in items], language)
             self.services.metrics.inc("live_decode_seconds_total", time.perf_counter() - started)
             self.services.metrics.inc("live_decoded_clips_total", len(items))
             for (call, leg, req), seg in zip(items, segments, strict=True):
