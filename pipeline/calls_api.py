@@ -17,6 +17,7 @@ from pipeline.logs import ctx
 from pipeline.media.codec import canonical_codec
 from pipeline.services import Services
 from recordings.keys import check_id
+from recordings.retention import CallHeld, delete_call_data
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +116,30 @@ def router(services: Services) -> APIRouter:
         }
 
     @r.delete("/v1/calls/{call_id}")
-    def end_call(
+    def end_or_delete_call(
         call_id: str,
         principal: Annotated[Principal, Depends(require("pbx", "admin"))],
     ) -> dict[str, Any]:
-        """End a live call (hang-up): its last audio and call.ended are published."""
+        """A PBX ends a live call (hang-up); an admin deletes a finished call's objects and
+        index rows together (a live call is ended first). One path, two roles' meanings."""
         ingest = ingest_of(services)
         started = ingest.call(call_id)
-        if started is None or started.tenant != principal.tenant:
-            raise _reject(services, 404, "no such live call", "unknown")
-        summary = ingest.end(call_id, "hangup")
-        if summary is None:  # ended by a timeout in between
-            raise _reject(services, 404, "no such live call", "unknown")
-        return {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
+        ended: dict[str, Any] | None = None
+        if started is not None and started.tenant == principal.tenant:
+            summary = ingest.end(call_id, "hangup")
+            if summary is not None:
+                ended = {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
+        if principal.role != "admin":
+            if ended is None:
+                raise _reject(services, 404, "no such live call", "unknown")
+            return ended
+        try:
+            removed = delete_call_data(services, principal.tenant, call_id)
+        except CallHeld as exc:
+            raise _reject(services, 409, str(exc), "held") from None
+        if removed is None and ended is None:
+            raise _reject(services, 404, "no such call", "unknown")
+        return {"call_id": call_id, "deleted": removed is not None, **(removed or {}),
+                **({"ended": ended} if ended else {})}
 
     return r

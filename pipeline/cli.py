@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "stt.cli",
     "pipeline.simulate",
     "recordings.cli",
+    "robot.cli",
+    "tts.cli",
 ]
 
 log = logging.getLogger(__name__)

@@ -123,6 +123,9 @@ class RobotSettings(BaseModel):
     barge_in_silence_ms: int = Field(default=300, ge=60)
     campaign_retry_s: float = Field(default=1800.0, gt=0)  # busy / no answer: try again after
     campaign_attempts: int = Field(default=3, ge=1)
+    # The PBX's originate hook for campaigns: POST {tenant, call_id, callee, caller_id} ->
+    # {status: answered|busy|no_answer|failed, media: {host, port, codec}}. None: no campaigns.
+    dialer_url: str | None = None
 
 
 class PrompterSettings(BaseModel):

@@ -20,6 +20,7 @@ STAGES: dict[str, str] = {
     "prompter": "prompter.worker:stages",
     "ingest": "pipeline.ingest.stage:stages",
     "index": "recordings.index.worker:stages",
+    "robot": "robot.worker:stages",
 }
 
 BACKGROUND: dict[str, str] = {

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,7 @@ from recordings.store.base import ObjectInfo, ObjectStore
 log = logging.getLogger(__name__)
 
 HOLDS_DIR = "holds"
+DELETE_THREADS = 8
 _DAY = timedelta(days=1)
 
 
@@ -218,8 +220,11 @@ def sweep(services: Services, now: datetime | None = None) -> SweepReport:
             report.held_kept += 1
         elif verdict:
             doomed.append(info.key)
-    for key in doomed:
-        store.delete(key)
+    # Deletes are I/O bound (a file and its empty folders, or an S3 request each):
+    # a few threads overlap their waits.
+    with ThreadPoolExecutor(max_workers=DELETE_THREADS, thread_name_prefix="sweep") as pool:
+        for _ in pool.map(store.delete, doomed):
+            pass
     report.objects_deleted = len(doomed)
     for name in index.tenants():
         tenant_of(name)

@@ -28,7 +28,7 @@ from recordings.index.base import CallRow, Filters, Hit, Interval, Sort
 from recordings.index.query import Node, QueryError, parse_query
 from recordings.index.sqlite import HL_CLOSE, HL_OPEN
 from recordings.keys import check_id
-from recordings.retention import CallHeld, delete_call_data, set_hold
+from recordings.retention import set_hold
 from recordings.store.base import ObjectNotFound
 
 log = logging.getLogger(__name__)
@@ -311,6 +311,7 @@ def router(services: Services) -> APIRouter:
         return {
             "q": _one(request, "q"),
             "total": page.total,
+            "total_exact": page.exact,
             "page": params.page,
             "page_size": params.page_size,
             "sort": sort,
@@ -479,18 +480,6 @@ def router(services: Services) -> APIRouter:
         if not set_hold(services, principal.tenant, call_id, False, principal.key_id):
             raise HTTPException(404, "no such call")
         return {"call_id": call_id, "held": False}
-
-    @r.delete("/v1/calls/{call_id}")
-    def delete_call(call_id: str, principal: Admin) -> dict[str, Any]:
-        """Delete a call on request: its objects and index rows together (admin)."""
-        try:
-            removed = delete_call_data(services, principal.tenant, call_id)
-        except CallHeld as exc:
-            metrics.inc("api_rejections_total", route="calls", cause="held")
-            raise HTTPException(409, str(exc)) from None
-        if removed is None:
-            raise HTTPException(404, "no such call")
-        return {"call_id": call_id, "deleted": True, **removed}
 
     @r.get("/", include_in_schema=False)
     def analyst_page() -> FileResponse:

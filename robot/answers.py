@@ -82,7 +82,8 @@ _WEEKDAYS = {
     "sunday": 6, "lundi": 0, "mardi": 1, "mercredi": 2, "jeudi": 3, "vendredi": 4,
     "samedi": 5, "dimanche": 6,
 }
-_NUMERIC_DATE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b|\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b")
+_NUMERIC_DATE = re.compile(
+    r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b|\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b")
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,7 @@ def find_date(text: str, today: date, language: str = "en", *, partial: bool = F
                 return (today + timedelta(days=2), "apres demain") if not partial or rest else None
             return (today + timedelta(days=1), t) if not partial or rest else None
         if t == "tomorrow":
-            if i >= 2 and toks[i - 2 : i] == ["after", "the"] or (i >= 1 and toks[i - 1] == "after"):
+            if i >= 1 and toks[i - 1] == "after":
                 return (today + timedelta(days=2), "day after tomorrow") if not partial or rest \
                     else None
             return (today + timedelta(days=1), t) if not partial or rest else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.events import RobotOutcome, RobotStart, RobotStep
@@ -87,10 +86,12 @@ class SessionManager:
         start: RobotStart,
         *,
         kind: str = "call",
+        guard: bool = True,
         on_end: Callable[[RobotSession], None] | None = None,
         on_packet: Callable[[int, float], None] | None = None,
     ) -> RobotSession:
-        """Guard (outbound), then open and start a session; CallRefused/BadCall/ScenarioInvalid."""
+        """Guard (outbound; `guard=False` when the caller already ran it), then open and start
+        a session. Raises CallRefused, BadCall or ScenarioInvalid."""
         services = self.services
         if start.media is None:
             raise BadCall("media {host, port, codec} is required: where to send the prompts")
@@ -99,7 +100,7 @@ class SessionManager:
                 raise BadCall(f"call {start.call_id!r} already has a robot session")
         scenario = resolve_scenario(services, start.tenant, start.scenario)
         check_variables(scenario, start.variables)
-        if start.callee:
+        if start.callee and guard:
             if not start.caller_id or not start.sector:
                 raise BadCall("an outbound call needs caller_id and sector for the guard")
             decision = guard_of(services).check(
@@ -113,7 +114,11 @@ class SessionManager:
             services, start, scenario, prompts=prompts_of(services),
             decoder=live_decoder_of(services), on_event=self.publish, on_packet=on_packet,
         )
-        session.open()
+        endpoint = session.open()
+        # Where the caller's RTP must go: the bus's way of answering a robot.start.
+        self.publish(RobotStep(
+            tenant=start.tenant, call_id=start.call_id, step=scenario.first, action="media",
+            answer={"host": endpoint.host, "port": endpoint.port, "codec": endpoint.codec}))
         with self._lock:
             self._sessions[start.call_id] = session
         self._save(session)

@@ -40,7 +40,7 @@ from pipeline.events import (
     RobotStart,
     RobotStep,
 )
-from pipeline.ingest.receiver import Endpoint
+from pipeline.ingest.receiver import Endpoint, RtpIngest
 from pipeline.ingest.stage import ingest_of
 from pipeline.logs import ctx
 from pipeline.media.resample import float_to_int16, int16_to_float, resample
@@ -65,7 +65,7 @@ from robot.dialog import (
 from robot.media_tap import media_tap
 from robot.player import PromptPlayer
 from robot.prompts import PromptAudio
-from robot.scenario import Scenario
+from robot.scenario import Scenario, placeholders, render
 from stt.streaming import ClipDecoder, StreamingOptions, StreamingRecognizer
 from stt.vad import Endpointer, SpeechEnded, VadOptions
 from stt.vad import SpeechStarted as VadStarted
@@ -147,6 +147,7 @@ class RobotSession:
         self._vad = Endpointer(barge_in_options(services))
         self._expected = -1  # next 16 kHz sample expected from the ingest
         self._player: PromptPlayer | None = None
+        self._ingest: RtpIngest | None = None
         self._ending = False
         self._threads: list[threading.Thread] = []
         self._done = threading.Event()
@@ -154,7 +155,7 @@ class RobotSession:
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> Endpoint:
         """Register the call with the ingest; returns where the caller's RTP must go."""
-        ingest = ingest_of(self.services)
+        ingest = self._ingest = ingest_of(self.services)
         req = self.request
         started = CallStarted(
             tenant=self.tenant, call_id=self.call_id,
@@ -174,9 +175,10 @@ class RobotSession:
         return self.endpoint
 
     def start(self) -> None:
-        """Run the dialog (control and STT threads)."""
+        """Run the dialog (control and STT threads; prompts rendered ahead in a third)."""
         self.status = "running"
-        for target, name in ((self._control, "robot-control"), (self._stt, "robot-stt")):
+        for target, name in ((self._control, "robot-control"), (self._stt, "robot-stt"),
+                             (self._prefetch, "robot-prefetch")):
             t = threading.Thread(target=target, name=f"{name}-{self.call_id}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -193,6 +195,20 @@ class RobotSession:
     def hang_up(self, reason: str = "abandoned") -> None:
         """End the session from outside (API, shutdown)."""
         self._inputs.put(PeerGone(time.time(), reason))
+
+    def _prefetch(self) -> None:
+        """Render every prompt that needs no answer ahead, so steps follow without a gap."""
+        values = dict(self.request.variables)
+        lang = self.scenario.language
+        try:
+            for step in self.scenario.steps:
+                for text in (step.say, step.ask, step.no_input.reprompt, step.no_match.reprompt):
+                    if self._done.is_set():
+                        return
+                    if text and set(placeholders(text)) <= set(values):
+                        self.prompts.render(render(text, values, lang), self.codec)
+        except Exception:  # only an optimisation: the control thread renders on demand
+            log.exception("prefetching prompts failed", **ctx(self.tenant, self.call_id))
 
     # -- media in (tap thread) ---------------------------------------------------------------
     def _on_record(self, rec: MediaChunk | DtmfReceived | CallEnded) -> None:
@@ -316,7 +332,8 @@ class RobotSession:
             self._player.close()
         self._audio.put(None)
         result = self.engine.result or "failed"
-        ingest_of(self.services).end(self.call_id, result)
+        if self._ingest is not None:
+            self._ingest.end(self.call_id, result)
         self.status = "ended"
         self.services.metrics.inc("robot_sessions_total", result=result)
         log.info("robot session ended: %s", result, **ctx(self.tenant, self.call_id))

@@ -111,7 +111,8 @@ def load_scenario(source: str | bytes | dict[str, Any]) -> Scenario:
             steps.append((i, Step.model_validate(rs)))
         except ValidationError as exc:
             errors.extend(_pydantic(f"steps[{i}]", exc))
-    raw_ids = {rs["id"] for rs in raw_steps if isinstance(rs, dict) and isinstance(rs.get("id"), str)}
+    raw_ids = {rs["id"] for rs in raw_steps
+               if isinstance(rs, dict) and isinstance(rs.get("id"), str)}
     errors.extend(_check(head, steps, len(raw_steps), raw_ids))
     if errors:
         raise ScenarioInvalid(errors)

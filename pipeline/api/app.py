@@ -16,6 +16,9 @@ ROUTER_MODULES = [
     "stt.live_api",
     "prompter.api",
     "recordings.search_api",
+    "robot.api",
+    "tts.api",
+    "tts.ivr.api",
 ]
 
 

@@ -99,10 +99,11 @@ class Hit:
 
 @dataclass(frozen=True)
 class Page:
-    """A page of results and the total count behind it."""
+    """A page of results and the total count behind it (`exact` False: at least `total`)."""
 
     total: int
     items: list[Hit] | list[CallRow] = field(default_factory=list)
+    exact: bool = True
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.services import Services
 from recordings.index.base import CallMeta, Filters, Hit, TranscriptIndex, UtteranceRow
 from recordings.index.query import QueryError, parse_query
 from recordings.index.sqlite import HL_CLOSE, HL_OPEN, SqliteIndex
@@ -187,3 +188,34 @@ def test_hold_and_expiry(search_index: TranscriptIndex) -> None:
     assert search_index.held_calls("acme") == {"c1"}
     cutoff = datetime(2024, 5, 5, tzinfo=UTC)
     assert {c.call_id for c in search_index.expired_calls("acme", cutoff)} == {"c2"}
+
+
+def test_total_past_the_cap_is_at_least(
+    search_index: TranscriptIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recordings.index.sqlite as backend
+
+    monkeypatch.setattr(backend, "COUNT_CAP", 2)
+    page = search_index.search("acme", parse_query("resilier OR remboursement"), Filters(),
+                               "relevance", 0, 10)
+    assert (page.total, page.exact, len(page.items)) == (2, False, 4)
+    page = search_index.search("acme", parse_query("resilier"), Filters(), "relevance", 0, 10)
+    assert (page.total, page.exact) == (2, True)
+
+
+def test_index_file_lives_in_the_data_dir(services: Services) -> None:
+    from recordings.index import index_of
+
+    index = index_of(services)
+    assert index is index_of(services)
+    assert isinstance(index, SqliteIndex)
+    assert index.path == services.settings.data_dir / "index.sqlite"
+
+
+def test_a_tenant_whose_name_extends_another_stays_apart(search_index: TranscriptIndex) -> None:
+    search_index.upsert_utterances(
+        [UtteranceRow("acme-corp", "x1", "u-x1", "agent", 0, 1, "résilier tout de suite")]
+    )
+    assert ids(hits(search_index, "resilier")) == {"u-c1-1", "u-c2-1"}
+    assert ids(hits(search_index, "resilier", tenant="acme-corp")) == {"u-x1"}
+    assert ids(hits(search_index, "resilier", tenant="acme-corp", leg="agent")) == {"u-x1"}

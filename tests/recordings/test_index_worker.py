@@ -3,6 +3,7 @@ from call.started and transcript.ready (via the manifest), bad input dead-letter
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,8 +21,9 @@ from pipeline.services import Services
 from pipeline.worker import WorkerRunner
 from recordings.catalog import new_manifest, save_manifest
 from recordings.index import index_of
-from recordings.index.base import Filters
+from recordings.index.base import Filters, UtteranceRow
 from recordings.index.query import parse_query
+from recordings.index.sqlite import SqliteIndex
 from recordings.index.worker import IndexStage
 from recordings.keys import call_key
 
@@ -137,9 +139,33 @@ def test_kafka_index_worker(distributed_services: Services) -> None:
                           services.topics, services.metrics, poll_timeout_s=0.2)
     events = [utt(f"q{i}", f"u-q{i}", f"appel numéro {i} résiliation") for i in range(5)]
     publish(services, *events, *events)  # at-least-once: duplicates overwrite
-    run_until(runner, lambda: services.metrics.total("index_utterances_total") >= 10,
-              timeout_s=60)
+    transcripts = services.topics.transcripts
+    run_until(runner, lambda: services.metrics.value(
+        "events_in_total", worker="index", topic=transcripts) >= 10, timeout_s=60)
     assert count(services, "resiliation") == 5
     assert {decode_event(e.encode()).call_id for e in events} == {
         c.call_id for c in index_of(services).list_calls("acme", Filters(), 0, 10).items
     }
+
+
+class FlakyIndex(SqliteIndex):
+    """A real index whose first utterance write fails (a locked or full disk)."""
+
+    failures = 1
+
+    def upsert_utterances(self, rows: list[UtteranceRow]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        super().upsert_utterances(rows)
+
+
+def test_a_failed_batch_is_kept_and_written_next_round(services: Services) -> None:
+    index = FlakyIndex(services.settings.data_dir / "flaky.sqlite")
+    runner = WorkerRunner(IndexStage(services, index), services.bus, services.topics,
+                          services.metrics)
+    publish(services, utt("f1", "u-f1", "appel important"))
+    run_until(runner, lambda: services.metrics.total("index_flush_errors_total") == 1)
+    assert index.call_utterances("acme", "f1") == []
+    run_until(runner, lambda: len(index.call_utterances("acme", "f1")) == 1)
+    index.close()

@@ -13,16 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from minio import Minio
 
+from pipeline.api.app import create_app
 from pipeline.bus.inproc import InProcessBus
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.roles import BACKGROUND, start_role
 from pipeline.services import Services
-from recordings import search_api
 from recordings.catalog import manifest_key, new_manifest, save_manifest
 from recordings.index import index_of
 from recordings.index.base import CallMeta, UtteranceRow
@@ -35,15 +34,23 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NAMES = ("recording.wav", "transcript.json", "transcript.vtt")
 
 
-def make_call(services: Services, tenant: str, call_id: str, age_days: float,
-              indexed: bool = True) -> datetime:
+def make_call(
+    services: Services, tenant: str, call_id: str, age_days: float, indexed: bool = True
+) -> datetime:
     """A call of `age_days` ago: three objects, a manifest, and (optionally) index rows."""
     started = NOW - timedelta(days=age_days)
     for name in NAMES:
         services.store.put(call_key(tenant, call_id, started, name), b"x" * 10)
-    save_manifest(services.store, new_manifest(tenant, call_id, started, status="transcribed",
-                                               recording_key=call_key(tenant, call_id, started,
-                                                                      "recording.wav")))
+    save_manifest(
+        services.store,
+        new_manifest(
+            tenant,
+            call_id,
+            started,
+            status="transcribed",
+            recording_key=call_key(tenant, call_id, started, "recording.wav"),
+        ),
+    )
     if isinstance(services.store, LocalStore):
         old = started.timestamp()
         path = services.store.root / manifest_key(tenant, call_id)
@@ -51,8 +58,9 @@ def make_call(services: Services, tenant: str, call_id: str, age_days: float,
     if indexed:
         index = index_of(services)
         index.upsert_call(CallMeta(tenant, call_id, started_at=started))
-        index.upsert_utterances([UtteranceRow(tenant, call_id, f"u-{call_id}", "agent", 0, 1,
-                                              f"bonjour {call_id}")])
+        index.upsert_utterances(
+            [UtteranceRow(tenant, call_id, f"u-{call_id}", "agent", 0, 1, f"bonjour {call_id}")]
+        )
     return started
 
 
@@ -111,10 +119,8 @@ def test_hold_marker_alone_protects_a_call(services: Services) -> None:
 
 
 def search_only_client(services: Services) -> TestClient:
-    app = FastAPI()
-    app.state.services = services
-    app.include_router(search_api.router(services))
-    return TestClient(app)
+    """The full app: DELETE /v1/calls/{id} is one route for the live end and the deletion."""
+    return TestClient(create_app(services))
 
 
 def test_delete_on_request_removes_objects_and_rows(services: Services) -> None:
@@ -140,13 +146,16 @@ def test_delete_on_request_removes_objects_and_rows(services: Services) -> None:
     assert r.status_code == 409 and "legal hold" in r.json()["detail"]
     r = client.get("/v1/calls/d2", headers={"Authorization": f"Bearer {analyst}"})
     assert r.json()["held"] is True
-    assert client.delete("/v1/calls/d2/hold",
-                         headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+    assert (
+        client.delete("/v1/calls/d2/hold", headers={"Authorization": f"Bearer {admin}"}).status_code
+        == 200
+    )
     assert delete_call_data(services, "acme", "d2") == {"objects": 4, "utterances": 1}
 
 
-def test_sweep_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     monkeypatch.setenv("CALLPIPE_RETENTION__DAYS", "30")
     store = LocalStore(data / "objects")
@@ -163,10 +172,12 @@ def test_sweep_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 
 
 def s3_services(tmp_path: Path, endpoint: str, bucket: str, **retention: object) -> Services:
-    settings = Settings(data_dir=tmp_path / "data", mode="distributed",
-                        s3={"endpoint": endpoint, "bucket": bucket, "access_key": "k",
-                            "secret_key": "s"},
-                        retention={"sweep_interval_s": 3600, **retention})
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        mode="distributed",
+        s3={"endpoint": endpoint, "bucket": bucket, "access_key": "k", "secret_key": "s"},
+        retention={"sweep_interval_s": 3600, **retention},
+    )
     return Services(settings=settings, bus=InProcessBus(1), store=MinioStore(settings.s3))
 
 
@@ -174,8 +185,11 @@ def lifecycle(endpoint: str, bucket: str) -> list[tuple[str, int]]:
     sdk = Minio(endpoint, access_key="k", secret_key="s", secure=False, region="us-east-1")
     config = sdk.get_bucket_lifecycle(bucket)
     assert config is not None
-    return sorted((str(r.rule_filter.prefix), int(r.expiration.days)) for r in config.rules
-                  if r.rule_filter is not None and r.expiration is not None)
+    return sorted(
+        (str(r.rule_filter.prefix), int(r.expiration.days))
+        for r in config.rules
+        if r.rule_filter is not None and r.expiration is not None
+    )
 
 
 def test_retention_role_sets_the_bucket_lifecycle_and_sweeps_s3(
@@ -183,8 +197,7 @@ def test_retention_role_sets_the_bucket_lifecycle_and_sweeps_s3(
 ) -> None:
     assert BACKGROUND["retention"] == "recordings.retention:background"
     bucket = f"ret-{os.getpid()}-{int(time.time() * 1000) % 100000}"
-    services = s3_services(tmp_path, s3_endpoint, bucket, days=90,
-                           per_tenant_days={"short": 30})
+    services = s3_services(tmp_path, s3_endpoint, bucket, days=90, per_tenant_days={"short": 30})
     stop = threading.Event()
     now = datetime.now(UTC)
     expired = call_key("acme", "s3-old", now - timedelta(days=95), "recording.wav")
@@ -210,8 +223,7 @@ def test_no_bucket_wide_rule_when_a_tenant_keeps_longer(
     tmp_path: Path, s3_endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     bucket = f"ret-long-{os.getpid()}-{int(time.time() * 1000) % 100000}"
-    services = s3_services(tmp_path, s3_endpoint, bucket, days=90,
-                           per_tenant_days={"archive": 365})
+    services = s3_services(tmp_path, s3_endpoint, bucket, days=90, per_tenant_days={"archive": 365})
     with caplog.at_level(logging.WARNING, logger="recordings.retention"):
         assert apply_lifecycle(services) is True
     assert lifecycle(s3_endpoint, bucket) == [("archive/", 365)]
@@ -226,12 +238,11 @@ class RefusingStore(LocalStore):
         return False
 
 
-def test_a_refused_lifecycle_rule_warns(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_refused_lifecycle_rule_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    services = Services(settings=settings, bus=InProcessBus(1),
-                        store=RefusingStore(tmp_path / "objects"))
+    services = Services(
+        settings=settings, bus=InProcessBus(1), store=RefusingStore(tmp_path / "objects")
+    )
     with caplog.at_level(logging.WARNING, logger="recordings.retention"):
         assert apply_lifecycle(services) is False
     assert "could not be set or verified" in caplog.text

@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from pipeline.api.app import create_app
 from pipeline.auth import KeyStore
 from pipeline.cli import main
 from pipeline.services import Services
-from recordings import search_api
 from recordings.index.base import TranscriptIndex
 from recordings.keys import call_key
 
@@ -24,12 +23,8 @@ def auth(key: str) -> dict[str, str]:
 
 
 def search_only_client(services: Services) -> TestClient:
-    """This package's routes alone: DELETE /v1/calls/{id} is also registered by the live
-    calls API (pbx: end a live call) until the two handlers are merged into one route."""
-    app = FastAPI()
-    app.state.services = services
-    app.include_router(search_api.router(services))
-    return TestClient(app)
+    """The full app: DELETE /v1/calls/{id} is one route for the live end and the deletion."""
+    return TestClient(create_app(services))
 
 
 CALL_ROUTES = [
@@ -44,38 +39,49 @@ CALL_ROUTES = [
 def test_other_tenants_call_is_indistinguishable_from_none(
     services: Services, search_index: TranscriptIndex, search_keys: dict[str, str]
 ) -> None:
-    services.store.put(call_key("acme", "c1", datetime(2024, 5, 1, 9, tzinfo=UTC),
-                                "recording.wav"), b"RIFF....", "audio/wav")
+    services.store.put(
+        call_key("acme", "c1", datetime(2024, 5, 1, 9, tzinfo=UTC), "recording.wav"),
+        b"RIFF....",
+        "audio/wav",
+    )
     client = search_only_client(services)
     for method, template in CALL_ROUTES:
-        theirs = client.request(method, template.format(id="c1"),
-                                headers=auth(search_keys["rival_admin"]))
-        unknown = client.request(method, template.format(id="zz"),
-                                 headers=auth(search_keys["rival_admin"]))
+        theirs = client.request(
+            method, template.format(id="c1"), headers=auth(search_keys["rival_admin"])
+        )
+        unknown = client.request(
+            method, template.format(id="zz"), headers=auth(search_keys["rival_admin"])
+        )
         assert theirs.status_code == 404, (method, template, theirs.text)
         assert (theirs.status_code, theirs.json()) == (unknown.status_code, unknown.json())
     # the acme call is intact: rival's DELETE and hold did nothing
     row = search_index.get_call("acme", "c1")
     assert row is not None and not row.held and row.utterances == 3
-    assert services.store.exists(call_key("acme", "c1", datetime(2024, 5, 1, 9, tzinfo=UTC),
-                                          "recording.wav"))
+    assert services.store.exists(
+        call_key("acme", "c1", datetime(2024, 5, 1, 9, tzinfo=UTC), "recording.wav")
+    )
 
 
 def test_lists_searches_and_counts_hold_only_the_callers_tenant(
     search_client: TestClient, search_keys: dict[str, str]
 ) -> None:
     acme, rival = auth(search_keys["analyst"]), auth(search_keys["rival"])
-    assert {c["call_id"] for c in search_client.get("/v1/calls", headers=rival).json()[
-        "calls"]} == {"r1"}
-    assert {c["call_id"] for c in search_client.get("/v1/calls", headers=acme).json()[
-        "calls"]} == {"c1", "c2", "c3"}
+    assert {
+        c["call_id"] for c in search_client.get("/v1/calls", headers=rival).json()["calls"]
+    } == {"r1"}
+    assert {c["call_id"] for c in search_client.get("/v1/calls", headers=acme).json()["calls"]} == {
+        "c1",
+        "c2",
+        "c3",
+    }
     r = search_client.get("/v1/search", params={"q": "resilier"}, headers=rival).json()
     assert [h["call_id"] for h in r["hits"]] == ["r1"] and r["total"] == 1
     r = search_client.get("/v1/search", params={"q": "secret"}, headers=acme).json()
     assert r["total"] == 0 and r["hits"] == []
     # filtering on another tenant's call id finds nothing either
-    r = search_client.get("/v1/search", params={"q": "resilier", "call_id": "c1"},
-                          headers=rival).json()
+    r = search_client.get(
+        "/v1/search", params={"q": "resilier", "call_id": "c1"}, headers=rival
+    ).json()
     assert r["total"] == 0
     r = search_client.get("/v1/calls", params={"call_id": "c1"}, headers=rival).json()
     assert r["total"] == 0
@@ -107,8 +113,9 @@ def test_keys_create_prints_the_key_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
-    assert main(["keys", "create", "--tenant", "acme", "--role", "analyst",
-                 "--data", str(data)]) == 0
+    assert (
+        main(["keys", "create", "--tenant", "acme", "--role", "analyst", "--data", str(data)]) == 0
+    )
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and out.startswith("cp_")
     key = out.strip()
@@ -121,14 +128,27 @@ def test_keys_create_prints_the_key_alone(
     dump = "\n".join(db.iterdump())
     db.close()
     assert key not in dump
-    assert main(["keys", "create", "--tenant", "acme", "--role", "agent", "--agent-id", "a-1",
-                 "--data", str(data)]) == 0
+    assert (
+        main(
+            [
+                "keys",
+                "create",
+                "--tenant",
+                "acme",
+                "--role",
+                "agent",
+                "--agent-id",
+                "a-1",
+                "--data",
+                str(data),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.startswith("cp_")
 
 
-def test_keys_create_refuses_bad_input(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_keys_create_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "data")
     assert main(["keys", "create", "--tenant", "acme", "--role", "agent", "--data", data]) == 2
     assert "agent key needs --agent-id" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""IVR menus: documents, validation, and the engine that walks them."""
