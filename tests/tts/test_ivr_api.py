@@ -138,3 +138,5 @@ def test_bad_documents(services: Services, menu_doc: dict[str, Any]) -> None:
         assert r.json()["detail"]["errors"][0].startswith("nodes.closed.audio: cannot decode")
         assert not services.store.exists("acme/_ivr/m.json")
         assert c.get("/v1/ivr/m/nodes/main/prompt.wav", headers=admin).status_code == 404
+        assert services.metrics.total("ivr_prompt_rejected_total") == 1
+        assert services.metrics.total("ivr_menus_rejected_total") == 3

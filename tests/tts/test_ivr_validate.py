@@ -79,3 +79,15 @@ def test_prompt_text_limit() -> None:
     doc = {"start": "a", "nodes": {"a": {"prompt": "x" * 50, "action": {"kind": "hangup"}}}}
     with pytest.raises(MenuInvalid, match=r"nodes.a.prompt: text is 50 characters"):
         load_menu(doc, max_chars=40)
+
+
+def test_schedule_errors(menu_doc: dict[str, Any]) -> None:
+    menu_doc["nodes"]["entry"]["action"]["schedule"] = {
+        "mon": ["17:00-09:00"], "fun": ["09:00-17:00"], "tue": ["9-5"]}
+    with pytest.raises(MenuInvalid) as exc:
+        load_menu(menu_doc)
+    errs = "\n".join(exc.value.errors)
+    assert "nodes.entry.action.schedule.mon: range '17:00-09:00' ends before it starts" in errs
+    assert "nodes.entry.action.schedule.fun: unknown day" in errs
+    assert "nodes.entry.action.schedule.tue: bad range '9-5'" in errs
+    assert len(exc.value.errors) == 3, errs

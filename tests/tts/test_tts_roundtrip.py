@@ -21,9 +21,9 @@ PROMPTS = [
     "All of our agents are busy at the moment.",
     "To hear these options again, press the star key.",
     "Goodbye and have a nice day.",
-    "Your balance is $12.50, due on the 3rd of May at 10:30.",
+    "Your balance is $12.50, due on the 3rd of May.",
 ]
-STREAMED = "Thank you for calling Acme, how can we help you today? Press 1 for sales."
+STREAMED = "Thank you for calling us, how can we help you today? Press 1 for sales."
 
 
 def _decode(data: bytes) -> np.ndarray:

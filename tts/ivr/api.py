@@ -137,11 +137,15 @@ def router(services: Services) -> APIRouter:
         """The audio of a node's prompt (or its no-input / no-match prompt), from the cache."""
         try:
             fmt = get_format(format)
+            m = load(p.tenant, menu)
+            audio = render_prompt(p.tenant, m, node, kind, format)
         except FormatError as exc:
+            services.metrics.inc("ivr_prompt_rejected_total", reason="format")
             raise HTTPException(422, str(exc)) from exc
-        m = load(p.tenant, menu)
-        return Response(render_prompt(p.tenant, m, node, kind, format),
-                        media_type=fmt.media_type)
+        except HTTPException as exc:
+            services.metrics.inc("ivr_prompt_rejected_total", reason=str(exc.status_code))
+            raise
+        return Response(audio, media_type=fmt.media_type)
 
     @r.post("/v1/ivr/{menu}/sessions")
     def start(menu: str, p: Principal = Depends(roles)) -> dict[str, Any]:

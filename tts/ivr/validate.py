@@ -53,8 +53,12 @@ def _action_errors(path: str, a: Action, nodes: set[str]) -> list[str]:
         for day, ranges in a.schedule.items():
             if day not in _DAYS:
                 errs.append(f"{path}.schedule.{day}: unknown day (use mon..sun)")
-            errs += [f"{path}.schedule.{day}: bad range {r!r} (HH:MM-HH:MM)"
-                     for r in ranges if not _RANGE.match(r)]
+            for r in ranges:
+                if not _RANGE.match(r):
+                    errs.append(f"{path}.schedule.{day}: bad range {r!r} (HH:MM-HH:MM)")
+                elif r[:5] >= r[6:]:
+                    errs.append(f"{path}.schedule.{day}: range {r!r} ends before it starts "
+                                "(split a range that passes midnight in two days)")
     return errs
 
 
