@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -17,12 +18,25 @@ class _Defaults(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current `sys.stderr`, not the one at set-up: a CLI run in-process
+    (tests, embedding) may replace and close the stream while worker threads still log."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Install the structured format on the root logger (idempotent)."""
     root = logging.getLogger()
     root.setLevel(level.upper())
     if not any(getattr(h, "_callpipe", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler._callpipe = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter(FORMAT))
         handler.addFilter(_Defaults())

@@ -61,20 +61,22 @@ class SpeechStopped:
 
 @dataclass(frozen=True)
 class Partial:
-    """Confirmed words so far of utterance `utterance`."""
+    """Confirmed words so far of utterance `utterance` (confidence: mean word probability)."""
 
     text: str
     utterance: int
     at: float
+    confidence: float = 1.0
 
 
 @dataclass(frozen=True)
 class Final:
-    """The whole text of utterance `utterance`."""
+    """The whole text of utterance `utterance` (confidence: mean word probability)."""
 
     text: str
     utterance: int
     at: float
+    confidence: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ class DialogEngine:
     no_input_timeout_s: float = 6.0
     max_duration_s: float = 600.0
     today: date = field(default_factory=date.today)
+    min_confidence: float = 0.0  # turns heard less surely than this are noise, not answers
 
     def __post_init__(self) -> None:
         if self.scenario.max_duration_s is not None:
@@ -374,6 +377,8 @@ class DialogEngine:
     def _partial(self, inp: Partial) -> None:
         if inp.utterance in self._consumed or not self._can_answer():
             return
+        if inp.confidence < self.min_confidence:
+            return
         if self._prompt is not None:
             self._stop(inp.at)  # words over the prompt: a barge-in the VAD missed
         ans = self._understand(inp.text, partial=True)
@@ -392,10 +397,13 @@ class DialogEngine:
         if not self._can_answer():
             self._heard(inp.text, inp.at)
             return
+        self._consumed.add(inp.utterance)
+        if inp.confidence < self.min_confidence:
+            self._unclear(inp)
+            return
         self._heard(inp.text, inp.at)
         if self._prompt is not None:
             self._stop(inp.at)
-        self._consumed.add(inp.utterance)
         ans = self._understand(inp.text, partial=False)
         self._pending = None
         if ans is None:
@@ -403,6 +411,17 @@ class DialogEngine:
             self._retry("no_match", inp.at)
         else:
             self._commit(ans, inp.utterance, inp.at, record=False)
+
+    def _unclear(self, inp: Final) -> None:
+        # A cough or a line noise Whisper spelled as a word: neither an answer nor a wrong
+        # answer. The caller is waited for as if silent (the no-input path).
+        assert self.step is not None
+        self.transcript.append({"who": "caller", "step": self.step.id, "text": inp.text,
+                                "at": self._rel(inp.at), "unclear": True})
+        self._event("unclear", inp.at, text=inp.text, answer=round(inp.confidence, 3))
+        self._pending = None
+        if self._prompt is None and self._hearing_since is None and self._deadline is None:
+            self._listen_from(inp.at)
 
     def _dtmf(self, inp: Dtmf) -> None:
         step = self.step

@@ -66,7 +66,7 @@ from robot.media_tap import media_tap
 from robot.player import PromptPlayer
 from robot.prompts import PromptAudio
 from robot.scenario import Scenario, placeholders, render
-from stt.streaming import ClipDecoder, StreamingOptions, StreamingRecognizer
+from stt.streaming import ClipDecoder, Hypothesis, StreamingOptions, StreamingRecognizer
 from stt.vad import Endpointer, SpeechEnded, VadOptions
 from stt.vad import SpeechStarted as VadStarted
 
@@ -101,6 +101,11 @@ def barge_in_options(services: Services) -> VadOptions:
     )
 
 
+def confidence(h: Hypothesis) -> float:
+    """How surely Whisper heard a hypothesis: the mean probability of its words."""
+    return float(np.mean([w.probability for w in h.words])) if h.words else 0.0
+
+
 class RobotSession:
     """One call: open() registers the media, start() runs the dialog in threads."""
 
@@ -132,6 +137,7 @@ class RobotSession:
             no_input_timeout_s=settings.robot.no_input_timeout_s,
             max_duration_s=settings.robot.max_session_s,
             today=datetime.now(tz).date(),
+            min_confidence=settings.robot.min_answer_confidence,
         )
         self.codec = start.media.codec
         self.endpoint: Endpoint | None = None
@@ -270,7 +276,7 @@ class RobotSession:
                 rec.insert_audio_chunk(np.concatenate(chunks))
                 for h in rec.process_iter(self.decoder, language):
                     cls = Final if h.final else Partial
-                    self._inputs.put(cls(h.text, h.start, time.time()))
+                    self._inputs.put(cls(h.text, h.start, time.time(), confidence(h)))
         except Exception:  # decoding trouble ends this session's hearing, not the process
             log.exception("robot STT failed", **ctx(self.tenant, self.call_id))
             self.services.metrics.inc("robot_stt_errors_total")

@@ -10,6 +10,7 @@ CTranslate2 encodes shorter inputs; on our clips the text is the same and a batc
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ _APPEND = "\"'.。,，!！?？:：”)]}、"
 _TOKENS_PER_S = 8
 _END_GUARD_S = 0.15  # a word starting this close to the clip end is a squeezed repeat
 _MIN_REPEAT = 3
+_WORDY = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class DecoderOptions:
     batch_size: int = 8
     # Silence appended to each clip so the last word is not cut (10 ms frames).
     margin_frames: int = 50
+    # Shortest window encoded: on a window of a second or two Whisper base loses words and
+    # loops; from three seconds on, short answers ("four people", "no") come out right.
+    min_frames: int = 300
+    # Short answers still loop ("no. no. no."); a light penalty stops it without changing
+    # longer text (measured on Piper answers over G.711, see tests/stt/test_live_decoder.py).
+    repetition_penalty: float = 1.2
     max_tokens: int = 224
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
@@ -80,7 +88,8 @@ class ShortWindowDecoder:
         # Pad in the audio domain (digital silence, as Whisper saw in training): padding the
         # features with zeros instead makes short clips of a batch hallucinate.
         longest = max(len(c) for c in clips)
-        frames = min(MAX_FRAMES, longest // fe.hop_length + self.options.margin_frames)
+        o = self.options
+        frames = min(MAX_FRAMES, max(o.min_frames, longest // fe.hop_length + o.margin_frames))
         width = frames * fe.hop_length
         batch = np.stack([
             fe(np.pad(np.asarray(c[:width], dtype=np.float32), (0, width - min(len(c), width))))
@@ -121,12 +130,15 @@ class ShortWindowDecoder:
             encoded, [prompt] * len(durations), beam_size=o.beam_size, max_length=max_length,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=suppress,
+            repetition_penalty=o.repetition_penalty,
         )
         tokens = [[t for t in g.sequences_ids[0] if t < tok.eot] for g in generated]
         alignments = self.model.find_alignment(tok, tokens, encoded, frames)
         out: list[Segment | None] = []
         for g, toks, words, dur in zip(generated, tokens, alignments, durations, strict=True):
             text = tok.decode(toks).strip()
+            if not _WORDY.search(text):
+                text = ""  # "..." or "-": Whisper's way of hearing nothing it can spell
             avg_logprob = g.scores[0] * len(toks) / (len(toks) + 1) if toks else -10.0
             if not text or (g.no_speech_prob > o.no_speech_threshold
                             and avg_logprob < o.log_prob_threshold):

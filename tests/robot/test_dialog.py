@@ -143,6 +143,25 @@ def test_cough_is_no_input_not_a_stuck_session(survey_yaml: str) -> None:
     assert plays(r.feed(Tick(r.at(5.1))))[0].text.startswith("Sorry")
 
 
+def test_words_heard_unsurely_are_noise_not_an_answer(survey_yaml: str) -> None:
+    # Whisper spells a cough as "No" at a word probability of 0.05: not an answer.
+    r = Run(survey_yaml, min_confidence=0.25)
+    r.start()
+    r.finish_prompt()
+    r.finish_prompt()
+    r.feed(SpeechStarted(r.at()))
+    assert r.feed(Partial("No", 7, r.at(0.2), confidence=0.05)) == []
+    r.feed(SpeechStopped(r.at(0.3)))
+    r.feed(Final("No.", 7, r.at(0.2), confidence=0.05))
+    assert r.engine.slots == {} and not r.steps("no_match")
+    assert [s.text for s in r.steps("unclear")] == ["No."]
+    assert plays(r.feed(Tick(r.at(5.1))))[0].text.startswith("Sorry, I did not hear you.")
+    # the same words heard surely are the answer
+    r.finish_prompt()
+    r.say("No.", 8)
+    assert r.engine.slots == {"happy": "no"}
+
+
 def test_no_match_reprompts_then_hangs_up(survey_yaml: str) -> None:
     r = Run(survey_yaml)
     r.start()

@@ -130,11 +130,6 @@ steps:
 """
 
 
-@pytest.mark.xfail(
-    reason="known defect (issue 7 open): live Whisper sometimes hears the synthetic cough as "
-    "'I'm not' and the robot takes it as 'no'; needs a confidence gate on answers",
-    strict=False,
-)
 def test_silent_peer_and_cough_end_on_no_input(
     services: Services, caller: SimCaller, piper_voice: Any
 ) -> None:
@@ -159,5 +154,6 @@ def test_silent_peer_and_cough_end_on_no_input(
     finally:
         silent.close()
     assert s1.outcome is not None and s1.outcome.result == "no_input"
-    assert s2.outcome is not None and s2.outcome.result in ("no_input", "no_match")
+    # Whisper may spell a cough as a word ("I'm", "Oh"), heard too unsurely to be an answer
+    assert s2.outcome is not None and s2.outcome.result == "no_input", s2.state()
     assert s2.outcome.slots == {}

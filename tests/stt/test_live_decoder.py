@@ -1,0 +1,37 @@
+"""The short-window decoder on short answers over the phone: one reading each, no loops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.media import g711
+from pipeline.media.resample import float_to_int16, int16_to_float, resample
+from stt.live_decoder import DecoderOptions, ShortWindowDecoder
+from stt.normalise import normalise
+
+ANSWERS = ["Four people.", "Three.", "No.", "Yes.", "Twelve.", "Two people.",
+           "I have no electricity.", "Yes, I am happy to continue."]
+
+
+def _phone_clip(speak: Callable[..., np.ndarray], text: str) -> np.ndarray:
+    """Piper speech through 8 kHz G.711 mu-law, with the 200 ms pads the live path adds."""
+    pcm8 = float_to_int16(speak(text, rate=8000))
+    heard = resample(int16_to_float(g711.ulaw_decode(g711.ulaw_encode(pcm8))), 8000, 16000)
+    pad = np.zeros(3200, np.float32)
+    return np.concatenate([pad, heard, pad])
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_short_answers_are_read_once(
+    whisper_model: Any, speak: Callable[..., np.ndarray], beam: int
+) -> None:
+    decoder = ShortWindowDecoder(whisper_model, DecoderOptions(beam_size=beam))
+    clips = [_phone_clip(speak, t) for t in ANSWERS]
+    got = [decoder.transcribe_clips([c], "en")[0] for c in clips]
+    texts = [normalise(s.text) if s else "" for s in got]
+    assert texts == [normalise(t) for t in ANSWERS]
+
