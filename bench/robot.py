@@ -222,7 +222,7 @@ def main() -> None:
         t0 = time.time()
         from stt.live_worker import live_decoder_of
 
-        live_decoder_of(services)  # load Whisper before timing anything
+        live_decoder_of(services, final=True, beam_size=1)  # load Whisper before timing
         prompts_of(services).render("warm up", "PCMU")
         print(f"models loaded in {time.time() - t0:.1f} s")
         caller_voice = SimCaller(voice)

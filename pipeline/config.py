@@ -65,6 +65,9 @@ class SttSettings(BaseModel):
     max_utterance_s: float = Field(default=25.0, gt=1.0)
     no_speech_threshold: float = 0.6
     min_word_probability: float = 0.0
+    # Live finals (and robot answers) are decoded in a window of at least this many seconds:
+    # shorter windows misread short answers (see stt/live_decoder.py).
+    final_min_window_s: float = Field(default=3.0, ge=0, le=30)
 
 
 class LiveSettings(BaseModel):

@@ -112,7 +112,9 @@ class SessionManager:
 
         session = RobotSession(
             services, start, scenario, prompts=prompts_of(services),
-            decoder=live_decoder_of(services), on_event=self.publish, on_packet=on_packet,
+            # every pass may decide an answer: the finals' window, greedy for speed
+            decoder=live_decoder_of(services, final=True, beam_size=1),
+            on_event=self.publish, on_packet=on_packet,
         )
         endpoint = session.open()
         # Where the caller's RTP must go: the bus's way of answering a robot.start.

@@ -43,9 +43,11 @@ class DecoderOptions:
     batch_size: int = 8
     # Silence appended to each clip so the last word is not cut (10 ms frames).
     margin_frames: int = 50
-    # Shortest window encoded: on a window of a second or two Whisper base loses words and
-    # loops; from three seconds on, short answers ("four people", "no") come out right.
-    min_frames: int = 300
+    # Shortest window encoded (0: the clip plus the margin). On a window of a second or two
+    # Whisper base sometimes loses a short answer ("four people" -> "..."); three seconds
+    # read it right but cost up to 2.5x the encoder time on a batch of 1 s partial passes,
+    # so the live worker uses it for finals only (`stt.final_min_window_s`).
+    min_frames: int = 0
     # Short answers still loop ("no. no. no."); a light penalty stops it without changing
     # longer text (measured on Piper answers over G.711, see tests/stt/test_live_decoder.py).
     repetition_penalty: float = 1.2

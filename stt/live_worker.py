@@ -78,17 +78,21 @@ def streaming_options(services: Services) -> StreamingOptions:
     )
 
 
-def live_decoder_of(services: Services, *, final: bool = False) -> ShortWindowDecoder:
+def live_decoder_of(
+    services: Services, *, final: bool = False, beam_size: int | None = None
+) -> ShortWindowDecoder:
     """The process's live decoders (sharing the one Whisper model): greedy for partial
-    passes, `stt.beam_size` for finals and the passes likely to become finals."""
+    passes, `stt.beam_size` for finals and the passes likely to become finals. Finals are
+    decoded in a window of at least `stt.final_min_window_s`. `beam_size` overrides."""
     stt = services.settings.stt
-    beam = stt.beam_size if final else 1
+    beam = beam_size or (stt.beam_size if final else 1)
+    min_frames = int(stt.final_min_window_s * 100) if final else 0
     return services.component(
-        f"stt.live_decoder.beam{beam}",
+        f"stt.live_decoder.beam{beam}.min{min_frames}",
         lambda: ShortWindowDecoder(services.whisper_model(), DecoderOptions(
             beam_size=beam, batch_size=max(stt.batch_size, 8),
             no_speech_threshold=stt.no_speech_threshold,
-            min_word_probability=stt.min_word_probability,
+            min_word_probability=stt.min_word_probability, min_frames=min_frames,
         )),
     )
 
