@@ -1,6 +1,6 @@
 """TTS benchmark: real-time factor, time to first audio, cached fetch p95, round-trip WER.
 
-Usage: python -P bench/tts.py [--fetches 300] [--wer-prompts 50] [--runs 5]
+Usage: python bench/tts.py [--fetches 300] [--wer-prompts 50] [--runs 5]
 (-P: the script's own name would otherwise shadow the `tts` package.)
 
 - first audio: Synthesizer.stream (the path of POST /v1/tts on a cache miss), from the call
@@ -14,29 +14,35 @@ Usage: python -P bench/tts.py [--fetches 300] [--wer-prompts 50] [--runs 5]
 
 from __future__ import annotations
 
-import io
-import os
-import socket
-import statistics
-import tempfile
-import threading
-import time
+import sys
 from pathlib import Path
 
-import av
-import httpx
-import numpy as np
-import uvicorn
-from piper import PiperVoice
+# This script is named like the package it measures: keep its folder off the import path.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from pipeline.api.app import create_app
-from pipeline.config import Settings
-from pipeline.media.resample import resample
-from pipeline.services import Services, build_services
-from stt.normalise import wer
-from stt.transcriber import transcriber_of
-from tts.formats import get_format
-from tts.synth import Synthesizer
+import io  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import av  # noqa: E402
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import uvicorn  # noqa: E402
+from piper import PiperVoice  # noqa: E402
+
+from pipeline.api.app import create_app  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
+from pipeline.media.resample import resample  # noqa: E402
+from pipeline.services import Services, build_services  # noqa: E402
+from stt.normalise import wer  # noqa: E402
+from stt.transcriber import transcriber_of  # noqa: E402
+from tts.formats import get_format  # noqa: E402
+from tts.synth import Synthesizer  # noqa: E402
 
 ONE = "Thank you for calling Acme, how can we help you today?"
 FIVE = ("Thank you for calling Acme. Our offices are open from nine to five. "
