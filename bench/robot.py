@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.events import MediaPeer, RobotStart  # noqa: E402
 from pipeline.services import Services, build_services  # noqa: E402
-from robot.calls import prompts_of, sessions_of  # noqa: E402
+from robot.calls import prompts_of, robot_decoder_of, sessions_of  # noqa: E402
 from robot.simcaller import SimCaller  # noqa: E402
 
 SCENARIO = """
@@ -220,9 +220,7 @@ def main() -> None:
               f"robot hangover {settings.robot.hangover_ms} ms, Whisper "
               f"{settings.stt.model} {settings.stt.compute_type}")
         t0 = time.time()
-        from stt.live_worker import live_decoder_of
-
-        live_decoder_of(services, final=True, beam_size=1)  # load Whisper before timing
+        robot_decoder_of(services)  # load Whisper before timing anything
         prompts_of(services).render("warm up", "PCMU")
         print(f"models loaded in {time.time() - t0:.1f} s")
         caller_voice = SimCaller(voice)

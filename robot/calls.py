@@ -20,6 +20,7 @@ from robot.scenario import Scenario
 from robot.session import RobotSession
 from robot.store import robot_store
 from robot.validate import ScenarioError, ScenarioInvalid, load_scenario
+from stt.decode_queue import DecodeQueue
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,9 @@ class SessionManager:
                 place_call_id=start.call_id, campaign_id=start.campaign_id)
             if not decision.allowed:
                 raise CallRefused(decision)
-        from stt.live_worker import live_decoder_of
-
         session = RobotSession(
             services, start, scenario, prompts=prompts_of(services),
-            # every pass may decide an answer: the finals' window, greedy for speed
-            decoder=live_decoder_of(services, final=True, beam_size=1),
-            on_event=self.publish, on_packet=on_packet,
+            decoder=robot_decoder_of(services), on_event=self.publish, on_packet=on_packet,
         )
         endpoint = session.open()
         # Where the caller's RTP must go: the bus's way of answering a robot.start.
@@ -163,6 +160,17 @@ class SessionManager:
                 s.hang_up("shutdown")
         for s in sessions:
             s.wait(5.0)
+
+
+def robot_decoder_of(services: Services) -> DecodeQueue:
+    """Whisper for robot sessions: one queue batching every session's clips. Every pass may
+    decide an answer, so all get the finals' minimum window, greedily for speed."""
+    from stt.live_worker import live_decoder_of
+
+    return services.component(
+        "robot.decoder",
+        lambda: DecodeQueue(live_decoder_of(services, final=True, beam_size=1)),
+    )
 
 
 def sessions_of(services: Services) -> SessionManager:
