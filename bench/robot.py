@@ -26,6 +26,7 @@ import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import zlib  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import date, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
@@ -62,6 +63,7 @@ steps:
 ANSWERS = {"happy": "Yes, I am.", "people": "Three people.", "visit": "Tomorrow.",
            "topic": "About my bill.", "recommend": "No, I would not."}
 MAX_TURNS = 12
+TAKES = 4  # renditions of each answer
 
 
 def expected(today: date) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def lateness(heard: list[Any]) -> list[float]:
 
 
 def one_caller(services: Services, voice: Any, call_id: str, out: CallerRun,
-               speech: dict[str, np.ndarray]) -> None:
+               speech: dict[str, list[np.ndarray]]) -> None:
     """Place a call and answer every question when the robot stops speaking."""
     caller = SimCaller(voice)
     try:
@@ -131,7 +133,10 @@ def one_caller(services: Services, voice: Any, call_id: str, out: CallerRun,
             # The caller answers the question asked (again, after a re-prompt), as a
             # person would: the simulation reads which question it is from the session.
             out.turns += 1
-            ended = caller.say(speech[ANSWERS[step.id]])
+            # Piper says each answer a little differently every time (as people do): the
+            # callers and their retries take turns over a few renditions.
+            takes = speech[ANSWERS[step.id]]
+            ended = caller.say(takes[(zlib.crc32(call_id.encode()) + out.turns) % len(takes)])
             deadline = time.time() + 10
             while time.time() < deadline:
                 after = caller.packets_since(ended)
@@ -143,9 +148,9 @@ def one_caller(services: Services, voice: Any, call_id: str, out: CallerRun,
         time.sleep(0.3)
         out.lateness_ms = lateness(caller.heard)
         res = session.outcome
+        shown = ("heard", "no_match", "no_input", "barge_in", "unclear")
         out.transcript = [f"{s['step']}:{s['action']}:{s.get('text') or ''}"
-                          for s in session.steps if s["action"] in ("heard", "no_match",
-                                                                    "no_input", "barge_in")]
+                          for s in session.steps if s["action"] in shown]
         out.result = res.result if res else "none"
         out.slots = dict(res.slots) if res else {}
         out.success = out.result == "completed" and out.slots == expected(
@@ -154,7 +159,7 @@ def one_caller(services: Services, voice: Any, call_id: str, out: CallerRun,
         caller.close()
 
 
-def run_level(services: Services, voice: Any, n: int, speech: dict[str, np.ndarray],
+def run_level(services: Services, voice: Any, n: int, speech: dict[str, list[np.ndarray]],
               tag: str) -> list[CallerRun]:
     """N callers at once."""
     runs = [CallerRun() for _ in range(n)]
@@ -224,7 +229,7 @@ def main() -> None:
         prompts_of(services).render("warm up", "PCMU")
         print(f"models loaded in {time.time() - t0:.1f} s")
         caller_voice = SimCaller(voice)
-        speech = {a: caller_voice.speech(a) for a in ANSWERS.values()}
+        speech = {a: [caller_voice.speech(a) for _ in range(TAKES)] for a in ANSWERS.values()}
         barge_speech = caller_voice.speech("Yes, I am happy to continue.")
         caller_voice.close()
         trials = [barge_in(services, voice, barge_speech, i) for i in range(args.barge)]
@@ -251,6 +256,8 @@ def main() -> None:
             for r in runs:
                 if not r.success:
                     print(f"    failed: {r.result} {r.slots} {r.transcript}")
+                elif r.turns > len(ANSWERS):
+                    print(f"    retried: {r.transcript}")
         sessions_of(services).close()
         services.close()
 
