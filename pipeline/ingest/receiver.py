@@ -367,12 +367,27 @@ class RtpIngest:
                 ending.append((call.call_id, "max_duration"))
             elif now - last > timeout:
                 ending.append((call.call_id, "rtp_timeout"))
+            else:
+                for lp in call.legs.values():
+                    self._leg_silence(call, lp, now, timeout)
         if out:
             self._send(out)
             out.clear()
         for call_id, reason in ending:
             self.end(call_id, reason)
         self._flush_counts()
+
+    def _leg_silence(self, call: _Call, lp: LegPipeline, now: float, timeout: float) -> None:
+        # One leg quiet for long while the other talks (mute, one-way audio, a broken fork):
+        # it costs nothing (no concealment is made for it) and the call goes on, but the
+        # operator should hear of it, once per leg and call.
+        cause = f"silent:{lp.leg}"
+        if cause in call.logged or now - max(lp.last_arrival, call.registered) <= timeout:
+            return
+        call.logged.add(cause)
+        self._counts[("rtp_leg_silent_total", "")] += 1
+        log.warning("%s leg: no RTP for %.0f s while the call goes on", lp.leg,
+                    now - max(lp.last_arrival, call.registered), **ctx(call.tenant, call.call_id))
 
     def _flush_counts(self) -> None:
         if self._accepted:

@@ -216,6 +216,22 @@ def test_rtp_timeout_ends_the_call(ingest: RtpIngest, tap) -> None:  # type: ign
     assert len(pcm) == 3200  # what came before the timeout is published first
 
 
+def test_a_leg_silent_for_long_is_reported_once_and_the_call_goes_on(  # type: ignore[no-untyped-def]
+    ingest: RtpIngest, tap
+) -> None:
+    ingest.live.rtp_timeout_s = 0.6
+    ports = register(ingest, "one-way", ("agent", "PCMU"), ("customer", "PCMU"))
+    # the customer talks for 1.6 s, the agent leg never sends a packet
+    send_packets(packetize(tone(1.6), "PCMU"), "127.0.0.1", ports["customer"], realtime=True)
+    assert ingest.call("one-way") is not None  # not timed out: one leg is alive
+    assert ingest.metrics.value("rtp_leg_silent_total") == 1
+    finish(ingest, tap, "one-way")
+    _, pcm = joined(tap.chunks("one-way", "customer"))
+    assert len(pcm) == int(1.6 * 8000)
+    assert not tap.chunks("one-way", "agent")
+    assert ingest.metrics.value("rtp_leg_silent_total") == 1
+
+
 def test_max_call_length_ends_the_call(ingest: RtpIngest, tap) -> None:  # type: ignore[no-untyped-def]
     ingest.live.max_call_s = 0.5
     register(ingest, "long", ("agent", "PCMU"))
