@@ -63,15 +63,20 @@ def run(n: int, seconds: float, pin: bool) -> dict[str, float]:
     """One measurement with n legs."""
     settings = Settings(
         data_dir=Path(tempfile.mkdtemp(prefix="bench-ingest-")),
-        live={"rtp_port_min": PORT_MIN, "rtp_port_max": PORT_MIN + 2 * n + 200,
-              "rtp_timeout_s": 600},
+        live={
+            "rtp_port_min": PORT_MIN,
+            "rtp_port_max": PORT_MIN + 2 * n + 200,
+            "rtp_timeout_s": 600,
+        },
     )
     services = build_services(settings)
     ingest = RtpIngest(settings, services.bus, services.metrics)
     ports: list[int] = []
     for i in range(n):
-        eps = ingest.register(CallStarted(tenant="bench", call_id=f"c{i}",
-                                          legs=(LegInfo(leg="agent"),)), publish=False)
+        eps = ingest.register(
+            CallStarted(tenant="bench", call_id=f"c{i}", legs=(LegInfo(leg="agent"),)),
+            publish=False,
+        )
         ports.append(eps[0].port)
     ingest.start()
     stop = threading.Event()
@@ -132,15 +137,20 @@ def main() -> None:
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     if pin:
         os.sched_setaffinity(0, {0})
-    print(f"{'legs':>6} {'sent':>9} {'accepted':>9} {'on bus':>9} {'loss %':>7} "
-          f"{'ingest CPU %':>12} {'CPU us/pkt':>10} {'sender late ms':>14}")
+    print(
+        f"{'legs':>6} {'sent':>9} {'accepted':>9} {'on bus':>9} {'loss %':>7} "
+        f"{'ingest CPU %':>12} {'CPU us/pkt':>10} {'sender late ms':>14}"
+    )
     best = 0
     for n in [int(x) for x in args.legs.split(",")]:
         r = run(n, args.seconds, pin)
-        print(f"{r['legs']:>6} {r['sent']:>9.0f} {r['accepted']:>9.0f} "
-              f"{r['published_packets']:>9.0f} {r['loss_pct']:>7.3f} {r['cpu_pct']:>12.1f} "
-              f"{r['cpu_us_per_packet']:>10.1f} "
-              f"{r['sender_late_ms']:>14.1f}  {' '.join(r['drops'])}", flush=True)
+        print(
+            f"{r['legs']:>6} {r['sent']:>9.0f} {r['accepted']:>9.0f} "
+            f"{r['published_packets']:>9.0f} {r['loss_pct']:>7.3f} {r['cpu_pct']:>12.1f} "
+            f"{r['cpu_us_per_packet']:>10.1f} "
+            f"{r['sender_late_ms']:>14.1f}  {' '.join(r['drops'])}",
+            flush=True,
+        )
         if r["loss_pct"] < 0.1:
             best = max(best, n)
     print(f"largest leg count forwarded with < 0.1% loss: {best}")

@@ -88,8 +88,9 @@ def make_calls(n: int, lines: int, speak: Any) -> list[Call]:
             text = LINES[(c + i) % len(LINES)]
             audio = speak(text)
             voiced = np.nonzero(np.abs(audio) > 0.02)[0]
-            call.lines.append(Line(call.call_id, leg, text, pos, pos + int(voiced[0]),
-                                   pos + int(voiced[-1])))
+            call.lines.append(
+                Line(call.call_id, leg, text, pos, pos + int(voiced[0]), pos + int(voiced[-1]))
+            )
             gap = np.zeros(int(rng.uniform(0.8, 1.5) * RATE), np.float32)
             legs[leg] += [audio, gap]
             legs[other] += [np.zeros(len(audio), np.float32), gap]
@@ -107,8 +108,11 @@ def run(n_calls: int, n_lines: int, speak: Any, transcriber: Any) -> dict[str, f
     tmp = Path(tempfile.mkdtemp(prefix="live-bench-"))
     low = 61000 + 2 * int(np.random.default_rng().integers(0, 2000))
     base = Settings(data_dir=tmp, topic_prefix="bench.")  # CALLPIPE_* env applies
-    settings = base.model_copy(update={"live": base.live.model_copy(
-        update={"rtp_port_min": low, "rtp_port_max": low + 400})})
+    settings = base.model_copy(
+        update={
+            "live": base.live.model_copy(update={"rtp_port_min": low, "rtp_port_max": low + 400})
+        }
+    )
     services = build_services(settings)
     services.component("whisper", lambda: transcriber.model)
     calls = make_calls(n_calls, n_lines, speak)
@@ -130,8 +134,11 @@ def run(n_calls: int, n_lines: int, speak: Any, transcriber: Any) -> dict[str, f
     ingest.start()
     endpoints = {}
     for call in calls:
-        ev = CallStarted(tenant="bench", call_id=call.call_id,
-                         legs=(LegInfo(leg="agent"), LegInfo(leg="customer")))
+        ev = CallStarted(
+            tenant="bench",
+            call_id=call.call_id,
+            legs=(LegInfo(leg="agent"), LegInfo(leg="customer")),
+        )
         endpoints[call.call_id] = {e.leg: e for e in ingest.register(ev)}
     time.sleep(0.5)
     n = max(len(a) for c in calls for a in c.legs.values())
@@ -144,10 +151,18 @@ def run(n_calls: int, n_lines: int, speak: Any, transcriber: Any) -> dict[str, f
             line.sent_last = t0 + (line.voiced_last // 160) * 0.02
     decode_before = services.metrics.total("live_decode_seconds_total")
     senders = [
-        threading.Thread(target=send_leg, args=(
-            float_to_int16(audio), endpoints[call.call_id][leg].host,
-            endpoints[call.call_id][leg].port), kwargs={"start": start}, daemon=True)
-        for call in calls for leg, audio in call.legs.items()
+        threading.Thread(
+            target=send_leg,
+            args=(
+                float_to_int16(audio),
+                endpoints[call.call_id][leg].host,
+                endpoints[call.call_id][leg].port,
+            ),
+            kwargs={"start": start},
+            daemon=True,
+        )
+        for call in calls
+        for leg, audio in call.legs.items()
     ]
     for t in senders:
         t.start()
@@ -169,9 +184,14 @@ def run(n_calls: int, n_lines: int, speak: Any, transcriber: Any) -> dict[str, f
     missing = 0
     for call in calls:
         for line in call.lines:
-            mine = [(t, u) for t, u in received
-                    if u.call_id == call.call_id and u.leg == line.leg
-                    and u.start * RATE < line.voiced_last and u.end * RATE > line.voiced_first]
+            mine = [
+                (t, u)
+                for t, u in received
+                if u.call_id == call.call_id
+                and u.leg == line.leg
+                and u.start * RATE < line.voiced_last
+                and u.end * RATE > line.voiced_first
+            ]
             finals = [(t, u) for t, u in mine if u.final]
             partials = [t for t, u in mine if not u.final]
             if not finals:
@@ -191,13 +211,19 @@ def run(n_calls: int, n_lines: int, speak: Any, transcriber: Any) -> dict[str, f
     lat = np.array(latencies) if latencies else np.array([np.nan])
     fp = np.array(first_partials) if first_partials else np.array([np.nan])
     return {
-        "calls": n_calls, "legs": 2 * n_calls, "utterances": sum(len(c.lines) for c in calls),
+        "calls": n_calls,
+        "legs": 2 * n_calls,
+        "utterances": sum(len(c.lines) for c in calls),
         "missing_finals": missing,
-        "final_p50_s": float(np.percentile(lat, 50)), "final_p95_s": float(np.percentile(lat, 95)),
+        "final_p50_s": float(np.percentile(lat, 50)),
+        "final_p95_s": float(np.percentile(lat, 95)),
         "first_partial_p50_s": float(np.percentile(fp, 50)),
         "first_partial_p95_s": float(np.percentile(fp, 95)),
-        "wer_live": float(np.mean(errors)), "wer_batch": float(np.mean(batch_errors)),
-        "whisper_busy": busy / wall, "audio_s": n / RATE, "prepared": prepared,
+        "wer_live": float(np.mean(errors)),
+        "wer_batch": float(np.mean(batch_errors)),
+        "whisper_busy": busy / wall,
+        "audio_s": n / RATE,
+        "prepared": prepared,
     }
 
 
@@ -227,19 +253,28 @@ def main() -> None:
             cache[text] = np.clip(resample_poly(a, RATE // g, sr // g), -1, 1).astype(np.float32)
         return cache[text]
 
-    model = WhisperModel(str(resolve_whisper(settings.stt.model, settings.model_cache)),
-                         device="cpu", compute_type=settings.stt.compute_type,
-                         cpu_threads=settings.stt.cpu_threads)
-    transcriber = Transcriber(model, TranscribeOptions(beam_size=settings.stt.beam_size),
-                              model_name=settings.stt.model)
-    print("calls legs utts missing final_p50 final_p95 partial_p50 partial_p95 "
-          "wer_live wer_batch whisper_busy prepared")
+    model = WhisperModel(
+        str(resolve_whisper(settings.stt.model, settings.model_cache)),
+        device="cpu",
+        compute_type=settings.stt.compute_type,
+        cpu_threads=settings.stt.cpu_threads,
+    )
+    transcriber = Transcriber(
+        model, TranscribeOptions(beam_size=settings.stt.beam_size), model_name=settings.stt.model
+    )
+    print(
+        "calls legs utts missing final_p50 final_p95 partial_p50 partial_p95 "
+        "wer_live wer_batch whisper_busy prepared"
+    )
     for n in args.calls or [4]:
         r = run(n, args.lines, speak, transcriber)
-        print(f"{r['calls']:5d} {r['legs']:4d} {r['utterances']:4d} {r['missing_finals']:7d} "
-              f"{r['final_p50_s']:9.2f} {r['final_p95_s']:9.2f} {r['first_partial_p50_s']:11.2f} "
-              f"{r['first_partial_p95_s']:11.2f} {r['wer_live']:8.3f} {r['wer_batch']:9.3f} "
-              f"{r['whisper_busy']:12.2f} {r['prepared']:8.2f}", flush=True)
+        print(
+            f"{r['calls']:5d} {r['legs']:4d} {r['utterances']:4d} {r['missing_finals']:7d} "
+            f"{r['final_p50_s']:9.2f} {r['final_p95_s']:9.2f} {r['first_partial_p50_s']:11.2f} "
+            f"{r['first_partial_p95_s']:11.2f} {r['wer_live']:8.3f} {r['wer_batch']:9.3f} "
+            f"{r['whisper_busy']:12.2f} {r['prepared']:8.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

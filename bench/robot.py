@@ -60,16 +60,26 @@ steps:
 # Short answers, as callers give them ("Three people.", "Tomorrow."): the live decoder's
 # 3 s minimum window and repetition penalty exist because these once came out as "..." and
 # "Tomorrow. Tomorrow. Tomorrow." (tests/stt/test_live_decoder.py keeps them right).
-ANSWERS = {"happy": "Yes, I am.", "people": "Three people.", "visit": "Tomorrow.",
-           "topic": "About my bill.", "recommend": "No, I would not."}
+ANSWERS = {
+    "happy": "Yes, I am.",
+    "people": "Three people.",
+    "visit": "Tomorrow.",
+    "topic": "About my bill.",
+    "recommend": "No, I would not.",
+}
 MAX_TURNS = 12
 TAKES = 4  # renditions of each answer
 
 
 def expected(today: date) -> dict[str, Any]:
     """The slots a perfect run fills."""
-    return {"happy": "yes", "people": 3, "visit": (today + timedelta(days=1)).isoformat(),
-            "topic": "billing", "recommend": "no"}
+    return {
+        "happy": "yes",
+        "people": 3,
+        "visit": (today + timedelta(days=1)).isoformat(),
+        "topic": "billing",
+        "recommend": "no",
+    }
 
 
 BARGE = """
@@ -110,14 +120,23 @@ def lateness(heard: list[Any]) -> list[float]:
     return out
 
 
-def one_caller(services: Services, voice: Any, call_id: str, out: CallerRun,
-               speech: dict[str, list[np.ndarray]]) -> None:
+def one_caller(
+    services: Services,
+    voice: Any,
+    call_id: str,
+    out: CallerRun,
+    speech: dict[str, list[np.ndarray]],
+) -> None:
     """Place a call and answer every question when the robot stops speaking."""
     caller = SimCaller(voice)
     try:
-        start = RobotStart(tenant="bench", call_id=call_id, scenario=SCENARIO,
-                           variables={"name": "Ana"},
-                           media=MediaPeer(host=caller.host, port=caller.port))
+        start = RobotStart(
+            tenant="bench",
+            call_id=call_id,
+            scenario=SCENARIO,
+            variables={"name": "Ana"},
+            media=MediaPeer(host=caller.host, port=caller.port),
+        )
         session = sessions_of(services).place(start)
         assert session.endpoint is not None
         caller.connect(session.endpoint.host, session.endpoint.port)
@@ -149,23 +168,29 @@ def one_caller(services: Services, voice: Any, call_id: str, out: CallerRun,
         out.lateness_ms = lateness(caller.heard)
         res = session.outcome
         shown = ("heard", "no_match", "no_input", "barge_in", "unclear")
-        out.transcript = [f"{s['step']}:{s['action']}:{s.get('text') or ''}"
-                          for s in session.steps if s["action"] in shown]
+        out.transcript = [
+            f"{s['step']}:{s['action']}:{s.get('text') or ''}"
+            for s in session.steps
+            if s["action"] in shown
+        ]
         out.result = res.result if res else "none"
         out.slots = dict(res.slots) if res else {}
-        out.success = out.result == "completed" and out.slots == expected(
-            session.engine.today)
+        out.success = out.result == "completed" and out.slots == expected(session.engine.today)
     finally:
         caller.close()
 
 
-def run_level(services: Services, voice: Any, n: int, speech: dict[str, list[np.ndarray]],
-              tag: str) -> list[CallerRun]:
+def run_level(
+    services: Services, voice: Any, n: int, speech: dict[str, list[np.ndarray]], tag: str
+) -> list[CallerRun]:
     """N callers at once."""
     runs = [CallerRun() for _ in range(n)]
-    threads = [threading.Thread(target=one_caller,
-                                args=(services, voice, f"{tag}-{n}-{i}", runs[i], speech))
-               for i in range(n)]
+    threads = [
+        threading.Thread(
+            target=one_caller, args=(services, voice, f"{tag}-{n}-{i}", runs[i], speech)
+        )
+        for i in range(n)
+    ]
     for i, t in enumerate(threads):
         t.start()
         time.sleep(0.25 * (i % 4))  # callers do not all pick up in the same instant
@@ -174,14 +199,17 @@ def run_level(services: Services, voice: Any, n: int, speech: dict[str, list[np.
     return runs
 
 
-def barge_in(services: Services, voice: Any, speech: np.ndarray, i: int
-             ) -> tuple[float, float]:
+def barge_in(services: Services, voice: Any, speech: np.ndarray, i: int) -> tuple[float, float]:
     """From the caller's first voiced packet: (robot stop issued, robot's packets ceased)
     in seconds; "ceased" is the last prompt packet received plus its 20 ms."""
     caller = SimCaller(voice)
     try:
-        start = RobotStart(tenant="bench", call_id=f"barge-{i}", scenario=BARGE,
-                           media=MediaPeer(host=caller.host, port=caller.port))
+        start = RobotStart(
+            tenant="bench",
+            call_id=f"barge-{i}",
+            scenario=BARGE,
+            media=MediaPeer(host=caller.host, port=caller.port),
+        )
         session = sessions_of(services).place(start)
         assert session.endpoint is not None
         caller.connect(session.endpoint.host, session.endpoint.port)
@@ -210,8 +238,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--concurrency", type=int, action="append", default=None)
     ap.add_argument("--barge", type=int, default=5, help="barge-in trials")
-    ap.add_argument("--batch-ms", type=int, default=None,
-                    help="ingest batch (CALLPIPE_LIVE__BATCH_MS); default the setting's")
+    ap.add_argument(
+        "--batch-ms",
+        type=int,
+        default=None,
+        help="ingest batch (CALLPIPE_LIVE__BATCH_MS); default the setting's",
+    )
     args = ap.parse_args()
     levels = args.concurrency or [1, 2, 4]
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,9 +253,11 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp), live=live)  # type: ignore[arg-type]
         services = build_services(settings)
         voice = services.piper_voice()
-        print(f"ingest batch {settings.live.batch_ms} ms, jitter {settings.live.jitter_ms} ms, "
-              f"robot hangover {settings.robot.hangover_ms} ms, Whisper "
-              f"{settings.stt.model} {settings.stt.compute_type}")
+        print(
+            f"ingest batch {settings.live.batch_ms} ms, jitter {settings.live.jitter_ms} ms, "
+            f"robot hangover {settings.robot.hangover_ms} ms, Whisper "
+            f"{settings.stt.model} {settings.stt.compute_type}"
+        )
         t0 = time.time()
         robot_decoder_of(services)  # load Whisper before timing anything
         prompts_of(services).render("warm up", "PCMU")
@@ -233,14 +267,20 @@ def main() -> None:
         barge_speech = caller_voice.speech("Yes, I am happy to continue.")
         caller_voice.close()
         trials = [barge_in(services, voice, barge_speech, i) for i in range(args.barge)]
-        for name, xs in (("stop issued", [t[0] for t in trials]),
-                         ("RTP ceased", [t[1] for t in trials])):
+        for name, xs in (
+            ("stop issued", [t[0] for t in trials]),
+            ("RTP ceased", [t[1] for t in trials]),
+        ):
             if not xs:
                 continue
-            print(f"barge-in {name}: p50 {pct(xs, 50):.0f} ms, p95 {pct(xs, 95):.0f} ms, "
-                  f"max {max(xs) * 1000:.0f} ms over {len(xs)} trials")
-        print("concurrency | tasks ok | answers/question | response p50 | response p95 |"
-              " RTP lateness p99 / max | real-time")
+            print(
+                f"barge-in {name}: p50 {pct(xs, 50):.0f} ms, p95 {pct(xs, 95):.0f} ms, "
+                f"max {max(xs) * 1000:.0f} ms over {len(xs)} trials"
+            )
+        print(
+            "concurrency | tasks ok | answers/question | response p50 | response p95 |"
+            " RTP lateness p99 / max | real-time"
+        )
         for n in levels:
             runs = run_level(services, voice, n, speech, "bench")
             lat = [x for r in runs for x in r.latencies]
@@ -250,9 +290,11 @@ def main() -> None:
             worst = max(late, default=float("nan"))
             turns = sum(r.turns for r in runs) / (len(ANSWERS) * n)
             rt = p99 < 40 and pct(lat, 95) < 1500
-            print(f"{n:11d} | {ok:3d}/{n:<4d} | {turns:16.2f} | {pct(lat, 50):9.0f} ms |"
-                  f" {pct(lat, 95):9.0f} ms | {p99:8.0f} / {worst:4.0f} ms | "
-                  f"{'yes' if rt else 'no'}")
+            print(
+                f"{n:11d} | {ok:3d}/{n:<4d} | {turns:16.2f} | {pct(lat, 50):9.0f} ms |"
+                f" {pct(lat, 95):9.0f} ms | {p99:8.0f} / {worst:4.0f} ms | "
+                f"{'yes' if rt else 'no'}"
+            )
             for r in runs:
                 if not r.success:
                     print(f"    failed: {r.result} {r.slots} {r.transcript}")

@@ -45,8 +45,10 @@ from tts.formats import get_format  # noqa: E402
 from tts.synth import Synthesizer  # noqa: E402
 
 ONE = "Thank you for calling Acme, how can we help you today?"
-FIVE = ("Thank you for calling Acme. Our offices are open from nine to five. "
-        "For sales, press one. For support, press two. To hear these options again, press nine.")
+FIVE = (
+    "Thank you for calling Acme. Our offices are open from nine to five. "
+    "For sales, press one. For support, press two. To hear these options again, press nine."
+)
 # IVR-like prompts with numbers, times, prices and phone numbers (what text.py prepares).
 WER_PROMPTS = [
     "Thank you for calling. Your call is important to us.",
@@ -147,9 +149,11 @@ def bench_first_audio(synths: dict[str, Synthesizer], runs: int) -> None:
                 rtfs[label].append((time.perf_counter() - t0) / (n / 8000))
         for label in synths:
             f = firsts[label]
-            print(f"{name} [{label}]: first audio median {statistics.median(f) * 1000:.0f} ms "
-                  f"(min {min(f) * 1000:.0f}, max {max(f) * 1000:.0f}) over {runs} runs; "
-                  f"RTF median {statistics.median(rtfs[label]):.3f}; audio {n / 8000:.2f} s")
+            print(
+                f"{name} [{label}]: first audio median {statistics.median(f) * 1000:.0f} ms "
+                f"(min {min(f) * 1000:.0f}, max {max(f) * 1000:.0f}) over {runs} runs; "
+                f"RTF median {statistics.median(rtfs[label]):.3f}; audio {n / 8000:.2f} s"
+            )
 
 
 def bench_http(services: Services, fetches: int, runs: int) -> None:
@@ -163,8 +167,15 @@ def bench_http(services: Services, fetches: int, runs: int) -> None:
         time.sleep(0.05)
     admin = {"Authorization": f"Bearer {services.keys.create('bench', 'admin')}"}
     pbx = {"Authorization": f"Bearer {services.keys.create('bench', 'pbx')}"}
-    menu = {"start": "main", "nodes": {"main": {"prompt": FIVE, "options": [
-        {"digit": "1", "action": {"kind": "transfer", "queue": "sales"}}]}}}
+    menu = {
+        "start": "main",
+        "nodes": {
+            "main": {
+                "prompt": FIVE,
+                "options": [{"digit": "1", "action": {"kind": "transfer", "queue": "sales"}}],
+            }
+        },
+    }
     base = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=base, timeout=30) as c:
         for name, text in [("1 sentence", ONE), ("5 sentences", FIVE)]:
@@ -181,14 +192,24 @@ def bench_http(services: Services, fetches: int, runs: int) -> None:
                             firsts.append(time.perf_counter() - t0)
                     # Read to the end: the rest of the prompt is synthesised anyway, and
                     # would otherwise overlap the next request's first piece.
-            print(f"HTTP POST /v1/tts {name}, uncached: first audio byte median "
-                  f"{statistics.median(firsts) * 1000:.0f} ms over {runs}")
+            print(
+                f"HTTP POST /v1/tts {name}, uncached: first audio byte median "
+                f"{statistics.median(firsts) * 1000:.0f} ms over {runs}"
+            )
         assert c.put("/v1/ivr/bench", json=menu, headers=admin).status_code == 200
         for label, method, url, kw in [
-            ("POST /v1/tts (cached)", "POST", "/v1/tts",
-             {"json": {"text": FIVE, "format": "ulaw8k"}}),
-            ("GET prompt.wav (cached)", "GET",
-             "/v1/ivr/bench/nodes/main/prompt.wav?format=ulaw8k", {}),
+            (
+                "POST /v1/tts (cached)",
+                "POST",
+                "/v1/tts",
+                {"json": {"text": FIVE, "format": "ulaw8k"}},
+            ),
+            (
+                "GET prompt.wav (cached)",
+                "GET",
+                "/v1/ivr/bench/nodes/main/prompt.wav?format=ulaw8k",
+                {},
+            ),
         ]:
             times = []
             for _ in range(fetches):
@@ -196,9 +217,11 @@ def bench_http(services: Services, fetches: int, runs: int) -> None:
                 r = c.request(method, url, headers=pbx, **kw)
                 times.append(time.perf_counter() - t0)
                 assert r.status_code == 200 and len(r.content) > 8000
-            print(f"{label} over HTTP: p50 {np.percentile(times, 50) * 1000:.2f} ms, "
-                  f"p95 {np.percentile(times, 95) * 1000:.2f} ms over {fetches} "
-                  f"({len(r.content)} bytes)")
+            print(
+                f"{label} over HTTP: p50 {np.percentile(times, 50) * 1000:.2f} ms, "
+                f"p95 {np.percentile(times, 95) * 1000:.2f} ms over {fetches} "
+                f"({len(r.content)} bytes)"
+            )
     server.should_exit = True
 
 
@@ -216,8 +239,10 @@ def bench_wer(services: Services, synth: Synthesizer, count: int) -> None:
     hyps = [r.text if r else "" for r in res]
     per = [wer(p, h) for p, h in zip(prompts, hyps, strict=True)]
     total = wer(" ".join(prompts), " ".join(hyps))
-    print(f"round trip WER over {len(prompts)} prompts (ulaw8k -> Whisper en): {total:.3f} "
-          f"({sum(1 for w in per if w == 0)} prompts exact; synthesis {synth_s:.1f} s)")
+    print(
+        f"round trip WER over {len(prompts)} prompts (ulaw8k -> Whisper en): {total:.3f} "
+        f"({sum(1 for w in per if w == 0)} prompts exact; synthesis {synth_s:.1f} s)"
+    )
     for p, h, w in zip(prompts, hyps, per, strict=True):
         if w:
             print(f"  {w:.2f}  {p!r} -> {h!r}")

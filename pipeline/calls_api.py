@@ -80,7 +80,9 @@ def router(services: Services) -> APIRouter:
         """Register a live call; returns where to send each leg's RTP."""
         if body.tenant is not None and body.tenant != principal.tenant:
             raise _reject(
-                services, 403, f"this key registers calls for tenant {principal.tenant!r} only",
+                services,
+                403,
+                f"this key registers calls for tenant {principal.tenant!r} only",
                 "tenant",
             )
         call_id = body.call_id or uuid.uuid4().hex
@@ -109,8 +111,13 @@ def router(services: Services) -> APIRouter:
             "tenant": principal.tenant,
             "dtmf_payload_type": services.settings.live.dtmf_payload_type,
             "legs": [
-                {"leg": e.leg, "codec": e.codec, "payload_type": e.payload_type,
-                 "host": e.host, "port": e.port}
+                {
+                    "leg": e.leg,
+                    "codec": e.codec,
+                    "payload_type": e.payload_type,
+                    "host": e.host,
+                    "port": e.port,
+                }
                 for e in endpoints
             ],
         }
@@ -139,7 +146,11 @@ def router(services: Services) -> APIRouter:
             raise _reject(services, 409, str(exc), "held") from None
         if removed is None and ended is None:
             raise _reject(services, 404, "no such call", "unknown")
-        return {"call_id": call_id, "deleted": removed is not None, **(removed or {}),
-                **({"ended": ended} if ended else {})}
+        return {
+            "call_id": call_id,
+            "deleted": removed is not None,
+            **(removed or {}),
+            **({"ended": ended} if ended else {}),
+        }
 
     return r

@@ -241,14 +241,20 @@ def packetize(
             first = elapsed == spp
             payload = build_event(digit, elapsed, end=end)
             for _ in range(3 if end else 1):  # the end packet goes three times
-                out.append(Packet(at, build(dtmf_payload_type, seq, ts0 + ev_start, ssrc,
-                                            payload, marker=first), seq & 0xFFFF))
+                out.append(
+                    Packet(
+                        at,
+                        build(dtmf_payload_type, seq, ts0 + ev_start, ssrc, payload, marker=first),
+                        seq & 0xFFFF,
+                    )
+                )
                 seq += 1
                 at += 0.002
             continue
         payload = wire[start : start + spp]
-        out.append(Packet(at, build(pt, seq, ts0 + start, ssrc, payload, marker=k == 0),
-                          seq & 0xFFFF))
+        out.append(
+            Packet(at, build(pt, seq, ts0 + start, ssrc, payload, marker=k == 0), seq & 0xFFFF)
+        )
         seq += 1
     return out
 
@@ -264,8 +270,7 @@ def _dtmf_slots(
         for i, digit in enumerate(mark.digits):
             first_slot = -(-(mark.sample + i * step) // spp)
             for j in range(per_digit):
-                slots[first_slot + j] = (first_slot * spp, digit, (j + 1) * spp,
-                                         j == per_digit - 1)
+                slots[first_slot + j] = (first_slot * spp, digit, (j + 1) * spp, j == per_digit - 1)
     return slots
 
 
@@ -276,8 +281,11 @@ def _packetize_opus(
     frames = enc.encode(pcm)
     step = 48 * ptime_ms
     return [
-        Packet(k * ptime_ms / 1000, build(pt, seq + k, ts0 + k * step, ssrc, p, marker=k == 0),
-               (seq + k) & 0xFFFF)
+        Packet(
+            k * ptime_ms / 1000,
+            build(pt, seq + k, ts0 + k * step, ssrc, p, marker=k == 0),
+            (seq + k) & 0xFFFF,
+        )
         for k, p in enumerate(frames)
     ]
 
@@ -298,8 +306,10 @@ def impair(
     for i in range(len(timed) - 1):
         if r.random() * 100 < reorder:
             a, b = timed[i], timed[i + 1]
-            timed[i], timed[i + 1] = (Packet(a.at, b.data, b.sequence),
-                                      Packet(b.at, a.data, a.sequence))
+            timed[i], timed[i + 1] = (
+                Packet(a.at, b.data, b.sequence),
+                Packet(b.at, a.data, a.sequence),
+            )
     return sorted(timed, key=lambda p: p.at)
 
 
@@ -431,12 +441,26 @@ def simulate_call(
             host, port = endpoints[leg]
             marks = [m for m in rendered.dtmf if m.leg == leg]
 
-            def run(leg: str = leg, host: str = host, port: int = port,
-                    marks: list[DtmfMark] = marks, i: int = i) -> None:
+            def run(
+                leg: str = leg,
+                host: str = host,
+                port: int = port,
+                marks: list[DtmfMark] = marks,
+                i: int = i,
+            ) -> None:
                 sent[leg] = send_leg(
-                    rendered.legs[leg], host, port, loss=loss, jitter_ms=jitter_ms,
-                    reorder=reorder, seed=None if seed is None else seed + i, dtmf=marks,
-                    dtmf_payload_type=dtmf_pt, realtime=realtime, start=start, stop=stop,
+                    rendered.legs[leg],
+                    host,
+                    port,
+                    loss=loss,
+                    jitter_ms=jitter_ms,
+                    reorder=reorder,
+                    seed=None if seed is None else seed + i,
+                    dtmf=marks,
+                    dtmf_payload_type=dtmf_pt,
+                    realtime=realtime,
+                    start=start,
+                    stop=stop,
                 )
 
             t = threading.Thread(target=run, name=f"simulate-{leg}", daemon=True)

@@ -24,66 +24,229 @@ _TOKEN = re.compile(r"\d+(?:[.,]\d+)?(?:st|nd|rd|th|er|e)?|[a-z]+")
 PATTERN_TIMEOUT_S = 0.02
 
 # --- yes / no ------------------------------------------------------------------------
-_YES = {"yes", "yeah", "yep", "yup", "ya", "sure", "certainly", "absolutely", "definitely",
-        "correct", "exactly", "okay", "ok", "affirmative", "indeed", "oui", "ouais", "ouep",
-        "absolument", "exactement", "certainement", "evidemment", "effectivement",
-        "volontiers", "parfait", "dac"}
-_YES_PHRASES = [("of", "course"), ("that", "s", "right"), ("bien", "sur"), ("tout", "a", "fait"),
-                ("d", "accord"), ("c", "est", "ca"), ("i", "will"), ("that", "s", "correct"),
-                ("go", "ahead"), ("no", "problem"), ("pas", "de", "probleme"),
-                ("sans", "probleme")]
-_NO = {"no", "nope", "nah", "never", "negative", "wrong", "incorrect", "non", "nan", "jamais",
-       "aucunement"}
-_NO_PHRASES = [("pas", "du", "tout"), ("no", "thanks"), ("not", "at", "all"),
-               ("absolutely", "not"), ("certainly", "not")]
+_YES = {
+    "yes",
+    "yeah",
+    "yep",
+    "yup",
+    "ya",
+    "sure",
+    "certainly",
+    "absolutely",
+    "definitely",
+    "correct",
+    "exactly",
+    "okay",
+    "ok",
+    "affirmative",
+    "indeed",
+    "oui",
+    "ouais",
+    "ouep",
+    "absolument",
+    "exactement",
+    "certainement",
+    "evidemment",
+    "effectivement",
+    "volontiers",
+    "parfait",
+    "dac",
+}
+_YES_PHRASES = [
+    ("of", "course"),
+    ("that", "s", "right"),
+    ("bien", "sur"),
+    ("tout", "a", "fait"),
+    ("d", "accord"),
+    ("c", "est", "ca"),
+    ("i", "will"),
+    ("that", "s", "correct"),
+    ("go", "ahead"),
+    ("no", "problem"),
+    ("pas", "de", "probleme"),
+    ("sans", "probleme"),
+]
+_NO = {
+    "no",
+    "nope",
+    "nah",
+    "never",
+    "negative",
+    "wrong",
+    "incorrect",
+    "non",
+    "nan",
+    "jamais",
+    "aucunement",
+}
+_NO_PHRASES = [
+    ("pas", "du", "tout"),
+    ("no", "thanks"),
+    ("not", "at", "all"),
+    ("absolutely", "not"),
+    ("certainly", "not"),
+]
 _WEAK_NO = {"not", "don", "doesn", "can", "cannot", "won", "didn", "isn", "pas", "t"}
-_WEAK_NO_PHRASES = [("don", "t"), ("can", "t"), ("won", "t"), ("didn", "t"), ("isn", "t"),
-                    ("ne", "peux", "pas"), ("n", "est", "pas"), ("ne", "veux", "pas")]
-_UNSURE_PHRASES = [("not", "sure"), ("don", "t", "know"), ("maybe",), ("perhaps",),
-                   ("peut", "etre"), ("sais", "pas"), ("no", "idea"), ("not", "yet"),
-                   ("i", "m", "not", "sure"), ("pas", "sur")]
+_WEAK_NO_PHRASES = [
+    ("don", "t"),
+    ("can", "t"),
+    ("won", "t"),
+    ("didn", "t"),
+    ("isn", "t"),
+    ("ne", "peux", "pas"),
+    ("n", "est", "pas"),
+    ("ne", "veux", "pas"),
+]
+_UNSURE_PHRASES = [
+    ("not", "sure"),
+    ("don", "t", "know"),
+    ("maybe",),
+    ("perhaps",),
+    ("peut", "etre"),
+    ("sais", "pas"),
+    ("no", "idea"),
+    ("not", "yet"),
+    ("i", "m", "not", "sure"),
+    ("pas", "sur"),
+]
 
 # --- numbers ---------------------------------------------------------------------------
 _UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
-    "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17,
-    "eighteen": 18, "nineteen": 19,
-    "un": 1, "une": 1, "deux": 2, "trois": 3, "quatre": 4, "cinq": 5, "sept": 7,
-    "huit": 8, "neuf": 9, "dix": 10, "onze": 11, "douze": 12, "treize": 13, "quatorze": 14,
-    "quinze": 15, "seize": 16,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "un": 1,
+    "une": 1,
+    "deux": 2,
+    "trois": 3,
+    "quatre": 4,
+    "cinq": 5,
+    "sept": 7,
+    "huit": 8,
+    "neuf": 9,
+    "dix": 10,
+    "onze": 11,
+    "douze": 12,
+    "treize": 13,
+    "quatorze": 14,
+    "quinze": 15,
+    "seize": 16,
 }
 _TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60,
-    "seventy": 70, "eighty": 80, "ninety": 90,
-    "vingt": 20, "vingts": 20, "trente": 30, "quarante": 40, "cinquante": 50, "soixante": 60,
-    "septante": 70, "huitante": 80, "octante": 80, "nonante": 90,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "vingt": 20,
+    "vingts": 20,
+    "trente": 30,
+    "quarante": 40,
+    "cinquante": 50,
+    "soixante": 60,
+    "septante": 70,
+    "huitante": 80,
+    "octante": 80,
+    "nonante": 90,
 }
 _HUNDRED = {"hundred", "hundreds", "cent", "cents"}
 _SCALES = {"thousand": 1000, "mille": 1000, "million": 1_000_000, "millions": 1_000_000}
 _CONNECT = {"and", "et"}
 _ORDINALS = {
-    "first": "one", "second": "two", "third": "three", "fifth": "five", "eighth": "eight",
-    "ninth": "nine", "twelfth": "twelve", "twentieth": "twenty", "thirtieth": "thirty",
-    "premier": "un", "premiere": "une", "deuxieme": "deux", "troisieme": "trois",
+    "first": "one",
+    "second": "two",
+    "third": "three",
+    "fifth": "five",
+    "eighth": "eight",
+    "ninth": "nine",
+    "twelfth": "twelve",
+    "twentieth": "twenty",
+    "thirtieth": "thirty",
+    "premier": "un",
+    "premiere": "une",
+    "deuxieme": "deux",
+    "troisieme": "trois",
 }
 
 # --- dates -----------------------------------------------------------------------------
 _MONTHS = {
-    "january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3, "april": 4,
-    "apr": 4, "may": 5, "june": 6, "jun": 6, "july": 7, "jul": 7, "august": 8, "aug": 8,
-    "september": 9, "sept": 9, "sep": 9, "october": 10, "oct": 10, "november": 11, "nov": 11,
-    "december": 12, "dec": 12,
-    "janvier": 1, "fevrier": 2, "mars": 3, "avril": 4, "mai": 5, "juin": 6, "juillet": 7,
-    "aout": 8, "septembre": 9, "octobre": 10, "novembre": 11, "decembre": 12,
+    "january": 1,
+    "jan": 1,
+    "february": 2,
+    "feb": 2,
+    "march": 3,
+    "mar": 3,
+    "april": 4,
+    "apr": 4,
+    "may": 5,
+    "june": 6,
+    "jun": 6,
+    "july": 7,
+    "jul": 7,
+    "august": 8,
+    "aug": 8,
+    "september": 9,
+    "sept": 9,
+    "sep": 9,
+    "october": 10,
+    "oct": 10,
+    "november": 11,
+    "nov": 11,
+    "december": 12,
+    "dec": 12,
+    "janvier": 1,
+    "fevrier": 2,
+    "mars": 3,
+    "avril": 4,
+    "mai": 5,
+    "juin": 6,
+    "juillet": 7,
+    "aout": 8,
+    "septembre": 9,
+    "octobre": 10,
+    "novembre": 11,
+    "decembre": 12,
 }
 _WEEKDAYS = {
-    "monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5,
-    "sunday": 6, "lundi": 0, "mardi": 1, "mercredi": 2, "jeudi": 3, "vendredi": 4,
-    "samedi": 5, "dimanche": 6,
+    "monday": 0,
+    "tuesday": 1,
+    "wednesday": 2,
+    "thursday": 3,
+    "friday": 4,
+    "saturday": 5,
+    "sunday": 6,
+    "lundi": 0,
+    "mardi": 1,
+    "mercredi": 2,
+    "jeudi": 3,
+    "vendredi": 4,
+    "samedi": 5,
+    "dimanche": 6,
 }
 _NUMERIC_DATE = re.compile(
-    r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b|\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b")
+    r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b|\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b"
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +273,9 @@ def _find(tokens: list[str], phrase: tuple[str, ...]) -> int:
 # --- yes / no ------------------------------------------------------------------------
 
 
-def _hits(toks: list[str], singles: set[str], phrases: list[tuple[str, ...]]
-          ) -> list[tuple[int, int]]:
+def _hits(
+    toks: list[str], singles: set[str], phrases: list[tuple[str, ...]]
+) -> list[tuple[int, int]]:
     spans = [(i, i + 1) for i, t in enumerate(toks) if t in singles]
     for p in phrases:
         for i in range(len(toks) - len(p) + 1):
@@ -128,9 +292,12 @@ def yes_no(text: str, *, partial: bool = False) -> str | None:
     no = _hits(toks, _NO, _NO_PHRASES)
     yes = _hits(toks, _YES, _YES_PHRASES)
     # "certainly not", "I will not", "I can't": a yes word undone by what follows it
-    yes = [(a, b) for a, b in yes
-           if not (b < len(toks) and toks[b] in ("not", "t", "pas"))
-           and not any(a >= x and b <= y and (x, y) != (a, b) for x, y in no)]
+    yes = [
+        (a, b)
+        for a, b in yes
+        if not (b < len(toks) and toks[b] in ("not", "t", "pas"))
+        and not any(a >= x and b <= y and (x, y) != (a, b) for x, y in no)
+    ]
     # "no problem", "pas de problème": a no word inside a yes phrase
     yes_cover = {i for a, b in yes if b - a > 1 for i in range(a, b)}
     no = [(a, b) for a, b in no if not (b - a == 1 and a in yes_cover)]
@@ -200,12 +367,20 @@ def _number_at(toks: list[str], i: int) -> tuple[float, int] | None:
             total += (current or 1) * _SCALES[t]
             current = 0
             last_unit = False
-        elif t in _CONNECT and seen and j + 1 < len(toks) and (
-                _ordinal(toks[j + 1]) in _UNITS or _ordinal(toks[j + 1]) in _TENS):
+        elif (
+            t in _CONNECT
+            and seen
+            and j + 1 < len(toks)
+            and (_ordinal(toks[j + 1]) in _UNITS or _ordinal(toks[j + 1]) in _TENS)
+        ):
             j += 1
             continue
-        elif t == "a" and not seen and j + 1 < len(toks) and (
-                toks[j + 1] in _HUNDRED or toks[j + 1] in _SCALES):
+        elif (
+            t == "a"
+            and not seen
+            and j + 1 < len(toks)
+            and (toks[j + 1] in _HUNDRED or toks[j + 1] in _SCALES)
+        ):
             j += 1
             continue
         else:
@@ -218,14 +393,15 @@ def _number_at(toks: list[str], i: int) -> tuple[float, int] | None:
 
 
 def _digit_string(toks: list[str], i: int) -> tuple[float, int] | None:
-    """"four five six": digits read one by one (a customer number), two or more of them."""
+    """ "four five six": digits read one by one (a customer number), two or more of them."""
     j = i
     out = ""
     while j < len(toks) and _UNITS.get(toks[j], 99) < 10:
         out += str(_UNITS[toks[j]])
         j += 1
-    if len(out) < 2 or (j < len(toks) and (toks[j] in _TENS or toks[j] in _HUNDRED
-                                           or toks[j] in _SCALES)):
+    if len(out) < 2 or (
+        j < len(toks) and (toks[j] in _TENS or toks[j] in _HUNDRED or toks[j] in _SCALES)
+    ):
         return None
     return float(out), j
 
@@ -262,8 +438,9 @@ def _next_year_date(today: date, month: int, day: int, year: int | None) -> date
         return None
 
 
-def find_date(text: str, today: date, language: str = "en", *, partial: bool = False
-              ) -> tuple[date, str] | None:
+def find_date(
+    text: str, today: date, language: str = "en", *, partial: bool = False
+) -> tuple[date, str] | None:
     """The date the caller means, relative to `today` for "tomorrow", "next Monday"..."""
     folded = fold(text)
     m = _NUMERIC_DATE.search(folded)
@@ -274,7 +451,7 @@ def find_date(text: str, today: date, language: str = "en", *, partial: bool = F
             a, b = int(m[4]), int(m[5])
             day, month = (a, b) if language == "fr" else (b, a)
             d = _next_year_date(today, month, day, int(m[6]) if m[6] else None)
-        if d is not None and not (partial and folded[m.end():].strip() == ""):
+        if d is not None and not (partial and folded[m.end() :].strip() == ""):
             return d, m[0]
     toks = words(text)
     for i, t in enumerate(toks):
@@ -287,8 +464,11 @@ def find_date(text: str, today: date, language: str = "en", *, partial: bool = F
             return (today + timedelta(days=1), t) if not partial or rest else None
         if t == "tomorrow":
             if i >= 1 and toks[i - 1] == "after":
-                return (today + timedelta(days=2), "day after tomorrow") if not partial or rest \
+                return (
+                    (today + timedelta(days=2), "day after tomorrow")
+                    if not partial or rest
                     else None
+                )
             return (today + timedelta(days=1), t) if not partial or rest else None
         if t in _WEEKDAYS:
             ahead = (_WEEKDAYS[t] - today.weekday() - 1) % 7 + 1
@@ -298,12 +478,18 @@ def find_date(text: str, today: date, language: str = "en", *, partial: bool = F
             got = _day_month(toks, i, today, partial)
             if got is not None:
                 return got
-        if t in ("in", "dans") and i + 2 < len(toks) and toks[i + 2] in ("days", "jours",
-                                                                          "day", "jour"):
+        if (
+            t in ("in", "dans")
+            and i + 2 < len(toks)
+            and toks[i + 2] in ("days", "jours", "day", "jour")
+        ):
             n = _number_at(toks, i + 1)
             if n is not None and n[1] == i + 2:
-                return (today + timedelta(days=int(n[0])), " ".join(toks[i : i + 3])) \
-                    if not partial or i + 3 < len(toks) else None
+                return (
+                    (today + timedelta(days=int(n[0])), " ".join(toks[i : i + 3]))
+                    if not partial or i + 3 < len(toks)
+                    else None
+                )
     return None
 
 
@@ -326,8 +512,7 @@ def _number_near(toks: list[str], i: int) -> tuple[int, int, int] | None:
     return None
 
 
-def _day_month(toks: list[str], i: int, today: date, partial: bool
-               ) -> tuple[date, str] | None:
+def _day_month(toks: list[str], i: int, today: date, partial: bool) -> tuple[date, str] | None:
     near = _number_near(toks, i)
     if near is None:
         return None
@@ -376,8 +561,14 @@ def intent_scores(text: str, intents: dict[str, Intent]) -> dict[str, tuple[floa
     return out
 
 
-def match_intent(text: str, intents: dict[str, Intent], *, partial: bool = False,
-                 threshold: float = 0.5, margin: float = 0.2) -> str | None:
+def match_intent(
+    text: str,
+    intents: dict[str, Intent],
+    *,
+    partial: bool = False,
+    threshold: float = 0.5,
+    margin: float = 0.2,
+) -> str | None:
     """The intent the answer names, or None when none is close enough or two are."""
     scores = sorted(intent_scores(text, intents).items(), key=lambda kv: -kv[1][0])
     if not scores:
@@ -394,8 +585,9 @@ def match_intent(text: str, intents: dict[str, Intent], *, partial: bool = False
 # --- one question ----------------------------------------------------------------------
 
 
-def understand(step: Step, text: str, today: date, language: str = "en", *,
-               partial: bool = False) -> Answer | None:
+def understand(
+    step: Step, text: str, today: date, language: str = "en", *, partial: bool = False
+) -> Answer | None:
     """The answer `text` gives to an ask step, or None (no match, or not yet certain)."""
     if not text.strip():
         return None
@@ -407,8 +599,9 @@ def understand(step: Step, text: str, today: date, language: str = "en", *,
         if got is None:
             return None
         value = as_number(got[0])
-        if (step.min is not None and value < step.min) or (step.max is not None
-                                                          and value > step.max):
+        if (step.min is not None and value < step.min) or (
+            step.max is not None and value > step.max
+        ):
             return None
         return Answer(value, got[1])
     if step.expect == "date":
@@ -438,8 +631,9 @@ def dtmf_answer(step: Step, digits: str) -> Answer | None:
         if not d.isdigit():
             return None
         value = int(d)
-        if (step.min is not None and value < step.min) or (step.max is not None
-                                                          and value > step.max):
+        if (step.min is not None and value < step.min) or (
+            step.max is not None and value > step.max
+        ):
             return None
         return Answer(value, digits)
     if len(digits) == 1 and digits in step.dtmf:

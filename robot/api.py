@@ -111,8 +111,9 @@ def _reject(services: Services, status: int, detail: Any, cause: str) -> HTTPExc
 
 def _tenant(services: Services, principal: Principal, asked: str | None) -> str:
     if asked is not None and asked != principal.tenant:
-        raise _reject(services, 403, f"this key acts for tenant {principal.tenant!r} only",
-                      "tenant")
+        raise _reject(
+            services, 403, f"this key acts for tenant {principal.tenant!r} only", "tenant"
+        )
     return principal.tenant
 
 
@@ -142,8 +143,9 @@ def router(services: Services) -> APIRouter:
         """The guard's verdict for one call, placing nothing."""
         tenant = _tenant(services, principal, body.tenant)
         try:
-            d = guard_of(services).check(tenant, body.callee, body.caller_id, body.sector,
-                                         body.at, kind="check")
+            d = guard_of(services).check(
+                tenant, body.callee, body.caller_id, body.sector, body.at, kind="check"
+            )
         except NumberError as exc:
             raise _reject(services, 422, str(exc), "bad_number") from None
         return {**d.as_dict(), "callee": d.callee, "caller_id": d.caller_id}
@@ -154,21 +156,28 @@ def router(services: Services) -> APIRouter:
         tenant = _tenant(services, principal, body.tenant)
         call_id = body.call_id or f"robot-{uuid.uuid4().hex[:16]}"
         start = RobotStart(
-            tenant=tenant, call_id=call_id, scenario=body.scenario, variables=body.variables,
-            media=MediaPeer(host=body.media.host, port=body.media.port,
-                            codec=body.media.codec),  # type: ignore[arg-type]
-            callee=body.callee, caller_id=body.caller_id, sector=body.sector)
+            tenant=tenant,
+            call_id=call_id,
+            scenario=body.scenario,
+            variables=body.variables,
+            media=MediaPeer(host=body.media.host, port=body.media.port, codec=body.media.codec),  # type: ignore[arg-type]
+            callee=body.callee,
+            caller_id=body.caller_id,
+            sector=body.sector,
+        )
         try:
             session = sessions_of(services).place(start)
         except CallRefused as exc:
             d = exc.decision
-            raise _reject(services, 403, {**d.as_dict(), "callee": d.callee}, d.rule or "guard"
-                          ) from None
+            raise _reject(
+                services, 403, {**d.as_dict(), "callee": d.callee}, d.rule or "guard"
+            ) from None
         except NumberError as exc:
             raise _reject(services, 422, str(exc), "bad_number") from None
         except ScenarioInvalid as exc:
-            raise _reject(services, 422, {"errors": [e.as_dict() for e in exc.errors]},
-                          "scenario") from None
+            raise _reject(
+                services, 422, {"errors": [e.as_dict() for e in exc.errors]}, "scenario"
+            ) from None
         except BadCall as exc:
             status = 404 if str(exc).startswith("unknown scenario") else 422
             raise _reject(services, status, str(exc), "bad_call") from None
@@ -213,15 +222,21 @@ def router(services: Services) -> APIRouter:
         try:
             scenario = load_scenario(text)
         except ScenarioInvalid as exc:
-            raise _reject(services, 422, {"errors": [e.as_dict() for e in exc.errors]},
-                          "scenario") from None
+            raise _reject(
+                services, 422, {"errors": [e.as_dict() for e in exc.errors]}, "scenario"
+            ) from None
         if scenario.name != name:
-            raise _reject(services, 422, f"the document's name is {scenario.name!r}, not "
-                          f"{name!r}", "scenario")
+            raise _reject(
+                services, 422, f"the document's name is {scenario.name!r}, not {name!r}", "scenario"
+            )
         store.put_scenario(principal.tenant, name, text)
         log.info("scenario %s stored", name, **ctx(principal.tenant, None))
-        return {"name": name, "steps": len(scenario.steps), "variables": scenario.variables,
-                "slots": sorted(scenario.slots())}
+        return {
+            "name": name,
+            "steps": len(scenario.steps),
+            "variables": scenario.variables,
+            "slots": sorted(scenario.slots()),
+        }
 
     @r.get("/v1/robot/scenarios/{name}")
     def get_scenario(name: str, principal: Caller) -> dict[str, Any]:
@@ -237,37 +252,63 @@ def router(services: Services) -> APIRouter:
         try:
             req = CampaignRequest.model_validate(body)
         except ValidationError as exc:
-            errs = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                    for e in exc.errors()]
+            errs = [
+                {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors()
+            ]
             raise _reject(services, 422, {"errors": errs}, "campaign") from None
         bad = bad_numbers(req.callees)
         if bad:
-            raise _reject(services, 422, {"errors": [
-                {"path": f"callees[{b['index']}].number", "message": b["reason"]} for b in bad
-            ]}, "bad_number")
+            raise _reject(
+                services,
+                422,
+                {
+                    "errors": [
+                        {"path": f"callees[{b['index']}].number", "message": b["reason"]}
+                        for b in bad
+                    ]
+                },
+                "bad_number",
+            )
         try:
-            scenario = (load_scenario(req.scenario) if is_inline(req.scenario)
-                        else load_scenario(store.scenario(principal.tenant, req.scenario) or ""))
+            scenario = (
+                load_scenario(req.scenario)
+                if is_inline(req.scenario)
+                else load_scenario(store.scenario(principal.tenant, req.scenario) or "")
+            )
         except ScenarioInvalid as exc:
-            detail = (f"unknown scenario {req.scenario!r}" if not is_inline(req.scenario)
-                      and store.scenario(principal.tenant, req.scenario) is None
-                      else {"errors": [e.as_dict() for e in exc.errors]})
+            detail = (
+                f"unknown scenario {req.scenario!r}"
+                if not is_inline(req.scenario)
+                and store.scenario(principal.tenant, req.scenario) is None
+                else {"errors": [e.as_dict() for e in exc.errors]}
+            )
             raise _reject(services, 422, detail, "scenario") from None
-        missing = sorted({v for c in req.callees for v in scenario.variables
-                          if v not in c.variables})
+        missing = sorted(
+            {v for c in req.callees for v in scenario.variables if v not in c.variables}
+        )
         if missing:
-            raise _reject(services, 422, f"callees lack variables: {', '.join(missing)}",
-                          "variables")
+            raise _reject(
+                services, 422, f"callees lack variables: {', '.join(missing)}", "variables"
+            )
         url = services.settings.robot.dialer_url
         dialer = services.component("robot.dialer", lambda: HttpDialer(url) if url else None)
         if dialer is None:
-            raise _reject(services, 422, "no dialer configured (CALLPIPE_ROBOT__DIALER_URL)",
-                          "no_dialer")
+            raise _reject(
+                services, 422, "no dialer configured (CALLPIPE_ROBOT__DIALER_URL)", "no_dialer"
+            )
         rs = services.settings.robot
         runner = CampaignRunner(
-            principal.tenant, new_campaign_id(), req, guard=guard_of(services), store=store,
-            place=session_placer(services, dialer), concurrency=rs.campaign_concurrency,
-            retry_s=rs.campaign_retry_s, attempts=rs.campaign_attempts)
+            principal.tenant,
+            new_campaign_id(),
+            req,
+            guard=guard_of(services),
+            store=store,
+            place=session_placer(services, dialer),
+            concurrency=rs.campaign_concurrency,
+            retry_s=rs.campaign_retry_s,
+            attempts=rs.campaign_attempts,
+        )
         campaigns_of(services)[runner.id] = runner
         runner.start()
         return runner.progress()
@@ -289,9 +330,11 @@ def router(services: Services) -> APIRouter:
         parsed = parse_opposition(await _text(services, request, MAX_LIST))
         n = store.replace_opposition(principal.tenant, parsed.numbers, len(parsed.rejected))
         services.metrics.set("robot_opposition_numbers", n, tenant=principal.tenant)
-        return {"numbers": n, "rejected": [{"line": ln, "reason": why}
-                                           for ln, why in parsed.rejected[:100]],
-                "rejected_total": len(parsed.rejected)}
+        return {
+            "numbers": n,
+            "rejected": [{"line": ln, "reason": why} for ln, why in parsed.rejected[:100]],
+            "rejected_total": len(parsed.rejected),
+        }
 
     @r.get("/v1/robot/opposition")
     def get_opposition(principal: AdminCaller) -> dict[str, Any]:
@@ -310,8 +353,10 @@ def router(services: Services) -> APIRouter:
         try:
             policy = CallingPolicy.model_validate(body)
         except ValidationError as exc:
-            errs = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                    for e in exc.errors()]
+            errs = [
+                {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors()
+            ]
             raise _reject(services, 422, {"errors": errs}, "policy") from None
         store.put_policy(principal.tenant, body)
         return policy.model_dump(mode="json")

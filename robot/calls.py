@@ -105,36 +105,59 @@ class SessionManager:
             if not start.caller_id or not start.sector:
                 raise BadCall("an outbound call needs caller_id and sector for the guard")
             decision = guard_of(services).check(
-                start.tenant, start.callee, start.caller_id, start.sector, kind=kind,
-                place_call_id=start.call_id, campaign_id=start.campaign_id)
+                start.tenant,
+                start.callee,
+                start.caller_id,
+                start.sector,
+                kind=kind,
+                place_call_id=start.call_id,
+                campaign_id=start.campaign_id,
+            )
             if not decision.allowed:
                 raise CallRefused(decision)
         session = RobotSession(
-            services, start, scenario, prompts=prompts_of(services),
-            decoder=robot_decoder_of(services), on_event=self.publish, on_packet=on_packet,
+            services,
+            start,
+            scenario,
+            prompts=prompts_of(services),
+            decoder=robot_decoder_of(services),
+            on_event=self.publish,
+            on_packet=on_packet,
         )
         endpoint = session.open()
         # Where the caller's RTP must go: the bus's way of answering a robot.start.
-        self.publish(RobotStep(
-            tenant=start.tenant, call_id=start.call_id, step=scenario.first, action="media",
-            answer={"host": endpoint.host, "port": endpoint.port, "codec": endpoint.codec}))
+        self.publish(
+            RobotStep(
+                tenant=start.tenant,
+                call_id=start.call_id,
+                step=scenario.first,
+                action="media",
+                answer={"host": endpoint.host, "port": endpoint.port, "codec": endpoint.codec},
+            )
+        )
         with self._lock:
             self._sessions[start.call_id] = session
         self._save(session)
         session.start()
-        threading.Thread(target=self._watch, args=(session, on_end), daemon=True,
-                         name=f"robot-watch-{start.call_id}").start()
-        log.info("robot session started: scenario %s, caller RTP to %s:%d", scenario.name,
-                 session.endpoint.host if session.endpoint else "-",
-                 session.endpoint.port if session.endpoint else 0,
-                 **ctx(start.tenant, start.call_id))
+        threading.Thread(
+            target=self._watch,
+            args=(session, on_end),
+            daemon=True,
+            name=f"robot-watch-{start.call_id}",
+        ).start()
+        log.info(
+            "robot session started: scenario %s, caller RTP to %s:%d",
+            scenario.name,
+            session.endpoint.host if session.endpoint else "-",
+            session.endpoint.port if session.endpoint else 0,
+            **ctx(start.tenant, start.call_id),
+        )
         return session
 
     def _save(self, session: RobotSession) -> None:
         robot_store(self.services).put_session(session.tenant, session.call_id, session.state())
 
-    def _watch(self, session: RobotSession, on_end: Callable[[RobotSession], None] | None
-               ) -> None:
+    def _watch(self, session: RobotSession, on_end: Callable[[RobotSession], None] | None) -> None:
         while not session.wait(2.0):
             self._save(session)
         self._save(session)

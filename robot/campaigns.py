@@ -121,16 +121,24 @@ class HttpDialer:
         import httpx
 
         try:
-            resp = httpx.post(self.url, json={"tenant": tenant, "call_id": call_id,
-                                              "callee": callee, "caller_id": caller_id},
-                              timeout=self.timeout_s)
+            resp = httpx.post(
+                self.url,
+                json={
+                    "tenant": tenant,
+                    "call_id": call_id,
+                    "callee": callee,
+                    "caller_id": caller_id,
+                },
+                timeout=self.timeout_s,
+            )
             body = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("dialer %s failed: %s", self.url, exc, **ctx(tenant, call_id))
             return DialResult("failed")
         media = body.get("media")
-        return DialResult(str(body.get("status", "failed")),
-                          MediaPeer.model_validate(media) if media else None)
+        return DialResult(
+            str(body.get("status", "failed")), MediaPeer.model_validate(media) if media else None
+        )
 
 
 # (start request) -> the call's result: a session outcome, or busy/no_answer/failed
@@ -160,8 +168,17 @@ class CampaignRunner:
         self.concurrency, self.retry_s, self.attempts = concurrency, retry_s, attempts
         self.clock, self.poll_s = clock, poll_s
         self.entries: list[dict[str, Any]] = [
-            {"index": i, "number": to_e164(c.number), "status": "pending", "attempts": 0,
-             "next_at": 0.0, "result": None, "rule": None, "reason": None, "call_id": None}
+            {
+                "index": i,
+                "number": to_e164(c.number),
+                "status": "pending",
+                "attempts": 0,
+                "next_at": 0.0,
+                "result": None,
+                "rule": None,
+                "reason": None,
+                "call_id": None,
+            }
             for i, c in enumerate(request.callees)
         ]
         self.status = "running"
@@ -175,8 +192,7 @@ class CampaignRunner:
     def start(self) -> None:
         """Run in a daemon thread."""
         self._save()
-        self._thread = threading.Thread(target=self.run, name=f"campaign-{self.id}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"campaign-{self.id}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -229,9 +245,15 @@ class CampaignRunner:
             return
         call_id = f"{self.id}-{e['index']}-{e['attempts'] + 1}"
         decision = self.guard.check(
-            self.tenant, e["number"], self.request.caller_id, self.request.sector,
-            datetime.fromtimestamp(now, UTC), kind="campaign", place_call_id=call_id,
-            campaign_id=self.id)
+            self.tenant,
+            e["number"],
+            self.request.caller_id,
+            self.request.sector,
+            datetime.fromtimestamp(now, UTC),
+            kind="campaign",
+            place_call_id=call_id,
+            campaign_id=self.id,
+        )
         if not decision.allowed:
             if decision.rule in CALENDAR_RULES:
                 nxt = next_allowed(policy, datetime.fromtimestamp(now, UTC))
@@ -248,11 +270,18 @@ class CampaignRunner:
         self._running += 1
         self._save()
         start = RobotStart(
-            tenant=self.tenant, call_id=call_id, scenario=self.request.scenario,
-            variables=self.request.callees[e["index"]].variables, callee=e["number"],
-            caller_id=self.request.caller_id, sector=self.request.sector, campaign_id=self.id)
-        threading.Thread(target=self._call, args=(e, start), daemon=True,
-                         name=f"campaign-call-{call_id}").start()
+            tenant=self.tenant,
+            call_id=call_id,
+            scenario=self.request.scenario,
+            variables=self.request.callees[e["index"]].variables,
+            callee=e["number"],
+            caller_id=self.request.caller_id,
+            sector=self.request.sector,
+            campaign_id=self.id,
+        )
+        threading.Thread(
+            target=self._call, args=(e, start), daemon=True, name=f"campaign-call-{call_id}"
+        ).start()
 
     def _call(self, e: dict[str, Any], start: RobotStart) -> None:
         try:
@@ -283,9 +312,14 @@ class CampaignRunner:
             if e["status"] == "done" and e["result"]:
                 by_result[e["result"]] = by_result.get(e["result"], 0) + 1
         return {
-            "id": self.id, "tenant": self.tenant, "name": self.request.name,
-            "status": self.status, "created_at": self.created_at,
-            "total": len(entries), "by_status": by_status, "by_result": by_result,
+            "id": self.id,
+            "tenant": self.tenant,
+            "name": self.request.name,
+            "status": self.status,
+            "created_at": self.created_at,
+            "total": len(entries),
+            "by_status": by_status,
+            "by_result": by_result,
             "callees": entries,
         }
 
@@ -313,8 +347,9 @@ def session_placer(services: Services, dialer: Dialer) -> Placer:
             return dial.status
         if dial.media is None:
             return "failed"
-        session = sessions_of(services).place(start.model_copy(update={"media": dial.media}),
-                                              kind="campaign", guard=False)
+        session = sessions_of(services).place(
+            start.model_copy(update={"media": dial.media}), kind="campaign", guard=False
+        )
         session.wait()
         return session.engine.result or "failed"
 

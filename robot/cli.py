@@ -37,8 +37,13 @@ def register(sub: Any) -> None:
     rsub = p.add_subparsers(dest="robot_command", required=True)
     talk = rsub.add_parser("talk", help="try a scenario by typing the caller's answers")
     talk.add_argument("--scenario", required=True, type=Path, help="YAML or JSON scenario")
-    talk.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                      help="a variable of the call (repeatable)")
+    talk.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable of the call (repeatable)",
+    )
     talk.set_defaults(func=cmd_talk)
     val = rsub.add_parser("validate", help="check a scenario and list every error")
     val.add_argument("scenario", type=Path)
@@ -55,8 +60,7 @@ def _load(path: Path) -> Scenario:
     try:
         return load_scenario(text)
     except ScenarioInvalid as exc:
-        raise CliError("invalid scenario:\n  " + "\n  ".join(str(e) for e in exc.errors)
-                       ) from exc
+        raise CliError("invalid scenario:\n  " + "\n  ".join(str(e) for e in exc.errors)) from exc
 
 
 def _variables(pairs: list[str]) -> dict[str, str]:
@@ -74,16 +78,23 @@ def _variables(pairs: list[str]) -> dict[str, str]:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Print a summary of a valid scenario (errors exit 2)."""
     sc = _load(args.scenario)
-    sys.stdout.write(f"{sc.name}: {len(sc.steps)} steps, slots {sorted(sc.slots())}, "
-                     f"variables {sc.variables}\n")
+    sys.stdout.write(
+        f"{sc.name}: {len(sc.steps)} steps, slots {sorted(sc.slots())}, variables {sc.variables}\n"
+    )
     return 0
 
 
-def talk(scenario: Scenario, variables: dict[str, Any], lines: IO[str], out: IO[str],
-         today: date | None = None) -> str:
+def talk(
+    scenario: Scenario,
+    variables: dict[str, Any],
+    lines: IO[str],
+    out: IO[str],
+    today: date | None = None,
+) -> str:
     """Run the dialog over text lines; returns the outcome's result."""
-    engine = DialogEngine(scenario, variables, "cli", "talk", no_input_timeout_s=5.0,
-                          today=today or date.today())
+    engine = DialogEngine(
+        scenario, variables, "cli", "talk", no_input_timeout_s=5.0, today=today or date.today()
+    )
     clock = [0.0]
 
     def now(step: float = 0.0) -> float:
@@ -137,7 +148,9 @@ def cmd_talk(args: argparse.Namespace) -> int:
         flags = ", ".join(f"--var {m}=..." for m in missing)
         raise CliError(f"give the scenario's variables: {flags}")
     if sys.stdin.isatty():
-        sys.stdout.write("(type the caller's answers; #digits for keys, empty line for "
-                         "silence, /quit to hang up)\n")
+        sys.stdout.write(
+            "(type the caller's answers; #digits for keys, empty line for "
+            "silence, /quit to hang up)\n"
+        )
     talk(sc, variables, sys.stdin, sys.stdout)
     return 0

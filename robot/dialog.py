@@ -102,8 +102,17 @@ class PeerGone:
     reason: str = "abandoned"
 
 
-Input = Started | PromptFinished | SpeechStarted | SpeechStopped | Partial | Final | Dtmf | \
-    Tick | PeerGone
+Input = (
+    Started
+    | PromptFinished
+    | SpeechStarted
+    | SpeechStopped
+    | Partial
+    | Final
+    | Dtmf
+    | Tick
+    | PeerGone
+)
 
 
 # --- outputs ---------------------------------------------------------------------------
@@ -244,12 +253,21 @@ class DialogEngine:
     def _rel(self, at: float) -> float:
         return round(at - (self._t0 or at), 3)
 
-    def _event(self, action: str, at: float, text: str | None = None, answer: Any = None
-               ) -> None:
+    def _event(self, action: str, at: float, text: str | None = None, answer: Any = None) -> None:
         assert self.step is not None
-        self._out.append(Emit(RobotStep(
-            tenant=self.tenant, call_id=self.call_id, step=self.step.id, action=action,
-            text=text, answer=jsonable(answer), at=self._rel(at))))
+        self._out.append(
+            Emit(
+                RobotStep(
+                    tenant=self.tenant,
+                    call_id=self.call_id,
+                    step=self.step.id,
+                    action=action,
+                    text=text,
+                    answer=jsonable(answer),
+                    at=self._rel(at),
+                )
+            )
+        )
 
     def _values(self) -> dict[str, Any]:
         return {**self.variables, **self.slots}
@@ -272,23 +290,34 @@ class DialogEngine:
         elif kind == "ask":
             self._play(step.ask or "", "ask", at, listen=True)
         else:
-            end: Transfer | Hangup = (Transfer(step.transfer) if step.transfer is not None
-                                      else Hangup(step.hangup or "completed"))
+            end: Transfer | Hangup = (
+                Transfer(step.transfer)
+                if step.transfer is not None
+                else Hangup(step.hangup or "completed")
+            )
             if step.say:
                 self._end = end
                 self._play(step.say, "final", at)
             else:
                 self._finish(end, at, self._result_of(end))
 
-    def _play(self, text: str, kind: str, at: float, *, listen: bool = False,
-              values: dict[str, Any] | None = None) -> None:
+    def _play(
+        self,
+        text: str,
+        kind: str,
+        at: float,
+        *,
+        listen: bool = False,
+        values: dict[str, Any] | None = None,
+    ) -> None:
         assert self.step is not None
         self._token += 1
         barge = kind in ("ask", "reprompt", "confirm") and self.step.barge_in
         self._prompt = _Prompt(self._token, kind, barge)
         said = render(text, values or self._values(), self.scenario.language)
-        self.transcript.append({"who": "robot", "step": self.step.id, "text": said,
-                                "at": self._rel(at)})
+        self.transcript.append(
+            {"who": "robot", "step": self.step.id, "text": said, "at": self._rel(at)}
+        )
         self._listening = listen or kind in ("reprompt", "confirm")
         self._deadline = None
         self._event("say", at, text=said)
@@ -321,10 +350,18 @@ class DialogEngine:
         elif self.step is not None:
             self._event("hangup", at, text=end.outcome)
         self._out.append(end)
-        self._out.append(Emit(RobotOutcome(
-            tenant=self.tenant, call_id=self.call_id, result=result,
-            slots={k: jsonable(v) for k, v in self.slots.items()},
-            transcript=tuple(self.transcript), duration=self._rel(at))))
+        self._out.append(
+            Emit(
+                RobotOutcome(
+                    tenant=self.tenant,
+                    call_id=self.call_id,
+                    result=result,
+                    slots={k: jsonable(v) for k, v in self.slots.items()},
+                    transcript=tuple(self.transcript),
+                    duration=self._rel(at),
+                )
+            )
+        )
 
     # -- inputs -----------------------------------------------------------------------------
     def _prompt_finished(self, inp: PromptFinished) -> None:
@@ -364,8 +401,9 @@ class DialogEngine:
 
     def _heard(self, text: str, at: float) -> None:
         assert self.step is not None
-        self.transcript.append({"who": "caller", "step": self.step.id, "text": text,
-                                "at": self._rel(at)})
+        self.transcript.append(
+            {"who": "caller", "step": self.step.id, "text": text, "at": self._rel(at)}
+        )
 
     def _understand(self, text: str, partial: bool) -> Answer | None:
         assert self.step is not None
@@ -416,8 +454,15 @@ class DialogEngine:
         # A cough or a line noise Whisper spelled as a word: neither an answer nor a wrong
         # answer. The caller is waited for as if silent (the no-input path).
         assert self.step is not None
-        self.transcript.append({"who": "caller", "step": self.step.id, "text": inp.text,
-                                "at": self._rel(inp.at), "unclear": True})
+        self.transcript.append(
+            {
+                "who": "caller",
+                "step": self.step.id,
+                "text": inp.text,
+                "at": self._rel(inp.at),
+                "unclear": True,
+            }
+        )
         self._event("unclear", inp.at, text=inp.text, answer=round(inp.confidence, 3))
         self._pending = None
         if self._prompt is None and self._hearing_since is None and self._deadline is None:
@@ -496,8 +541,12 @@ class DialogEngine:
             return
         if step.confirm:
             self._candidate = ans
-            self._play(step.confirm, "confirm", at,
-                       values={**self._values(), step.slot_name: ans.value, "value": ans.value})
+            self._play(
+                step.confirm,
+                "confirm",
+                at,
+                values={**self._values(), step.slot_name: ans.value, "value": ans.value},
+            )
             return
         self._fill(ans, at)
 
@@ -522,8 +571,11 @@ class DialogEngine:
                 self._finish(Hangup(outcome), at, outcome)
             return
         if self._candidate is not None and not ask_again:
-            values = {**self._values(), step.slot_name: self._candidate.value,
-                      "value": self._candidate.value}
+            values = {
+                **self._values(),
+                step.slot_name: self._candidate.value,
+                "value": self._candidate.value,
+            }
             self._play(step.confirm or "", "confirm", at, values=values)
             return
         self._candidate = None

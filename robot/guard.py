@@ -56,11 +56,17 @@ class CallingPolicy(BaseModel):
     extra_holidays: list[date] = Field(default_factory=list)
     max_calls: int = Field(default=4, ge=1)
     period_days: int = Field(default=30, ge=1)
-    banned_sectors: dict[str, list[str]] = Field(default_factory=lambda: {
-        "energy_renovation": ["energy renovation", "renovation energetique",
-                              "energy efficiency renovation", "home insulation"],
-        "cpf_training": ["cpf", "compte personnel de formation"],
-    })
+    banned_sectors: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "energy_renovation": [
+                "energy renovation",
+                "renovation energetique",
+                "energy efficiency renovation",
+                "home insulation",
+            ],
+            "cpf_training": ["cpf", "compte personnel de formation"],
+        }
+    )
     banned_caller_prefixes: list[str] = Field(default_factory=lambda: ["+336", "+337"])
 
     @field_validator("timezone")
@@ -158,8 +164,10 @@ def _calendar(policy: CallingPolicy, at: datetime) -> tuple[str, str] | None:
     for start, end in policy.spans():
         if start <= t and (end is None or t < end):
             return None
-    return ("calling_hours",
-            f"{hhmm} {policy.timezone} is outside the calling hours {', '.join(policy.windows)}")
+    return (
+        "calling_hours",
+        f"{hhmm} {policy.timezone} is outside the calling hours {', '.join(policy.windows)}",
+    )
 
 
 def next_allowed(policy: CallingPolicy, at: datetime, horizon_days: int = 31) -> datetime | None:
@@ -201,12 +209,15 @@ class Guard:
         for key, aliases in policy.banned_sectors.items():
             for alias in aliases:
                 if re.search(rf"\b{re.escape(alias)}\b", sector):
-                    return "sector", (f"sector {req.sector!r} ({key.replace('_', ' ')}) may not"
-                                      " be cold-called")
+                    return "sector", (
+                        f"sector {req.sector!r} ({key.replace('_', ' ')}) may not be cold-called"
+                    )
         for prefix in policy.banned_caller_prefixes:
             if req.caller_id.startswith(prefix):
-                return "caller_id", (f"caller ID {req.caller_id} is a mobile number ({prefix}...)"
-                                     "; automated calls may not present one")
+                return "caller_id", (
+                    f"caller ID {req.caller_id} is a mobile number ({prefix}...)"
+                    "; automated calls may not present one"
+                )
         if self.store.is_opposed(req.tenant, req.callee):
             return "opposition", f"{req.callee} is on the opposition list"
         cal = _calendar(policy, req.at)
@@ -216,8 +227,10 @@ class Guard:
         since = until - policy.period_days * 86400
         n = self.store.count_calls(req.tenant, req.callee, since, until)
         if n >= policy.max_calls:
-            return "frequency", (f"{req.callee} already had {n} automated calls in the last"
-                                 f" {policy.period_days} days (at most {policy.max_calls})")
+            return "frequency", (
+                f"{req.callee} already had {n} automated calls in the last"
+                f" {policy.period_days} days (at most {policy.max_calls})"
+            )
         return None, f"allowed: {n + 1} of {policy.max_calls} calls in {policy.period_days} days"
 
     def check(
@@ -244,33 +257,66 @@ class Guard:
         with self.store.transaction():
             rule, reason = self.judge(req, policy)
             if rule is None and place_call_id is not None:
-                self.store.record_call(tenant, callee_n, when.timestamp(), place_call_id,
-                                       campaign_id)
+                self.store.record_call(
+                    tenant, callee_n, when.timestamp(), place_call_id, campaign_id
+                )
         decision = Decision(rule is None, rule, reason, callee_n, caller_n)
         self._log(req, decision, kind, place_call_id, campaign_id)
         return decision
 
     def _log(
-        self, req: CallRequest, d: Decision, kind: str, call_id: str | None,
+        self,
+        req: CallRequest,
+        d: Decision,
+        kind: str,
+        call_id: str | None,
         campaign_id: str | None,
     ) -> None:
-        self.store.audit(AuditEntry(req.tenant, req.at, kind, req.callee, req.caller_id,
-                                    req.sector, d.allowed, d.rule, d.reason, call_id,
-                                    campaign_id))
-        self.metrics.inc("robot_guard_decisions_total", kind=kind,
-                         allowed=str(d.allowed).lower())
+        self.store.audit(
+            AuditEntry(
+                req.tenant,
+                req.at,
+                kind,
+                req.callee,
+                req.caller_id,
+                req.sector,
+                d.allowed,
+                d.rule,
+                d.reason,
+                call_id,
+                campaign_id,
+            )
+        )
+        self.metrics.inc("robot_guard_decisions_total", kind=kind, allowed=str(d.allowed).lower())
         if d.allowed:
-            log.info("guard allowed %s call to %s: %s", kind, req.callee, d.reason,
-                     **ctx(req.tenant, call_id))
+            log.info(
+                "guard allowed %s call to %s: %s",
+                kind,
+                req.callee,
+                d.reason,
+                **ctx(req.tenant, call_id),
+            )
             return
         self.metrics.inc("robot_refusals_total", rule=d.rule or "")
-        log.info("guard refused %s call to %s (%s): %s", kind, req.callee, d.rule, d.reason,
-                 **ctx(req.tenant, call_id))
+        log.info(
+            "guard refused %s call to %s (%s): %s",
+            kind,
+            req.callee,
+            d.rule,
+            d.reason,
+            **ctx(req.tenant, call_id),
+        )
         if self.publish is not None:
-            self.publish(RobotRefused(
-                tenant=req.tenant, call_id=call_id or f"refused-{uuid.uuid4().hex[:12]}",
-                rule=d.rule or "", reason=d.reason, callee=req.callee, campaign_id=campaign_id,
-            ))
+            self.publish(
+                RobotRefused(
+                    tenant=req.tenant,
+                    call_id=call_id or f"refused-{uuid.uuid4().hex[:12]}",
+                    rule=d.rule or "",
+                    reason=d.reason,
+                    callee=req.callee,
+                    campaign_id=campaign_id,
+                )
+            )
 
 
 def policy_of(store: RobotStore, tenant: str) -> CallingPolicy:

@@ -37,7 +37,8 @@ class MediaTap:
         topics = services.topics
         self._media, self._calls = topics.media, topics.calls
         self._consumer = services.bus.consumer(
-            [self._media, self._calls], f"robot-tap-{uuid.uuid4().hex[:12]}",
+            [self._media, self._calls],
+            f"robot-tap-{uuid.uuid4().hex[:12]}",
             from_beginning=False,
         )
         self._handlers: dict[str, Handler] = {}

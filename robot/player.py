@@ -114,8 +114,9 @@ class PromptPlayer:
             if job.token <= self._stop_token:
                 return
             payload = job.wire[k * SAMPLES : (k + 1) * SAMPLES]
-            pkt = build(self.payload_type, self._seq, ts + k * SAMPLES, self.ssrc, payload,
-                        marker=k == 0)
+            pkt = build(
+                self.payload_type, self._seq, ts + k * SAMPLES, self.ssrc, payload, marker=k == 0
+            )
             self._sock.sendto(pkt, self.peer)
             self._seq = (self._seq + 1) & 0xFFFF
             self.packets += 1

@@ -35,10 +35,34 @@ Expect = Literal["yes_no", "number", "date", "intent", "free_text"]
 EXPECTS: tuple[str, ...] = ("yes_no", "number", "date", "intent", "free_text")
 DTMF_KEYS = "0123456789*#"
 _MONTHS = {
-    "en": ["January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"],
-    "fr": ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
-           "septembre", "octobre", "novembre", "décembre"],
+    "en": [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ],
+    "fr": [
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ],
 }
 _YES_NO = {"en": {"yes": "yes", "no": "no"}, "fr": {"yes": "oui", "no": "non"}}
 

@@ -84,9 +84,12 @@ def streaming_options(services: Services) -> StreamingOptions:
     """The recogniser's options for robot sessions (shorter hangover than live calls)."""
     live, stt, robot = services.settings.live, services.settings.stt, services.settings.robot
     return StreamingOptions(
-        vad_aggressiveness=stt.vad_aggressiveness, hangover_ms=robot.hangover_ms,
-        min_speech_ms=live.min_speech_ms, speech_pad_ms=stt.speech_pad_ms,
-        max_utterance_s=live.max_utterance_s, partial_interval_s=live.partial_interval_s,
+        vad_aggressiveness=stt.vad_aggressiveness,
+        hangover_ms=robot.hangover_ms,
+        min_speech_ms=live.min_speech_ms,
+        speech_pad_ms=stt.speech_pad_ms,
+        max_utterance_s=live.max_utterance_s,
+        partial_interval_s=live.partial_interval_s,
     )
 
 
@@ -94,9 +97,11 @@ def barge_in_options(services: Services) -> VadOptions:
     """The barge-in VAD: quick to say "speaking", quick to say "stopped"."""
     r = services.settings.robot
     return VadOptions(
-        aggressiveness=services.settings.stt.vad_aggressiveness, frame_ms=20,
+        aggressiveness=services.settings.stt.vad_aggressiveness,
+        frame_ms=20,
         min_speech_duration_ms=r.barge_in_min_speech_ms,
-        min_silence_duration_ms=r.barge_in_silence_ms, speech_pad_ms=0,
+        min_silence_duration_ms=r.barge_in_silence_ms,
+        speech_pad_ms=0,
         max_speech_duration_s=60.0,
     )
 
@@ -133,7 +138,10 @@ class RobotSession:
         settings = services.settings
         tz = ZoneInfo(settings.robot.timezone)
         self.engine = DialogEngine(
-            scenario, dict(start.variables), self.tenant, self.call_id,
+            scenario,
+            dict(start.variables),
+            self.tenant,
+            self.call_id,
             no_input_timeout_s=settings.robot.no_input_timeout_s,
             max_duration_s=settings.robot.max_session_s,
             today=datetime.now(tz).date(),
@@ -164,9 +172,12 @@ class RobotSession:
         ingest = self._ingest = ingest_of(self.services)
         req = self.request
         started = CallStarted(
-            tenant=self.tenant, call_id=self.call_id,
-            direction="outbound" if req.callee else "inbound", caller=req.caller_id,
-            callee=req.callee, legs=(LegInfo(leg="customer", codec=self.codec),),
+            tenant=self.tenant,
+            call_id=self.call_id,
+            direction="outbound" if req.callee else "inbound",
+            caller=req.caller_id,
+            callee=req.callee,
+            legs=(LegInfo(leg="customer", codec=self.codec),),
         )
         tap = media_tap(self.services)
         tap.subscribe(self.call_id, self._on_record)
@@ -176,15 +187,19 @@ class RobotSession:
             tap.unsubscribe(self.call_id)
             raise
         assert req.media is not None
-        self._player = PromptPlayer(req.media.host, req.media.port, self.codec,
-                                    self._prompt_done, on_packet=self.on_packet)
+        self._player = PromptPlayer(
+            req.media.host, req.media.port, self.codec, self._prompt_done, on_packet=self.on_packet
+        )
         return self.endpoint
 
     def start(self) -> None:
         """Run the dialog (control and STT threads; prompts rendered ahead in a third)."""
         self.status = "running"
-        for target, name in ((self._control, "robot-control"), (self._stt, "robot-stt"),
-                             (self._prefetch, "robot-prefetch")):
+        for target, name in (
+            (self._control, "robot-control"),
+            (self._stt, "robot-stt"),
+            (self._prefetch, "robot-prefetch"),
+        ):
             t = threading.Thread(target=target, name=f"{name}-{self.call_id}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -328,8 +343,7 @@ class RobotSession:
                 try:
                     self.on_event(ev)
                 except Exception:  # a full bus must not stop the dialog
-                    log.exception("publishing %s failed", ev.type,
-                                  **ctx(self.tenant, self.call_id))
+                    log.exception("publishing %s failed", ev.type, **ctx(self.tenant, self.call_id))
 
     def _close(self) -> None:
         self._ending = True
@@ -359,10 +373,14 @@ class RobotSession:
             "media": {"host": ep.host, "port": ep.port, "codec": ep.codec} if ep else None,
             "step": self.engine.step.id if self.engine.step else None,
             "steps": self.steps[-200:],
-            "slots": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                      for k, v in self.engine.slots.items()},
-            "transfer": (self.engine.transfer.model_dump(exclude_none=True)
-                         if self.engine.transfer else None),
-            "outcome": None if out is None else out.model_dump(mode="json",
-                                                               exclude={"v", "tenant"}),
+            "slots": {
+                k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                for k, v in self.engine.slots.items()
+            },
+            "transfer": (
+                self.engine.transfer.model_dump(exclude_none=True) if self.engine.transfer else None
+            ),
+            "outcome": None
+            if out is None
+            else out.model_dump(mode="json", exclude={"v", "tenant"}),
         }

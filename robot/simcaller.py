@@ -123,8 +123,7 @@ class SimCaller:
         with self._lock:
             return self.heard[-1].at if self.heard else 0.0
 
-    def wait_robot_done(self, since: float, quiet_s: float = 0.6, timeout_s: float = 60.0
-                        ) -> float:
+    def wait_robot_done(self, since: float, quiet_s: float = 0.6, timeout_s: float = 60.0) -> float:
         """Wait until the robot spoke after `since` and then went quiet; its last packet time."""
         deadline = time.time() + timeout_s
         while time.time() < deadline:

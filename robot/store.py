@@ -77,8 +77,9 @@ class RobotStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                   timeout=10.0)
+        self._db = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=10.0
+        )
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
@@ -154,8 +155,20 @@ class RobotStore:
             self._db.execute(
                 "INSERT INTO audit (tenant, decided_at, at, kind, callee, caller_id, sector,"
                 " allowed, rule, reason, call_id, campaign_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (e.tenant, _now(), e.at.isoformat(), e.kind, e.callee, e.caller_id, e.sector,
-                 int(e.allowed), e.rule, e.reason, e.call_id, e.campaign_id),
+                (
+                    e.tenant,
+                    _now(),
+                    e.at.isoformat(),
+                    e.kind,
+                    e.callee,
+                    e.caller_id,
+                    e.sector,
+                    int(e.allowed),
+                    e.rule,
+                    e.reason,
+                    e.call_id,
+                    e.campaign_id,
+                ),
             )
 
     def audit_entries(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -190,14 +203,14 @@ class RobotStore:
     def put_policy(self, tenant: str, body: dict[str, Any]) -> None:
         """Store a tenant's calling policy."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO policies VALUES (?,?)",
-                             (tenant, json.dumps(body)))
+            self._db.execute(
+                "INSERT OR REPLACE INTO policies VALUES (?,?)", (tenant, json.dumps(body))
+            )
 
     def policy(self, tenant: str) -> dict[str, Any] | None:
         """A tenant's calling policy, or None for the default."""
         with self._lock:
-            row = self._db.execute("SELECT body FROM policies WHERE tenant=?",
-                                   (tenant,)).fetchone()
+            row = self._db.execute("SELECT body FROM policies WHERE tenant=?", (tenant,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     def put_scenario(self, tenant: str, name: str, source: str) -> None:

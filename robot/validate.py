@@ -33,7 +33,8 @@ _Loader.yaml_implicit_resolvers = {
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
 _TEXT_FIELDS = ("say", "ask", "confirm")
@@ -111,8 +112,9 @@ def load_scenario(source: str | bytes | dict[str, Any]) -> Scenario:
             steps.append((i, Step.model_validate(rs)))
         except ValidationError as exc:
             errors.extend(_pydantic(f"steps[{i}]", exc))
-    raw_ids = {rs["id"] for rs in raw_steps
-               if isinstance(rs, dict) and isinstance(rs.get("id"), str)}
+    raw_ids = {
+        rs["id"] for rs in raw_steps if isinstance(rs, dict) and isinstance(rs.get("id"), str)
+    }
     errors.extend(_check(head, steps, len(raw_steps), raw_ids))
     if errors:
         raise ScenarioInvalid(errors)
@@ -163,13 +165,15 @@ def _check(
                 out.append(target)
         if s.kind in ("say", "ask") and s.next is None:
             pos = order.index(s.id)
-            covered = s.kind == "ask" and _answers(s) is not None and \
-                _answers(s) == set(s.branches)
+            covered = s.kind == "ask" and _answers(s) is not None and _answers(s) == set(s.branches)
             if pos + 1 < len(order):
                 out.append(order[pos + 1])
             elif not covered:
-                errors.append(ScenarioError(
-                    where, "the last step must hang up or transfer, or name its `next` step"))
+                errors.append(
+                    ScenarioError(
+                        where, "the last step must hang up or transfer, or name its `next` step"
+                    )
+                )
         edges[s.id] = out
     if steps and n_raw == len(steps):
         start = head.start or steps[0][1].id
@@ -185,8 +189,9 @@ def _check(
                         todo.append(nxt)
             for i, s in steps:
                 if s.id not in seen and ids.get(s.id) == i:
-                    errors.append(ScenarioError(
-                        f"steps[{i}]", f"step {s.id!r} is unreachable from {start!r}"))
+                    errors.append(
+                        ScenarioError(f"steps[{i}]", f"step {s.id!r} is unreachable from {start!r}")
+                    )
     return errors
 
 
@@ -223,29 +228,38 @@ def _check_step(where: str, s: Step, known: set[str]) -> list[ScenarioError]:
             errors.append(ScenarioError(f"{where}.intents", "an intent question needs intents"))
         for name, intent in s.intents.items():
             if not intent.keywords and not intent.examples:
-                errors.append(ScenarioError(f"{where}.intents.{name}",
-                                            "give keywords or examples"))
+                errors.append(ScenarioError(f"{where}.intents.{name}", "give keywords or examples"))
     elif s.intents:
         errors.append(ScenarioError(f"{where}.intents", "only expect: intent takes intents"))
     for answer in s.branches:
         if answers is None:
-            errors.append(ScenarioError(
-                f"{where}.branches.{answer}",
-                f"a {s.expect} answer cannot branch (use next); branches need yes_no or intent"))
+            errors.append(
+                ScenarioError(
+                    f"{where}.branches.{answer}",
+                    f"a {s.expect} answer cannot branch (use next); branches need yes_no or intent",
+                )
+            )
         elif answer not in answers:
-            errors.append(ScenarioError(
-                f"{where}.branches.{answer}",
-                f"{answer!r} is not an answer of this question ({', '.join(sorted(answers))})"))
+            errors.append(
+                ScenarioError(
+                    f"{where}.branches.{answer}",
+                    f"{answer!r} is not an answer of this question ({', '.join(sorted(answers))})",
+                )
+            )
     for key, value in s.dtmf.items():
         if len(key) != 1 or key not in DTMF_KEYS:
             errors.append(ScenarioError(f"{where}.dtmf.{key}", "a DTMF key is one of 0-9 * #"))
         if answers is None:
-            errors.append(ScenarioError(
-                f"{where}.dtmf.{key}",
-                f"{s.expect} answers take digits as typed; map keys only for yes_no or intent"))
+            errors.append(
+                ScenarioError(
+                    f"{where}.dtmf.{key}",
+                    f"{s.expect} answers take digits as typed; map keys only for yes_no or intent",
+                )
+            )
         elif value not in answers:
-            errors.append(ScenarioError(f"{where}.dtmf.{key}",
-                                        f"{value!r} is not an answer of this question"))
+            errors.append(
+                ScenarioError(f"{where}.dtmf.{key}", f"{value!r} is not an answer of this question")
+            )
     if s.pattern is not None:
         if s.expect != "free_text":
             errors.append(ScenarioError(f"{where}.pattern", "only free_text answers take one"))

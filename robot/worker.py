@@ -42,15 +42,18 @@ class RobotStage(Stage):
             return ()
         metrics = self.services.metrics
         sessions = sessions_of(self.services)
-        if sessions.get(event.call_id) is not None or robot_store(self.services).session(
-                event.tenant, event.call_id) is not None:
+        if (
+            sessions.get(event.call_id) is not None
+            or robot_store(self.services).session(event.tenant, event.call_id) is not None
+        ):
             metrics.inc("robot_replays_total")
             return ()
         try:
             sessions.place(event)
         except CallRefused as exc:
-            log.info("robot.start refused (%s)", exc.decision.rule,
-                     **ctx(event.tenant, event.call_id))
+            log.info(
+                "robot.start refused (%s)", exc.decision.rule, **ctx(event.tenant, event.call_id)
+            )
         except (BadCall, NumberError, ScenarioInvalid, CallExists) as exc:
             metrics.inc("robot_bad_commands_total")
             raise BadInput(f"robot.start cannot run: {exc}") from exc

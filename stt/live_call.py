@@ -147,10 +147,16 @@ class LiveCall:
     def checkpoint_doc(self) -> dict[str, Any]:
         """What a successor needs: metadata and every final so far."""
         return {
-            "v": 1, "tenant": self.tenant, "call_id": self.call_id,
-            "started_at": self.started_at.isoformat(), "agent_id": self.agent_id,
-            "direction": self.direction, "caller": self.caller, "callee": self.callee,
-            "legs": [li.model_dump() for li in self.legs_info], "language": self.language,
+            "v": 1,
+            "tenant": self.tenant,
+            "call_id": self.call_id,
+            "started_at": self.started_at.isoformat(),
+            "agent_id": self.agent_id,
+            "direction": self.direction,
+            "caller": self.caller,
+            "callee": self.callee,
+            "legs": [li.model_dump() for li in self.legs_info],
+            "language": self.language,
             "known": self.known,
             "finals": [u.model_dump(mode="json") for u in self.finals.values()],
         }
@@ -158,15 +164,21 @@ class LiveCall:
 
 def save_checkpoint(store: ObjectStore, call: LiveCall) -> None:
     """Write the call's checkpoint (finals and metadata)."""
-    store.put(call.prefix_key(CHECKPOINT_NAME), json.dumps(call.checkpoint_doc()).encode(),
-              "application/json")
+    store.put(
+        call.prefix_key(CHECKPOINT_NAME),
+        json.dumps(call.checkpoint_doc()).encode(),
+        "application/json",
+    )
     call.dirty = False
 
 
 def save_part(store: ObjectStore, call: LiveCall, leg: str, start: int, pcm: np.ndarray) -> None:
     """Write one stretch of a leg's 16 kHz audio."""
-    store.put(call.prefix_key(f"{PARTS_DIR}{leg}-{start:012d}.pcm"),
-              pcm.astype("<i2").tobytes(), "application/octet-stream")
+    store.put(
+        call.prefix_key(f"{PARTS_DIR}{leg}-{start:012d}.pcm"),
+        pcm.astype("<i2").tobytes(),
+        "application/octet-stream",
+    )
 
 
 def load_checkpoint(store: ObjectStore, tenant: str, call_id: str) -> dict[str, Any] | None:
@@ -184,16 +196,23 @@ def load_checkpoint(store: ObjectStore, tenant: str, call_id: str) -> dict[str, 
 def call_from_checkpoint(doc: dict[str, Any]) -> LiveCall:
     """A LiveCall rebuilt from its checkpoint (no audio state: that restarts)."""
     call = LiveCall(
-        tenant=doc["tenant"], call_id=doc["call_id"],
-        started_at=datetime.fromisoformat(doc["started_at"]), agent_id=doc.get("agent_id"),
-        direction=doc.get("direction") or "inbound", caller=doc.get("caller"),
+        tenant=doc["tenant"],
+        call_id=doc["call_id"],
+        started_at=datetime.fromisoformat(doc["started_at"]),
+        agent_id=doc.get("agent_id"),
+        direction=doc.get("direction") or "inbound",
+        caller=doc.get("caller"),
         callee=doc.get("callee"),
         legs_info=tuple(LegInfo.model_validate(li) for li in doc.get("legs", [])),
-        language=doc.get("language"), known=bool(doc.get("known")),
+        language=doc.get("language"),
+        known=bool(doc.get("known")),
     )
     for u in doc.get("finals", []):
-        utt = Utterance(tenant=call.tenant, call_id=call.call_id,
-                        **{k: v for k, v in u.items() if k not in ("tenant", "call_id")})
+        utt = Utterance(
+            tenant=call.tenant,
+            call_id=call.call_id,
+            **{k: v for k, v in u.items() if k not in ("tenant", "call_id")},
+        )
         call.finals[utt.utterance_id] = utt
     return call
 
@@ -203,7 +222,7 @@ def load_parts(store: ObjectStore, call: LiveCall) -> dict[str, list[tuple[int, 
     prefix = call.prefix_key(PARTS_DIR)
     parts: dict[str, list[tuple[int, np.ndarray]]] = {}
     for info in store.list(prefix):
-        name = info.key[len(prefix):]
+        name = info.key[len(prefix) :]
         leg, _, rest = name.partition("-")
         if leg not in LEGS or not rest.endswith(".pcm"):
             continue
@@ -239,9 +258,15 @@ def ensure_manifest(store: ObjectStore, call: LiveCall) -> CallManifest:
     if m is not None:
         return m
     m = new_manifest(
-        call.tenant, call.call_id, call.started_at, channels={"0": "agent", "1": "customer"},
-        agent_id=call.agent_id, direction=call.direction, caller=call.caller,
-        callee=call.callee, status="live",
+        call.tenant,
+        call.call_id,
+        call.started_at,
+        channels={"0": "agent", "1": "customer"},
+        agent_id=call.agent_id,
+        direction=call.direction,
+        caller=call.caller,
+        callee=call.callee,
+        status="live",
     )
     save_manifest(store, m)
     return m

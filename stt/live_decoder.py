@@ -93,11 +93,14 @@ class ShortWindowDecoder:
         o = self.options
         frames = min(MAX_FRAMES, max(o.min_frames, longest // fe.hop_length + o.margin_frames))
         width = frames * fe.hop_length
-        batch = np.stack([
-            fe(np.pad(np.asarray(c[:width], dtype=np.float32), (0, width - min(len(c), width))))
-            [:, :frames]
-            for c in clips
-        ]).astype(np.float32)
+        batch = np.stack(
+            [
+                fe(
+                    np.pad(np.asarray(c[:width], dtype=np.float32), (0, width - min(len(c), width)))
+                )[:, :frames]
+                for c in clips
+            ]
+        ).astype(np.float32)
         encoded = self.model.model.encode(get_ctranslate2_storage(batch), to_cpu=False)
         if language is not None:
             languages = [language] * len(clips)
@@ -121,16 +124,34 @@ class ShortWindowDecoder:
         from faster_whisper.transcribe import get_compression_ratio, merge_punctuations
 
         o = self.options
-        tok = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
-                        task="transcribe", language=language)
+        tok = Tokenizer(
+            self.model.hf_tokenizer,
+            self.model.model.is_multilingual,
+            task="transcribe",
+            language=language,
+        )
         prompt = [*tok.sot_sequence, tok.no_timestamps]
-        suppress = sorted({*tok.non_speech_tokens, tok.transcribe, tok.translate, tok.sot,
-                           tok.sot_prev, tok.sot_lm, tok.no_speech})
+        suppress = sorted(
+            {
+                *tok.non_speech_tokens,
+                tok.transcribe,
+                tok.translate,
+                tok.sot,
+                tok.sot_prev,
+                tok.sot_lm,
+                tok.no_speech,
+            }
+        )
         # Speech holds at most ~6 tokens a second; a longer output is a repetition loop.
         max_length = min(o.max_tokens, len(prompt) + int(_TOKENS_PER_S * max(durations)) + 8)
         generated = self.model.model.generate(
-            encoded, [prompt] * len(durations), beam_size=o.beam_size, max_length=max_length,
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            encoded,
+            [prompt] * len(durations),
+            beam_size=o.beam_size,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
             suppress_tokens=suppress,
             repetition_penalty=o.repetition_penalty,
         )
@@ -142,14 +163,19 @@ class ShortWindowDecoder:
             if not _WORDY.search(text):
                 text = ""  # "..." or "-": Whisper's way of hearing nothing it can spell
             avg_logprob = g.scores[0] * len(toks) / (len(toks) + 1) if toks else -10.0
-            if not text or (g.no_speech_prob > o.no_speech_threshold
-                            and avg_logprob < o.log_prob_threshold):
+            if not text or (
+                g.no_speech_prob > o.no_speech_threshold and avg_logprob < o.log_prob_threshold
+            ):
                 out.append(None)
                 continue
             merge_punctuations(words, _PREPEND, _APPEND)
             kept = [
-                Word(word=w["word"].strip(), start=round(float(w["start"]), 3),
-                     end=round(float(w["end"]), 3), probability=round(float(w["probability"]), 4))
+                Word(
+                    word=w["word"].strip(),
+                    start=round(float(w["start"]), 3),
+                    end=round(float(w["end"]), 3),
+                    probability=round(float(w["probability"]), 4),
+                )
                 for w in words
                 if w["word"].strip() and w["probability"] >= o.min_word_probability
             ]
@@ -162,10 +188,17 @@ class ShortWindowDecoder:
                 out.append(None)
                 continue
             kept = cut
-            out.append(Segment(start=kept[0].start, end=kept[-1].end, text=text,
-                               words=tuple(kept),
-                               avg_logprob=float(avg_logprob),
-                               no_speech_prob=float(g.no_speech_prob), language=language))
+            out.append(
+                Segment(
+                    start=kept[0].start,
+                    end=kept[-1].end,
+                    text=text,
+                    words=tuple(kept),
+                    avg_logprob=float(avg_logprob),
+                    no_speech_prob=float(g.no_speech_prob),
+                    language=language,
+                )
+            )
         return out
 
 

@@ -90,7 +90,8 @@ class LiveHub:
         group = f"{self.services.settings.topic_prefix}live-view-{uuid.uuid4().hex[:12]}"
         try:
             consumer = self.services.bus.consumer(
-                [topics.transcripts, topics.calls], group, from_beginning=False)
+                [topics.transcripts, topics.calls], group, from_beginning=False
+            )
         except BusError:
             log.exception("live view cannot join the bus")
             return

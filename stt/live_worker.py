@@ -89,11 +89,16 @@ def live_decoder_of(
     min_frames = int(stt.final_min_window_s * 100) if final else 0
     return services.component(
         f"stt.live_decoder.beam{beam}.min{min_frames}",
-        lambda: ShortWindowDecoder(services.whisper_model(), DecoderOptions(
-            beam_size=beam, batch_size=max(stt.batch_size, 8),
-            no_speech_threshold=stt.no_speech_threshold,
-            min_word_probability=stt.min_word_probability, min_frames=min_frames,
-        )),
+        lambda: ShortWindowDecoder(
+            services.whisper_model(),
+            DecoderOptions(
+                beam_size=beam,
+                batch_size=max(stt.batch_size, 8),
+                no_speech_threshold=stt.no_speech_threshold,
+                min_word_probability=stt.min_word_probability,
+                min_frames=min_frames,
+            ),
+        ),
     )
 
 
@@ -157,8 +162,12 @@ class LiveStage(Stage):
                 self.services.metrics.inc("live_replayed_starts_total")
                 self._remember_finished(key)
                 return
-            call = LiveCall(tenant=ev.tenant, call_id=ev.call_id, started_at=ev.started_at,
-                            language=self.services.settings.stt.language)
+            call = LiveCall(
+                tenant=ev.tenant,
+                call_id=ev.call_id,
+                started_at=ev.started_at,
+                language=self.services.settings.stt.language,
+            )
         call.apply_started(ev)
         call.last_media = call.last_media or self._clock()
         self.calls[key] = call
@@ -169,17 +178,27 @@ class LiveStage(Stage):
         store = self.services.store
         try:
             m = ensure_manifest(store, call)
-            if call.known and m.status == "live" and (m.agent_id, m.caller) != (
-                call.agent_id, call.caller
+            if (
+                call.known
+                and m.status == "live"
+                and (m.agent_id, m.caller) != (call.agent_id, call.caller)
             ):
-                save_manifest(store, m.model_copy(update={
-                    "agent_id": call.agent_id, "direction": call.direction,
-                    "caller": call.caller, "callee": call.callee,
-                }))
+                save_manifest(
+                    store,
+                    m.model_copy(
+                        update={
+                            "agent_id": call.agent_id,
+                            "direction": call.direction,
+                            "caller": call.caller,
+                            "callee": call.callee,
+                        }
+                    ),
+                )
             save_checkpoint(store, call)
         except StoreError as exc:
-            raise ProcessingError(f"store error for live call: {exc}",
-                                  retriable=exc.retriable) from exc
+            raise ProcessingError(
+                f"store error for live call: {exc}", retriable=exc.retriable
+            ) from exc
 
     def _restore(self, tenant: str, call_id: str) -> LiveCall | None:
         """A call another worker (or this one before a restart) checkpointed."""
@@ -229,7 +248,8 @@ class LiveStage(Stage):
         leg = call.legs.get(chunk.leg)
         if leg is None:
             leg = call.legs[chunk.leg] = LegStream(
-                chunk.leg, self.options, to_16k(chunk.start_sample, chunk.sample_rate))
+                chunk.leg, self.options, to_16k(chunk.start_sample, chunk.sample_rate)
+            )
         dropped = leg.dropped_samples
         leg.feed(chunk)
         if leg.dropped_samples > dropped:
@@ -253,8 +273,12 @@ class LiveStage(Stage):
                 self._remember_finished((chunk.tenant, chunk.call_id))
                 return None
             started = manifest.started_at if manifest else provisional_start(chunk)
-            call = LiveCall(tenant=chunk.tenant, call_id=chunk.call_id, started_at=started,
-                            language=self.services.settings.stt.language)
+            call = LiveCall(
+                tenant=chunk.tenant,
+                call_id=chunk.call_id,
+                started_at=started,
+                language=self.services.settings.stt.language,
+            )
             self.services.metrics.inc("live_unknown_calls_total", cause="media")
             self._store_call(call)
         self.calls[(chunk.tenant, chunk.call_id)] = call
@@ -280,8 +304,11 @@ class LiveStage(Stage):
                 yield from self._finish(call, call.end_reason)
             elif call.ended_at is None and now - call.last_media >= self._idle_s:
                 self.services.metrics.inc("live_calls_timed_out_total")
-                log.warning("no media for %.0f s and no call.ended: closing the call",
-                            now - call.last_media, **ctx(call.tenant, call.call_id))
+                log.warning(
+                    "no media for %.0f s and no call.ended: closing the call",
+                    now - call.last_media,
+                    **ctx(call.tenant, call.call_id),
+                )
                 yield from self._finish(call, "timeout")
 
     def _decode_round(self, calls: Iterable[LiveCall], everything: bool = False) -> list[Output]:
@@ -320,17 +347,27 @@ class LiveStage(Stage):
         out: list[Output] = []
         for h in hyps:
             u = Utterance(
-                tenant=call.tenant, call_id=call.call_id, leg=leg,  # type: ignore[arg-type]
+                tenant=call.tenant,
+                call_id=call.call_id,
+                leg=leg,  # type: ignore[arg-type]
                 utterance_id=utterance_id(call.call_id, leg, h.start),
-                start=round(h.start / SAMPLE_RATE, 3), end=round(h.end / SAMPLE_RATE, 3),
-                text=h.text, words=h.words, final=h.final,
-                language=h.language or call.language, source="live", revision=h.revision,
+                start=round(h.start / SAMPLE_RATE, 3),
+                end=round(h.end / SAMPLE_RATE, 3),
+                text=h.text,
+                words=h.words,
+                final=h.final,
+                language=h.language or call.language,
+                source="live",
+                revision=h.revision,
             )
             if h.final:
                 call.finals[u.utterance_id] = u
                 call.dirty = True
-                if (call.language is None and h.language
-                        and (h.end - h.start) / SAMPLE_RATE >= LANGUAGE_MIN_S):
+                if (
+                    call.language is None
+                    and h.language
+                    and (h.end - h.start) / SAMPLE_RATE >= LANGUAGE_MIN_S
+                ):
                     call.language = h.language
                 self.services.metrics.inc("live_finals_total")
             else:
@@ -369,31 +406,55 @@ class LiveStage(Stage):
         channels = [assemble(parts.get(leg, [])) for leg in LEGS]
         duration = max(len(c) for c in channels) / SAMPLE_RATE
         manifest = ensure_manifest(store, call)
-        update: dict[str, object] = {"status": "transcribed", "language": call.language,
-                                     "error": None, "transcript_key": manifest.prefix + JSON_NAME}
+        update: dict[str, object] = {
+            "status": "transcribed",
+            "language": call.language,
+            "error": None,
+            "transcript_key": manifest.prefix + JSON_NAME,
+        }
         if duration > 0:
             update["recording_key"] = manifest.prefix + RECORDING_NAME
             update["channels"] = {"0": "agent", "1": "customer"}
-            store.put(manifest.prefix + RECORDING_NAME, write_wav(channels, SAMPLE_RATE),
-                      "audio/wav")
+            store.put(
+                manifest.prefix + RECORDING_NAME, write_wav(channels, SAMPLE_RATE), "audio/wav"
+            )
         finals = list(call.finals.values())
-        info = {"source": "live", "language": call.language, "duration": duration,
-                "reason": reason, "options": {"hangover_ms": self.options.hangover_ms,
-                                              "min_speech_ms": self.options.min_speech_ms,
-                                              "max_utterance_s": self.options.max_utterance_s}}
-        json_uri, vtt_uri = write_transcript(store, call.tenant, call.call_id, call.started_at,
-                                             finals, info, "live")
+        info = {
+            "source": "live",
+            "language": call.language,
+            "duration": duration,
+            "reason": reason,
+            "options": {
+                "hangover_ms": self.options.hangover_ms,
+                "min_speech_ms": self.options.min_speech_ms,
+                "max_utterance_s": self.options.max_utterance_s,
+            },
+        }
+        json_uri, vtt_uri = write_transcript(
+            store, call.tenant, call.call_id, call.started_at, finals, info, "live"
+        )
         save_manifest(store, manifest.model_copy(update=update))
         delete_live_objects(store, call)
         key = (call.tenant, call.call_id)
         self.calls.pop(key, None)
         self._remember_finished(key)
         self.services.metrics.inc("live_calls_finished_total", reason=reason)
-        log.info("live call finished (%s): %d finals, %.1f s", reason, len(finals), duration,
-                 **ctx(call.tenant, call.call_id))
+        log.info(
+            "live call finished (%s): %d finals, %.1f s",
+            reason,
+            len(finals),
+            duration,
+            **ctx(call.tenant, call.call_id),
+        )
         yield TranscriptReady(
-            tenant=call.tenant, call_id=call.call_id, json_uri=json_uri, vtt_uri=vtt_uri,
-            utterances=len(finals), source="live", duration=duration, language=call.language,
+            tenant=call.tenant,
+            call_id=call.call_id,
+            json_uri=json_uri,
+            vtt_uri=vtt_uri,
+            utterances=len(finals),
+            source="live",
+            duration=duration,
+            language=call.language,
         )
 
     def _remember_finished(self, key: CallKey) -> None:

@@ -248,18 +248,27 @@ class StreamingRecognizer:
     # -- decoding ------------------------------------------------------------------------
     def requests(self) -> list[DecodeRequest]:
         """Clips due for decoding now: finals first, then at most one partial pass."""
-        out = [DecodeRequest(u, u.start, u.end, u.audio, True, True)
-               for u in self._ending if u.end is not None and u.audio is not None]
+        out = [
+            DecodeRequest(u, u.start, u.end, u.audio, True, True)
+            for u in self._ending
+            if u.end is not None and u.audio is not None
+        ]
         cur = self._current
         if cur is None:
             return out
         pos = self.position
         spec_end = self._last_voiced + self._pad
-        if (self._ep.state is VadState.STOPPING and pos >= spec_end > cur.start
-                and cur.last_end != spec_end):
+        if (
+            self._ep.state is VadState.STOPPING
+            and pos >= spec_end > cur.start
+            and cur.last_end != spec_end
+        ):
             # Decode while the hangover runs: if no speech follows, this is the final.
-            out.append(DecodeRequest(cur, cur.start, spec_end, self._clip(cur.start, spec_end),
-                                     False, True))
+            out.append(
+                DecodeRequest(
+                    cur, cur.start, spec_end, self._clip(cur.start, spec_end), False, True
+                )
+            )
         elif self._ep.state is VadState.SPEAKING and pos >= cur.next_pass:
             out.append(DecodeRequest(cur, cur.start, pos, self._clip(cur.start, pos), False))
         return out
@@ -268,11 +277,19 @@ class StreamingRecognizer:
         """Take a decoded clip into account; returns the hypotheses it completes."""
         utt = request.utterance
         offset = request.start / SAMPLE_RATE
-        words = [] if segment is None else [
-            Word(word=w.word, start=round(w.start + offset, 3), end=round(w.end + offset, 3),
-                 probability=w.probability)
-            for w in segment.words
-        ]
+        words = (
+            []
+            if segment is None
+            else [
+                Word(
+                    word=w.word,
+                    start=round(w.start + offset, 3),
+                    end=round(w.end + offset, 3),
+                    probability=w.probability,
+                )
+                for w in segment.words
+            ]
+        )
         text = "" if segment is None else segment.text
         language = None if segment is None else segment.language
         if request.final:
@@ -297,8 +314,17 @@ class StreamingRecognizer:
             return []
         utt.revision += 1
         end = max(request.start, int(round(utt.confirmed[-1].end * SAMPLE_RATE)))
-        return [Hypothesis(utt.start, end, tuple(utt.confirmed), join_words(utt.confirmed),
-                           False, utt.revision, utt.last_language)]
+        return [
+            Hypothesis(
+                utt.start,
+                end,
+                tuple(utt.confirmed),
+                join_words(utt.confirmed),
+                False,
+                utt.revision,
+                utt.last_language,
+            )
+        ]
 
     def _final_from_last(self, utt: _Utterance) -> list[Hypothesis]:
         words = [*utt.confirmed, *utt.tentative]
@@ -309,8 +335,9 @@ class StreamingRecognizer:
         utt.revision += 1
         utt.audio = None
         end = utt.end if utt.end is not None else int(round(words[-1].end * SAMPLE_RATE))
-        return [Hypothesis(utt.start, end, tuple(words), text, True, utt.revision,
-                           utt.last_language)]
+        return [
+            Hypothesis(utt.start, end, tuple(words), text, True, utt.revision, utt.last_language)
+        ]
 
     def take_ready(self) -> list[Hypothesis]:
         """Finals completed without a decode of their own (since the last call)."""

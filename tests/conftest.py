@@ -205,8 +205,12 @@ def distributed_settings(tmp_path: Path, kafka_bootstrap: str, s3_endpoint: str)
         mode="distributed",
         data_dir=tmp_path / "data",
         topic_prefix=f"t{tag}.",
-        kafka={"bootstrap": kafka_bootstrap, "partitions": 3, "session_timeout_ms": 2000,
-               "heartbeat_interval_ms": 300},
+        kafka={
+            "bootstrap": kafka_bootstrap,
+            "partitions": 3,
+            "session_timeout_ms": 2000,
+            "heartbeat_interval_ms": 300,
+        },
         s3={
             "endpoint": s3_endpoint,
             "bucket": f"b{tag}",

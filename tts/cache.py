@@ -77,5 +77,6 @@ class PromptCache:
             yield chunk
         # Store with exact WAV sizes: the streamed header had to guess an open length.
         body = b"".join(chunks[1:] if fmt.wav else chunks)
-        self.services.store.put(key, (wav_header(fmt, len(body)) if fmt.wav else b"") + body,
-                                fmt.media_type)
+        self.services.store.put(
+            key, (wav_header(fmt, len(body)) if fmt.wav else b"") + body, fmt.media_type
+        )

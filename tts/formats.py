@@ -41,9 +41,12 @@ class Format:
 FORMATS = {
     f.name: f
     for f in [
-        Format("ulaw8k", 8000, "ulaw", True), Format("alaw8k", 8000, "alaw", True),
-        Format("ulaw8k_raw", 8000, "ulaw", False), Format("alaw8k_raw", 8000, "alaw", False),
-        Format("l16_16k", 16000, "l16", True), Format("l16_8k", 8000, "l16", True),
+        Format("ulaw8k", 8000, "ulaw", True),
+        Format("alaw8k", 8000, "alaw", True),
+        Format("ulaw8k_raw", 8000, "ulaw", False),
+        Format("alaw8k_raw", 8000, "alaw", False),
+        Format("l16_16k", 16000, "l16", True),
+        Format("l16_8k", 8000, "l16", True),
         Format("wav22k", 22050, "l16", True),
     ]
 }
@@ -95,9 +98,14 @@ def wav_header(fmt: Format, data_bytes: int | None) -> bytes:
         fmt_chunk += struct.pack("<H", 0)
     riff = 4 + 8 + len(fmt_chunk) + 8 + size
     return (
-        b"RIFF" + struct.pack("<I", min(riff, 0xFFFFFFFF)) + b"WAVE"
-        + b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk
-        + b"data" + struct.pack("<I", size)
+        b"RIFF"
+        + struct.pack("<I", min(riff, 0xFFFFFFFF))
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt_chunk))
+        + fmt_chunk
+        + b"data"
+        + struct.pack("<I", size)
     )
 
 

@@ -25,10 +25,27 @@ _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"(?:(?<!\w)(-))?(?<!\d)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?")
 _CURRENCY = {"$": ("dollar", "cent"), "€": ("euro", "cent"), "£": ("pound", "penny")}
 # Keys and symbols as a US phone menu says them ("press star", "press pound").
-_SYMBOLS = {"*": " star ", "#": " pound ", "&": " and ", "@": " at ", "%": " percent ",
-            "+": " plus ", "=": " equals ", "$": " dollars ", "€": " euros ", "£": " pounds "}
-_ORDINAL_WORDS = {"one": "first", "two": "second", "three": "third", "five": "fifth",
-                  "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+_SYMBOLS = {
+    "*": " star ",
+    "#": " pound ",
+    "&": " and ",
+    "@": " at ",
+    "%": " percent ",
+    "+": " plus ",
+    "=": " equals ",
+    "$": " dollars ",
+    "€": " euros ",
+    "£": " pounds ",
+}
+_ORDINAL_WORDS = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
 # Beyond ASCII the voice reads Latin letters and punctuation; these symbols are spoken above.
 _EXTRA_SYMBOLS = set("€£°")
 MAX_PAUSE_MS = 10_000
@@ -166,7 +183,7 @@ def prepare(text: str, max_chars: int) -> list[Segment]:
 
 def _add_text(segments: list[Segment], raw: str) -> None:
     if re.search(r"<[^>]*>", raw):
-        raise TextError("unsupported markup: only <break time=\"...\"/> is understood")
+        raise TextError('unsupported markup: only <break time="..."/> is understood')
     spoken = speakable(raw)
     if spoken:
         segments.append(Segment(text=spoken))

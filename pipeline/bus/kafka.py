@@ -155,9 +155,7 @@ class KafkaBusProducer:
     def send(self, topic: str, key: str | None, value: bytes) -> None:
         """Queue a record; a failure shows at the next `flush`."""
         try:
-            fut = self._producer.send(
-                topic, value=value, key=None if key is None else key.encode()
-            )
+            fut = self._producer.send(topic, value=value, key=None if key is None else key.encode())
         except KafkaError as exc:
             raise _bus_error(f"sending to {topic} failed", exc) from exc
         with self._lock:

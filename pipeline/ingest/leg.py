@@ -299,14 +299,28 @@ class EncodedChunk:
 
 
 def _header_prefix(tenant: str, call_id: str, leg: str, codec: str, rate: int) -> str:
-    fixed = {"v": 1, "type": "media", "tenant": tenant, "call_id": call_id, "leg": leg,
-             "codec": codec, "sample_rate": rate}
+    fixed = {
+        "v": 1,
+        "type": "media",
+        "tenant": tenant,
+        "call_id": call_id,
+        "leg": leg,
+        "codec": codec,
+        "sample_rate": rate,
+    }
     return json.dumps(fixed, separators=(",", ":"))[:-1]
 
 
 def _encode_media(
-    prefix: str, start: int, seq_first: int, seq_last: int, ts_first: int, ts_last: int,
-    arrival: float, concealed: int, pcm: bytes,
+    prefix: str,
+    start: int,
+    seq_first: int,
+    seq_last: int,
+    ts_first: int,
+    ts_last: int,
+    arrival: float,
+    concealed: int,
+    pcm: bytes,
 ) -> bytes:
     header = (
         f'{prefix},"start_sample":{start},"seq_first":{seq_first},"seq_last":{seq_last},'

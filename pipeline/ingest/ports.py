@@ -20,7 +20,12 @@ class PortPool:
     """Binds and hands out non-blocking UDP sockets on even ports of [port_min, port_max]."""
 
     def __init__(
-        self, host: str, port_min: int, port_max: int, *, idle_limit: int = 256,
+        self,
+        host: str,
+        port_min: int,
+        port_max: int,
+        *,
+        idle_limit: int = 256,
         rcvbuf: int | None = 1 << 20,
     ) -> None:
         self.host = host

@@ -149,7 +149,11 @@ class RtpIngest:
 
     # -- registry -----------------------------------------------------------------------
     def register(
-        self, started: CallStarted, *, via: str = "api", source_host: str | None = None,
+        self,
+        started: CallStarted,
+        *,
+        via: str = "api",
+        source_host: str | None = None,
         publish: bool = True,
     ) -> list[Endpoint]:
         """Allocate a port per leg and start receiving; publishes CallStarted if `publish`."""
@@ -167,8 +171,9 @@ class RtpIngest:
                     call.sockets[port] = sock
                     lp = self._leg(call, info, codec)
                     call.legs[port] = lp
-                    endpoints.append(Endpoint(info.leg, codec.name, codec.payload_type,
-                                              self.host, port))
+                    endpoints.append(
+                        Endpoint(info.leg, codec.name, codec.payload_type, self.host, port)
+                    )
             except NoFreePort:
                 for port, sock in call.sockets.items():
                     self._release(port, sock)
@@ -203,8 +208,11 @@ class RtpIngest:
                 lp.finish(out)
                 self._holding.discard(lp)
                 j = lp.jitter.stats
-                for cause, n in (("late", j.late), ("duplicate", j.duplicate),
-                                 ("stale_ssrc", j.stale_ssrc)):
+                for cause, n in (
+                    ("late", j.late),
+                    ("duplicate", j.duplicate),
+                    ("stale_ssrc", j.stale_ssrc),
+                ):
                     if n:
                         self.metrics.inc("rtp_dropped_total", n, cause=cause)
                         call.drops[cause] += n
@@ -296,7 +304,9 @@ class RtpIngest:
             if now - self._no_call_logged_at >= _NO_CALL_LOG_S:
                 log.warning(
                     "RTP to ports without a call (last: %d): %d packets dropped since the"
-                    " last report", port, self._no_call_since,
+                    " last report",
+                    port,
+                    self._no_call_since,
                 )
                 self._no_call_logged_at = now
                 self._no_call_since = 0
@@ -327,7 +337,11 @@ class RtpIngest:
                 self._drop(call, lp, exc.cause, str(exc))
                 return
             pt, seq, ts, ssrc, payload = (
-                pkt.payload_type, pkt.sequence, pkt.timestamp, pkt.ssrc, pkt.payload
+                pkt.payload_type,
+                pkt.sequence,
+                pkt.timestamp,
+                pkt.ssrc,
+                pkt.payload,
             )
         if lp.source is None:
             if call.source_host is not None and addr[0] != call.source_host:
@@ -386,8 +400,12 @@ class RtpIngest:
             return
         call.logged.add(cause)
         self._counts[("rtp_leg_silent_total", "")] += 1
-        log.warning("%s leg: no RTP for %.0f s while the call goes on", lp.leg,
-                    now - max(lp.last_arrival, call.registered), **ctx(call.tenant, call.call_id))
+        log.warning(
+            "%s leg: no RTP for %.0f s while the call goes on",
+            lp.leg,
+            now - max(lp.last_arrival, call.registered),
+            **ctx(call.tenant, call.call_id),
+        )
 
     def _flush_counts(self) -> None:
         if self._accepted:

@@ -29,8 +29,15 @@ class CodecError(ValueError):
 def canonical_codec(name: str) -> str:
     """`pcmu`, `PCMU`, `g711u`... -> PCMU / PCMA / opus; ValueError for anything else."""
     n = name.strip().lower()
-    aliases = {"pcmu": "PCMU", "g711u": "PCMU", "ulaw": "PCMU", "pcma": "PCMA",
-               "g711a": "PCMA", "alaw": "PCMA", "opus": "opus"}
+    aliases = {
+        "pcmu": "PCMU",
+        "g711u": "PCMU",
+        "ulaw": "PCMU",
+        "pcma": "PCMA",
+        "g711a": "PCMA",
+        "alaw": "PCMA",
+        "opus": "opus",
+    }
     if n not in aliases:
         raise ValueError(f"codec {name!r} is not one of {', '.join(CODECS)}")
     return aliases[n]

@@ -94,9 +94,7 @@ class _Stream:
 class JitterBuffer:
     """Reorders one leg's packets and reports what was lost; see the module docstring."""
 
-    def __init__(
-        self, clock_rate: int, delay_ms: int = 60, max_silence_s: float = 2.0
-    ) -> None:
+    def __init__(self, clock_rate: int, delay_ms: int = 60, max_silence_s: float = 2.0) -> None:
         self.clock_rate = clock_rate
         self.delay_s = delay_ms / 1000
         self.delay_units = clock_rate * delay_ms // 1000

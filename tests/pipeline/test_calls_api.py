@@ -94,8 +94,10 @@ def test_tenants_are_kept_apart(client: TestClient, rtp_services: Services) -> N
     other = rtp_services.keys.create("other", "pbx")
     r = client.post("/v1/calls", json={**BODY, "tenant": "other"}, headers=auth(acme))
     assert r.status_code == 403 and "acme" in r.json()["detail"]
-    assert client.post("/v1/calls", json={**BODY, "tenant": "acme"},
-                       headers=auth(acme)).status_code == 201
+    assert (
+        client.post("/v1/calls", json={**BODY, "tenant": "acme"}, headers=auth(acme)).status_code
+        == 201
+    )
     # Another tenant can neither end the call nor tell that it exists.
     r = client.delete("/v1/calls/call-1", headers=auth(other))
     assert r.status_code == 404
@@ -132,5 +134,9 @@ def test_duplicate_call_and_exhausted_ports(client: TestClient, rtp_services: Se
         for i in range(capacity // 2)
     ]
     assert codes[-1] == 503 and set(codes[:-1]) == {201}
-    assert "no free UDP port" in client.post(
-        "/v1/calls", json={**BODY, "call_id": "late"}, headers=auth(key)).json()["detail"]
+    assert (
+        "no free UDP port"
+        in client.post("/v1/calls", json={**BODY, "call_id": "late"}, headers=auth(key)).json()[
+            "detail"
+        ]
+    )

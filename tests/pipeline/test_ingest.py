@@ -30,12 +30,20 @@ def tone(seconds: float, rate: int = 8000, freq: float = 440.0) -> np.ndarray:
     return (np.sin(2 * np.pi * (freq + 200 * t) * t) * 9000).astype(np.int16)
 
 
-def register(ingest: RtpIngest, call_id: str, *legs: tuple[str, str], tenant: str = "acme",
-             pt: int | None = None) -> dict[str, int]:
-    eps = ingest.register(CallStarted(
-        tenant=tenant, call_id=call_id,
-        legs=tuple(LegInfo(leg=leg, codec=codec, payload_type=pt) for leg, codec in legs),  # type: ignore[arg-type]
-    ))
+def register(
+    ingest: RtpIngest,
+    call_id: str,
+    *legs: tuple[str, str],
+    tenant: str = "acme",
+    pt: int | None = None,
+) -> dict[str, int]:
+    eps = ingest.register(
+        CallStarted(
+            tenant=tenant,
+            call_id=call_id,
+            legs=tuple(LegInfo(leg=leg, codec=codec, payload_type=pt) for leg, codec in legs),  # type: ignore[arg-type]
+        )
+    )
     return {e.leg: e.port for e in eps}
 
 
@@ -58,14 +66,17 @@ def finish(ingest: RtpIngest, tap, call_id: str) -> None:  # type: ignore[no-unt
 def test_g711_audio_arrives_sample_exact(ingest: RtpIngest, tap, codec: str, ptime: int) -> None:  # type: ignore[no-untyped-def]
     ports = register(ingest, "c1", ("agent", codec))
     audio = tone(1.5)
-    sent = send_packets(packetize(audio, codec, ptime_ms=ptime), "127.0.0.1", ports["agent"],
-                        realtime=False)
+    sent = send_packets(
+        packetize(audio, codec, ptime_ms=ptime), "127.0.0.1", ports["agent"], realtime=False
+    )
     assert sent == len(audio) // (8 * ptime)
     finish(ingest, tap, "c1")
     chunks = tap.chunks("c1", "agent")
     start, pcm = joined(chunks)
-    codec_of = {"PCMU": (g711.ulaw_encode, g711.ulaw_decode),
-                "PCMA": (g711.alaw_encode, g711.alaw_decode)}[codec]
+    codec_of = {
+        "PCMU": (g711.ulaw_encode, g711.ulaw_decode),
+        "PCMA": (g711.alaw_encode, g711.alaw_decode),
+    }[codec]
     expected = codec_of[1](codec_of[0](audio))
     np.testing.assert_array_equal(pcm, expected)
     assert all(c.sample_rate == 8000 and c.codec == codec for c in chunks)
@@ -108,8 +119,10 @@ def test_reordered_jittered_packets_come_out_whole(ingest: RtpIngest, tap) -> No
     order = list(range(len(packets)))
     for i in (5, 17, 33):
         order[i], order[i + 1] = order[i + 1], order[i]
-    timed = [Packet(k * 0.02 + (0.03 if j != k else 0.0), packets[j].data, j)
-             for k, j in enumerate(order)] + [Packet(0.5, packets[20].data, 20)]
+    timed = [
+        Packet(k * 0.02 + (0.03 if j != k else 0.0), packets[j].data, j)
+        for k, j in enumerate(order)
+    ] + [Packet(0.5, packets[20].data, 20)]
     send_packets(sorted(timed, key=lambda p: p.at), "127.0.0.1", ports["agent"])
     finish(ingest, tap, "c3")
     _, pcm = joined(tap.chunks("c3", "agent"))
@@ -161,24 +174,37 @@ def test_bad_traffic_is_counted_and_other_calls_are_untouched(
     intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.sendto(build(0, 1, 0, 9, b"\xff" * 160), ("127.0.0.1", bad))  # locks the source
     time.sleep(0.05)
-    for data in (b"\x80\x00", build(0, 2, 160, 9, b"x", version=1),
-                 build(18, 3, 320, 9, b"\x00" * 10), bytes([0x8F]) + b"\0" * 11):
+    for data in (
+        b"\x80\x00",
+        build(0, 2, 160, 9, b"x", version=1),
+        build(18, 3, 320, 9, b"\x00" * 10),
+        bytes([0x8F]) + b"\0" * 11,
+    ):
         sender.sendto(data, ("127.0.0.1", bad))
     intruder.sendto(build(0, 4, 480, 9, b"\xff" * 160), ("127.0.0.1", bad))
     # 600 packets at 500/s (paced, so the kernel's socket buffer does not overflow).
-    flood = [Packet(i * 0.002, p.data, p.sequence) for i, p in
-             enumerate(packetize(tone(12.0), "PCMU", ssrc=9, seq0=100))]
+    flood = [
+        Packet(i * 0.002, p.data, p.sequence)
+        for i, p in enumerate(packetize(tone(12.0), "PCMU", ssrc=9, seq0=100))
+    ]
     import threading
 
-    t = threading.Thread(target=send_packets, args=(flood, "127.0.0.1", bad),
-                         kwargs={"sock": sender})
+    t = threading.Thread(
+        target=send_packets, args=(flood, "127.0.0.1", bad), kwargs={"sock": sender}
+    )
     t.start()
     send_packets(packetize(audio, "PCMU"), "127.0.0.1", good, realtime=True)
     t.join()
     time.sleep(0.3)
     metrics = rtp_services.metrics
-    for cause in ("too_short", "bad_version", "unknown_payload_type", "bad_header",
-                  "foreign_source", "flood"):
+    for cause in (
+        "too_short",
+        "bad_version",
+        "unknown_payload_type",
+        "bad_header",
+        "foreign_source",
+        "flood",
+    ):
         assert metrics.value("rtp_dropped_total", cause=cause) >= 1, cause
     bad_summary = ingest.end("bad")
     good_summary = ingest.end("good")
@@ -251,9 +277,26 @@ def test_ffmpeg_as_a_third_party_sender(
         w.writeframes((speech * 20000).astype("<i2").tobytes())
     port = register(ingest, "ff", ("agent", "PCMU"))["agent"]
     proc = subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(wav), "-ar", "8000",
-         "-ac", "1", "-acodec", "pcm_mulaw", "-f", "rtp", f"rtp://127.0.0.1:{port}"],
-        capture_output=True, timeout=60,
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+            str(wav),
+            "-ar",
+            "8000",
+            "-ac",
+            "1",
+            "-acodec",
+            "pcm_mulaw",
+            "-f",
+            "rtp",
+            f"rtp://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr.decode()
     finish(ingest, tap, "ff")
@@ -277,8 +320,12 @@ def test_calls_announced_on_the_bus(rtp_services: Services, tap) -> None:  # typ
     assert stage.ingest.call("bus1") == started
     # Replays and our own echoes register nothing new.
     producer.send(topic, "bus1", started.encode())
-    old = CallStarted(tenant="acme", call_id="old", legs=(LegInfo(leg="agent"),),
-                      started_at=started.started_at.replace(year=2020))
+    old = CallStarted(
+        tenant="acme",
+        call_id="old",
+        legs=(LegInfo(leg="agent"),),
+        started_at=started.started_at.replace(year=2020),
+    )
     producer.send(topic, "old", old.encode())
     runner.run_once()
     assert stage.ingest.active_calls() == ["bus1"]

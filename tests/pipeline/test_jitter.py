@@ -8,13 +8,27 @@ from pipeline.media.jitter import Gap, JitterBuffer, Output, Played
 SPP = 160  # 20 ms at 8 kHz
 
 
-def feed(jb: JitterBuffer, order: list[int], *, seq0: int = 0, ts0: int = 0, ssrc: int = 1,
-         t0: float = 100.0, spacing: float = 0.02) -> list[Output]:
+def feed(
+    jb: JitterBuffer,
+    order: list[int],
+    *,
+    seq0: int = 0,
+    ts0: int = 0,
+    ssrc: int = 1,
+    t0: float = 100.0,
+    spacing: float = 0.02,
+) -> list[Output]:
     """Packets `order` (indices of 20 ms frames) arriving `spacing` apart."""
     out: list[Output] = []
     for i, k in enumerate(order):
-        out += jb.push((seq0 + k) % 65536, (ts0 + k * SPP) % 2**32, ssrc, bytes([k % 256]) * SPP,
-                       SPP, t0 + i * spacing)
+        out += jb.push(
+            (seq0 + k) % 65536,
+            (ts0 + k * SPP) % 2**32,
+            ssrc,
+            bytes([k % 256]) * SPP,
+            SPP,
+            t0 + i * spacing,
+        )
     return out
 
 

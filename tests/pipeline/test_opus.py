@@ -25,8 +25,9 @@ def test_packet_duration_from_the_toc(toc: int, extra: bytes, samples: int) -> N
     assert packet_samples(bytes([toc]) + extra + b"\0" * 10) == samples
 
 
-@pytest.mark.parametrize("bad", [b"", bytes([(19 << 3) | 3]), bytes([(19 << 3) | 3, 0]),
-                                 bytes([(19 << 3) | 3, 7])])
+@pytest.mark.parametrize(
+    "bad", [b"", bytes([(19 << 3) | 3]), bytes([(19 << 3) | 3, 0]), bytes([(19 << 3) | 3, 7])]
+)
 def test_impossible_packets_are_refused(bad: bytes) -> None:
     with pytest.raises(OpusError):
         packet_samples(bad)

@@ -12,7 +12,12 @@ def test_plain_packet_round_trip() -> None:
     assert len(data) == 12 + 3
     p = parse(data)
     assert (p.version, p.payload_type, p.sequence, p.timestamp, p.ssrc) == (
-        2, 0, 65535, 0xFFFFFFFF, 0xDEADBEEF)
+        2,
+        0,
+        65535,
+        0xFFFFFFFF,
+        0xDEADBEEF,
+    )
     assert p.marker and p.payload == b"\x01\x02\x03"
     assert p.csrcs == () and p.extension is None and p.padding == 0
 
@@ -42,8 +47,10 @@ def test_csrc_extension_and_padding_are_stripped_from_the_payload() -> None:
         # Extension bit set, no room for the extension header.
         (bytes([0x90]) + build(0, 1, 1, 1, b"")[1:] + b"\x00", "bad_header"),
         # Extension claims 5 words, has 1.
-        (bytes([0x90]) + build(0, 1, 1, 1, b"")[1:] + b"\xbe\xde\x00\x05" + b"\0" * 4,
-         "bad_header"),
+        (
+            bytes([0x90]) + build(0, 1, 1, 1, b"")[1:] + b"\xbe\xde\x00\x05" + b"\0" * 4,
+            "bad_header",
+        ),
         # Padding bit with a count larger than the payload, and with a zero count.
         (bytes([0xA0]) + build(0, 1, 1, 1, b"ab")[1:] + b"\x09", "bad_header"),
         (bytes([0xA0]) + build(0, 1, 1, 1, b"ab")[1:] + b"\x00", "bad_header"),

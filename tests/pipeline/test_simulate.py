@@ -66,11 +66,15 @@ def test_impairment_drops_delays_and_reorders() -> None:
 
 
 def test_rendered_call_puts_each_line_on_its_leg(piper_voice: Any) -> None:
-    script = parse_script({"lines": [
-        {"speaker": "agent", "text": "Hello there.", "pause": 0.2},
-        {"speaker": "customer", "dtmf": "12", "pause": 0.1},
-        {"speaker": "customer", "text": "Hi.", "pause": 0.2},
-    ]})
+    script = parse_script(
+        {
+            "lines": [
+                {"speaker": "agent", "text": "Hello there.", "pause": 0.2},
+                {"speaker": "customer", "dtmf": "12", "pause": 0.1},
+                {"speaker": "customer", "text": "Hi.", "pause": 0.2},
+            ]
+        }
+    )
     call = render_script(script, piper_voice)
     agent, customer = call.legs["agent"], call.legs["customer"]
     assert len(agent) == len(customer)
@@ -106,12 +110,19 @@ def test_a_whole_call_with_network_trouble(
     api: str, rtp_services: Services, tap, piper_voice: Any
 ) -> None:  # type: ignore[no-untyped-def]
     key = rtp_services.keys.create("acme", "pbx")
-    script = parse_script({"call_id": "sim-1", "agent_id": "agent-7", "lines": [
-        {"speaker": "agent", "text": "Thank you for calling.", "pause": 0.2},
-        {"speaker": "customer", "dtmf": "7#", "pause": 0.2},
-    ]})
-    result = simulate_call(api, script, voice=piper_voice, key=key, loss=5, jitter_ms=40,
-                           reorder=2, seed=11)
+    script = parse_script(
+        {
+            "call_id": "sim-1",
+            "agent_id": "agent-7",
+            "lines": [
+                {"speaker": "agent", "text": "Thank you for calling.", "pause": 0.2},
+                {"speaker": "customer", "dtmf": "7#", "pause": 0.2},
+            ],
+        }
+    )
+    result = simulate_call(
+        api, script, voice=piper_voice, key=key, loss=5, jitter_ms=40, reorder=2, seed=11
+    )
     assert result.call_id == "sim-1" and result.tenant == "acme"
     legs = result.summary["legs"]
     for leg in ("agent", "customer"):
@@ -136,10 +147,13 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["simulate-call", "--to", "127.0.0.1:1", "--script", str(bad)]) == 2
     assert "speaker" in capsys.readouterr().err
     assert main(["simulate-call", "--to", "nowhere", "--script", str(bad)]) == 2
-    assert main(["simulate-call", "--to", "127.0.0.1:1", "--script", str(bad),
-                 "--loss", "150"]) == 2
-    assert main(["simulate-call", "--to", "127.0.0.1:1", "--script",
-                 str(tmp_path / "missing.yaml")]) == 2
+    assert (
+        main(["simulate-call", "--to", "127.0.0.1:1", "--script", str(bad), "--loss", "150"]) == 2
+    )
+    assert (
+        main(["simulate-call", "--to", "127.0.0.1:1", "--script", str(tmp_path / "missing.yaml")])
+        == 2
+    )
 
 
 def test_packets_carry_the_chosen_codec() -> None:

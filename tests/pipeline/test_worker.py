@@ -121,9 +121,7 @@ def _run_until(runner: WorkerRunner, metrics: Metrics, n_in: float, timeout_s: f
         runner.run_once()
 
 
-def _read(
-    env: Env, topics: list[str], want: int, timeout_s: float = 30
-) -> list[Message]:
+def _read(env: Env, topics: list[str], want: int, timeout_s: float = 30) -> list[Message]:
     c = env.bus.consumer(topics, f"reader-{uuid.uuid4().hex[:6]}")
     got: list[Message] = []
     deadline = time.monotonic() + timeout_s

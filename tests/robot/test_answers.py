@@ -14,12 +14,28 @@ TODAY = date(2026, 11, 23)  # a Monday
 
 @pytest.mark.parametrize(
     ("text", "want"),
-    [("Yes.", "yes"), ("Yeah, sure.", "yes"), ("Of course!", "yes"), ("no problem", "yes"),
-     ("Oui, bien sûr.", "yes"), ("D'accord.", "yes"), ("tout à fait", "yes"),
-     ("No.", "no"), ("Nope.", "no"), ("No, thanks.", "no"), ("Certainly not.", "no"),
-     ("I can't.", "no"), ("Non, pas du tout.", "no"), ("Jamais.", "no"),
-     ("I'm not sure.", None), ("Maybe.", None), ("Je ne sais pas.", None),
-     ("Yes... no.", None), ("The weather is nice.", None), ("", None)],
+    [
+        ("Yes.", "yes"),
+        ("Yeah, sure.", "yes"),
+        ("Of course!", "yes"),
+        ("no problem", "yes"),
+        ("Oui, bien sûr.", "yes"),
+        ("D'accord.", "yes"),
+        ("tout à fait", "yes"),
+        ("No.", "no"),
+        ("Nope.", "no"),
+        ("No, thanks.", "no"),
+        ("Certainly not.", "no"),
+        ("I can't.", "no"),
+        ("Non, pas du tout.", "no"),
+        ("Jamais.", "no"),
+        ("I'm not sure.", None),
+        ("Maybe.", None),
+        ("Je ne sais pas.", None),
+        ("Yes... no.", None),
+        ("The weather is nice.", None),
+        ("", None),
+    ],
 )
 def test_yes_no(text: str, want: str | None) -> None:
     assert yes_no(text) == want
@@ -34,11 +50,24 @@ def test_yes_no_partials_only_when_opening() -> None:
 
 @pytest.mark.parametrize(
     ("text", "want"),
-    [("forty two", 42), ("Forty-two.", 42), ("42", 42), ("It's 42 euros", 42),
-     ("quarante-deux", 42), ("soixante et onze", 71), ("quatre-vingts", 80),
-     ("quatre-vingt-dix-sept", 97), ("one hundred and five", 105), ("a hundred", 100),
-     ("two thousand three hundred", 2300), ("mille deux cents", 1200), ("zero", 0),
-     ("four five six seven eight", 45678), ("3.5", 3.5), ("no idea", None)],
+    [
+        ("forty two", 42),
+        ("Forty-two.", 42),
+        ("42", 42),
+        ("It's 42 euros", 42),
+        ("quarante-deux", 42),
+        ("soixante et onze", 71),
+        ("quatre-vingts", 80),
+        ("quatre-vingt-dix-sept", 97),
+        ("one hundred and five", 105),
+        ("a hundred", 100),
+        ("two thousand three hundred", 2300),
+        ("mille deux cents", 1200),
+        ("zero", 0),
+        ("four five six seven eight", 45678),
+        ("3.5", 3.5),
+        ("no idea", None),
+    ],
 )
 def test_numbers(text: str, want: float | None) -> None:
     got = find_number(text)
@@ -53,16 +82,27 @@ def test_numbers_on_partials_wait_for_the_next_word() -> None:
 
 @pytest.mark.parametrize(
     ("text", "lang", "want"),
-    [("today", "en", date(2026, 11, 23)), ("Tomorrow.", "en", date(2026, 11, 24)),
-     ("the day after tomorrow", "en", date(2026, 11, 25)),
-     ("next Monday", "en", date(2026, 11, 30)), ("on Friday", "en", date(2026, 11, 27)),
-     ("March 3rd", "en", date(2027, 3, 3)), ("the third of March", "en", date(2027, 3, 3)),
-     ("December 1st", "en", date(2026, 12, 1)), ("in three days", "en", date(2026, 11, 26)),
-     ("demain", "fr", date(2026, 11, 24)), ("après-demain", "fr", date(2026, 11, 25)),
-     ("lundi prochain", "fr", date(2026, 11, 30)), ("le 3 mars", "fr", date(2027, 3, 3)),
-     ("le premier décembre", "fr", date(2026, 12, 1)), ("2027-01-15", "en", date(2027, 1, 15)),
-     ("04/03", "fr", date(2027, 3, 4)), ("04/03", "en", date(2027, 4, 3)),
-     ("I may", "en", None), ("whenever", "en", None)],
+    [
+        ("today", "en", date(2026, 11, 23)),
+        ("Tomorrow.", "en", date(2026, 11, 24)),
+        ("the day after tomorrow", "en", date(2026, 11, 25)),
+        ("next Monday", "en", date(2026, 11, 30)),
+        ("on Friday", "en", date(2026, 11, 27)),
+        ("March 3rd", "en", date(2027, 3, 3)),
+        ("the third of March", "en", date(2027, 3, 3)),
+        ("December 1st", "en", date(2026, 12, 1)),
+        ("in three days", "en", date(2026, 11, 26)),
+        ("demain", "fr", date(2026, 11, 24)),
+        ("après-demain", "fr", date(2026, 11, 25)),
+        ("lundi prochain", "fr", date(2026, 11, 30)),
+        ("le 3 mars", "fr", date(2027, 3, 3)),
+        ("le premier décembre", "fr", date(2026, 12, 1)),
+        ("2027-01-15", "en", date(2027, 1, 15)),
+        ("04/03", "fr", date(2027, 3, 4)),
+        ("04/03", "en", date(2027, 4, 3)),
+        ("I may", "en", None),
+        ("whenever", "en", None),
+    ],
 )
 def test_dates(text: str, lang: str, want: date | None) -> None:
     got = find_date(text, TODAY, lang)
@@ -70,19 +110,28 @@ def test_dates(text: str, lang: str, want: date | None) -> None:
 
 
 INTENTS = {
-    "billing": Intent(keywords=["bill", "invoice", "facture"],
-                      examples=["I was charged too much", "my payment is wrong"]),
-    "outage": Intent(keywords=["power cut", "blackout", "coupure"],
-                     examples=["I have no electricity at home"]),
+    "billing": Intent(
+        keywords=["bill", "invoice", "facture"],
+        examples=["I was charged too much", "my payment is wrong"],
+    ),
+    "outage": Intent(
+        keywords=["power cut", "blackout", "coupure"], examples=["I have no electricity at home"]
+    ),
 }
 
 
 @pytest.mark.parametrize(
     ("text", "want"),
-    [("It's about my bill.", "billing"), ("My invoices are wrong", "billing"),
-     ("There's a power cut in my street", "outage"), ("une coupure de courant", "outage"),
-     ("I think I was charged too much", "billing"), ("there is no electricity at home", "outage"),
-     ("My bill and the power cut", None), ("I want to talk about football", None)],
+    [
+        ("It's about my bill.", "billing"),
+        ("My invoices are wrong", "billing"),
+        ("There's a power cut in my street", "outage"),
+        ("une coupure de courant", "outage"),
+        ("I think I was charged too much", "billing"),
+        ("there is no electricity at home", "outage"),
+        ("My bill and the power cut", None),
+        ("I want to talk about football", None),
+    ],
 )
 def test_intents(text: str, want: str | None) -> None:
     assert match_intent(text, INTENTS) == want

@@ -34,9 +34,16 @@ class Run:
     """An engine plus the commands it gave, with helpers to play prompts to their end."""
 
     def __init__(self, yaml_text: str, **kw: Any) -> None:
-        self.engine = DialogEngine(load_scenario(yaml_text), {"name": "Ana"}, "acme", "c-1",
-                                   no_input_timeout_s=5.0, max_duration_s=120.0,
-                                   today=date(2026, 11, 23), **kw)
+        self.engine = DialogEngine(
+            load_scenario(yaml_text),
+            {"name": "Ana"},
+            "acme",
+            "c-1",
+            no_input_timeout_s=5.0,
+            max_duration_s=120.0,
+            today=date(2026, 11, 23),
+            **kw,
+        )
         self.t = 100.0
         self.log: list[Command] = []
 
@@ -65,14 +72,18 @@ class Run:
 
     @property
     def outcome(self) -> RobotOutcome:
-        outs = [c.event for c in self.log if isinstance(c, Emit)
-                and isinstance(c.event, RobotOutcome)]
+        outs = [
+            c.event for c in self.log if isinstance(c, Emit) and isinstance(c.event, RobotOutcome)
+        ]
         assert len(outs) == 1
         return outs[0]
 
     def steps(self, action: str) -> list[RobotStep]:
-        return [c.event for c in self.log if isinstance(c, Emit)
-                and isinstance(c.event, RobotStep) and c.event.action == action]
+        return [
+            c.event
+            for c in self.log
+            if isinstance(c, Emit) and isinstance(c.event, RobotStep) and c.event.action == action
+        ]
 
 
 def plays(cmds: list[Command]) -> list[Play]:
@@ -96,8 +107,13 @@ def test_survey_billing_path(survey_yaml: str) -> None:
     assert out.result == "completed"
     assert out.slots == {"happy": "yes", "household": 4, "reason": "billing"}
     assert [t["who"] for t in out.transcript].count("caller") == 3
-    assert [s.step for s in r.steps("enter")] == ["hello", "happy", "people", "reason",
-                                                  "bye_billing"]
+    assert [s.step for s in r.steps("enter")] == [
+        "hello",
+        "happy",
+        "people",
+        "reason",
+        "bye_billing",
+    ]
 
 
 def test_intent_branch_transfers(survey_yaml: str) -> None:

@@ -55,8 +55,17 @@ def check(guard: Guard, at: datetime = MONDAY_11, **kw: str) -> tuple[bool, str 
 
 @pytest.mark.parametrize(
     ("hh", "mm", "allowed"),
-    [(9, 59, False), (10, 0, True), (12, 59, True), (13, 0, False), (13, 59, False),
-     (14, 0, True), (19, 59, True), (20, 0, False), (23, 0, False)],
+    [
+        (9, 59, False),
+        (10, 0, True),
+        (12, 59, True),
+        (13, 0, False),
+        (13, 59, False),
+        (14, 0, True),
+        (19, 59, True),
+        (20, 0, False),
+        (23, 0, False),
+    ],
 )
 def test_calling_hours_edges(guard: Guard, hh: int, mm: int, allowed: bool) -> None:
     ok, rule = check(guard, paris(2026, 11, 23, hh, mm))
@@ -91,8 +100,15 @@ def test_easter_and_holidays_computed() -> None:
 
 
 @pytest.mark.parametrize(
-    "day", [date(2026, 11, 11), date(2026, 4, 6), date(2026, 5, 14), date(2026, 5, 25),
-            date(2026, 7, 14), date(2026, 12, 25)],
+    "day",
+    [
+        date(2026, 11, 11),
+        date(2026, 4, 6),
+        date(2026, 5, 14),
+        date(2026, 5, 25),
+        date(2026, 7, 14),
+        date(2026, 12, 25),
+    ],
 )
 def test_public_holidays_refused(guard: Guard, day: date) -> None:
     ok, rule = check(guard, paris(day.year, day.month, day.day, 11, 0))
@@ -107,8 +123,16 @@ def test_day_after_holiday_allowed(guard: Guard) -> None:
 def test_fifth_call_in_30_days_refused_across_campaigns(guard: Guard, store: RobotStore) -> None:
     days = [2, 3, 4, 5]  # 2-5 November 2026, weekdays
     for i, d in enumerate(days):
-        decision = guard.check("acme", CALLEE, CALLER, "insurance", paris(2026, 11, d, 11, 0),
-                               kind="call", place_call_id=f"c{i}", campaign_id=f"camp{i % 2}")
+        decision = guard.check(
+            "acme",
+            CALLEE,
+            CALLER,
+            "insurance",
+            paris(2026, 11, d, 11, 0),
+            kind="call",
+            place_call_id=f"c{i}",
+            campaign_id=f"camp{i % 2}",
+        )
         assert decision.allowed, decision.reason  # the 1st to the 4th
     assert check(guard, paris(2026, 11, 23, 11, 0)) == (False, "frequency")  # the 5th
     # Another tenant's calls do not count; another callee is not affected.
@@ -121,8 +145,9 @@ def test_fifth_call_in_30_days_refused_across_campaigns(guard: Guard, store: Rob
 
 def test_fourth_call_allowed(guard: Guard) -> None:
     for i, d in enumerate([2, 3, 4]):
-        assert guard.check("acme", CALLEE, CALLER, "x", paris(2026, 11, d, 11, 0),
-                           place_call_id=f"c{i}").allowed
+        assert guard.check(
+            "acme", CALLEE, CALLER, "x", paris(2026, 11, d, 11, 0), place_call_id=f"c{i}"
+        ).allowed
     assert check(guard) == (True, None)
 
 
@@ -134,8 +159,13 @@ def test_check_alone_counts_nothing(guard: Guard, store: RobotStore) -> None:
 
 @pytest.mark.parametrize(
     ("caller", "allowed"),
-    [("+33612345678", False), ("0712345678", False), ("06 98 76 54 32", False),
-     ("+33123456789", True), ("0987654321", True)],
+    [
+        ("+33612345678", False),
+        ("0712345678", False),
+        ("06 98 76 54 32", False),
+        ("+33123456789", True),
+        ("0987654321", True),
+    ],
 )
 def test_mobile_caller_id_refused(guard: Guard, caller: str, allowed: bool) -> None:
     ok, rule = check(guard, caller_id=caller)
@@ -160,9 +190,16 @@ def test_opposition_list_normalised_and_refreshed(guard: Guard, store: RobotStor
 
 @pytest.mark.parametrize(
     ("sector", "allowed"),
-    [("energy renovation", False), ("Rénovation énergétique", False), ("CPF training", False),
-     ("formation CPF", False), ("energy_renovation", False), ("insurance", True),
-     ("energy supply", True), ("training", True)],
+    [
+        ("energy renovation", False),
+        ("Rénovation énergétique", False),
+        ("CPF training", False),
+        ("formation CPF", False),
+        ("energy_renovation", False),
+        ("insurance", True),
+        ("energy supply", True),
+        ("training", True),
+    ],
 )
 def test_banned_sectors(guard: Guard, sector: str, allowed: bool) -> None:
     ok, rule = check(guard, sector=sector)
@@ -195,9 +232,12 @@ def test_refusals_published_counted_and_audited(
 
 
 def test_tenant_policy_configurable(guard: Guard, store: RobotStore) -> None:
-    store.put_policy("late", CallingPolicy(windows=["10:00-21:00"], weekdays=[0, 1, 2, 3, 4, 5],
-                                           public_holidays=False, max_calls=1).model_dump(
-                                               mode="json"))
+    store.put_policy(
+        "late",
+        CallingPolicy(
+            windows=["10:00-21:00"], weekdays=[0, 1, 2, 3, 4, 5], public_holidays=False, max_calls=1
+        ).model_dump(mode="json"),
+    )
     assert check(guard, paris(2026, 11, 23, 20, 30), tenant="late") == (True, None)
     assert check(guard, paris(2026, 11, 21, 11, 0), tenant="late") == (True, None)  # Saturday
     assert check(guard, paris(2026, 11, 11, 11, 0), tenant="late") == (True, None)

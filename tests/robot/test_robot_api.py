@@ -18,8 +18,7 @@ from robot.calls import sessions_of
 from robot.campaigns import DialResult
 from robot.simcaller import SimCaller
 
-ALWAYS = {"weekdays": [0, 1, 2, 3, 4, 5, 6], "windows": ["00:00-24:00"],
-          "public_holidays": False}
+ALWAYS = {"weekdays": [0, 1, 2, 3, 4, 5, 6], "windows": ["00:00-24:00"], "public_holidays": False}
 OK_CALL = {"callee": "+33611111111", "caller_id": "+33123456789", "sector": "insurance"}
 
 
@@ -33,8 +32,9 @@ class Api:
         return self.client.post(path, json=body, headers=self.admin if admin else self.pbx)
 
     def put_text(self, path: str, text: str, admin: bool = True) -> Any:
-        return self.client.put(path, content=text.encode(),
-                               headers=self.admin if admin else self.pbx)
+        return self.client.put(
+            path, content=text.encode(), headers=self.admin if admin else self.pbx
+        )
 
 
 @pytest.fixture
@@ -55,8 +55,10 @@ def test_check_hours_edges_and_tenant(api: Api, services: Services) -> None:
     assert (body["allowed"], body["rule"]) == (False, "calling_hours")
     assert "20:00" in body["reason"]
     # naive times are Paris time
-    assert api.post("/v1/robot/check", {**OK_CALL, "at": "2026-11-23T09:59:00"}
-                    ).json()["rule"] == "calling_hours"
+    assert (
+        api.post("/v1/robot/check", {**OK_CALL, "at": "2026-11-23T09:59:00"}).json()["rule"]
+        == "calling_hours"
+    )
     assert api.post("/v1/robot/check", {**OK_CALL, "tenant": "other"}).status_code == 403
     # the refusal went out as an event and was counted
     consumer = services.bus.consumer([services.topics.robot], "t")
@@ -86,8 +88,11 @@ steps:
 
 
 def test_scenarios_validated_stored_and_listed_errors(api: Api) -> None:
-    bad = SCENARIO.replace("next_none", "").replace("{name}", "{name} {ghost}").replace(
-        "hangup: done", "hangup: done, next: nowhere")
+    bad = (
+        SCENARIO.replace("next_none", "")
+        .replace("{name}", "{name} {ghost}")
+        .replace("hangup: done", "hangup: done, next: nowhere")
+    )
     r = api.put_text("/v1/robot/scenarios/quick", bad)
     assert r.status_code == 422
     paths = {e["path"] for e in r.json()["detail"]["errors"]}
@@ -95,16 +100,20 @@ def test_scenarios_validated_stored_and_listed_errors(api: Api) -> None:
     assert api.put_text("/v1/robot/scenarios/other", SCENARIO).status_code == 422  # name
     r = api.put_text("/v1/robot/scenarios/quick", SCENARIO, admin=False)
     assert r.status_code == 200 and r.json()["slots"] == ["q"]
-    assert "is now a good time" in api.client.get("/v1/robot/scenarios/quick",
-                                                  headers=api.pbx).json()["source"]
+    assert (
+        "is now a good time"
+        in api.client.get("/v1/robot/scenarios/quick", headers=api.pbx).json()["source"]
+    )
 
 
 def test_refused_call_places_nothing(api: Api, services: Services) -> None:
     api.put_text("/v1/robot/scenarios/quick", SCENARIO)
     media = {"host": "127.0.0.1", "port": 40000}
     base = {"scenario": "quick", "variables": {"name": "Ana"}, "media": media}
-    for override, rule in [({"caller_id": "+33612345678"}, "caller_id"),
-                           ({"sector": "Rénovation énergétique"}, "sector")]:
+    for override, rule in [
+        ({"caller_id": "+33612345678"}, "caller_id"),
+        ({"sector": "Rénovation énergétique"}, "sector"),
+    ]:
         r = api.post("/v1/robot/calls", {**base, **OK_CALL, **override})
         assert r.status_code == 403, r.text
         assert r.json()["detail"]["rule"] == rule
@@ -131,8 +140,10 @@ def test_bad_call_requests(api: Api) -> None:
     assert r.status_code == 422 and r.json()["detail"]["errors"][0]["path"] == "steps"
     r = api.post("/v1/robot/calls", {"scenario": "quick", "media": {**media, "codec": "opus"}})
     assert r.status_code == 422
-    r = api.post("/v1/robot/calls", {"scenario": "quick", "variables": {"name": "A"},
-                                     "media": media, "callee": "+33611111111"})
+    r = api.post(
+        "/v1/robot/calls",
+        {"scenario": "quick", "variables": {"name": "A"}, "media": media, "callee": "+33611111111"},
+    )
     assert r.status_code == 422 and "caller_id and sector" in r.json()["detail"]
 
 
@@ -140,9 +151,15 @@ def test_allowed_call_runs_a_session(api: Api, piper_voice: Any) -> None:
     assert api.client.put("/v1/robot/policy", json=ALWAYS, headers=api.admin).status_code == 200
     peer = SimCaller(piper_voice)
     try:
-        r = api.post("/v1/robot/calls", {
-            "scenario": SCENARIO, "variables": {"name": "Ana"},
-            "media": {"host": peer.host, "port": peer.port}, **OK_CALL})
+        r = api.post(
+            "/v1/robot/calls",
+            {
+                "scenario": SCENARIO,
+                "variables": {"name": "Ana"},
+                "media": {"host": peer.host, "port": peer.port},
+                **OK_CALL,
+            },
+        )
         assert r.status_code == 201, r.text
         state = r.json()
         assert state["media"]["port"] > 0 and state["status"] == "running"
@@ -175,22 +192,34 @@ class FakeDialer:
         return DialResult(status, self.peer if status == "answered" else None)
 
 
-def test_campaign_retries_refuses_and_reports(api: Api, services: Services,
-                                              piper_voice: Any) -> None:
+def test_campaign_retries_refuses_and_reports(
+    api: Api, services: Services, piper_voice: Any
+) -> None:
     services.settings.robot = services.settings.robot.model_copy(
-        update={"campaign_retry_s": 0.2, "campaign_attempts": 3, "campaign_concurrency": 2})
+        update={"campaign_retry_s": 0.2, "campaign_attempts": 3, "campaign_concurrency": 2}
+    )
     api.client.put("/v1/robot/policy", json=ALWAYS, headers=api.admin)
     api.put_text("/v1/robot/scenarios/quick", SCENARIO)
     api.put_text("/v1/robot/opposition", "+33633333333\n")
     peer = SimCaller(piper_voice)
-    dialer = FakeDialer({"+33611111111": ["busy", "no_answer", "answered"],
-                         "+33622222222": ["busy", "busy", "busy"]},
-                        MediaPeer(host=peer.host, port=peer.port))
+    dialer = FakeDialer(
+        {
+            "+33611111111": ["busy", "no_answer", "answered"],
+            "+33622222222": ["busy", "busy", "busy"],
+        },
+        MediaPeer(host=peer.host, port=peer.port),
+    )
     services.component("robot.dialer", lambda: dialer)
-    body = {"scenario": "quick", "caller_id": "01 23 45 67 89", "sector": "insurance",
-            "callees": [{"number": "06 11 11 11 11", "variables": {"name": "A"}},
-                        {"number": "+33622222222", "variables": {"name": "B"}},
-                        {"number": "+33633333333", "variables": {"name": "C"}}]}
+    body = {
+        "scenario": "quick",
+        "caller_id": "01 23 45 67 89",
+        "sector": "insurance",
+        "callees": [
+            {"number": "06 11 11 11 11", "variables": {"name": "A"}},
+            {"number": "+33622222222", "variables": {"name": "B"}},
+            {"number": "+33633333333", "variables": {"name": "C"}},
+        ],
+    }
     bad = {**body, "callees": [*body["callees"], {"number": "call me", "variables": {}}]}
     r = api.post("/v1/robot/campaigns", bad)
     assert r.status_code == 422

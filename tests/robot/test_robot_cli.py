@@ -25,8 +25,9 @@ def test_talk_runs_a_scenario_from_typed_lines(survey_yaml: str) -> None:
     assert "'household': 7" in text and "'reason': 'outage'" in text
 
 
-def test_cli_errors_exit_2(tmp_path: Path, survey_yaml: str,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_exit_2(
+    tmp_path: Path, survey_yaml: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nsteps:\n  - {id: a, say: 'Hi {who}'}\n")
     assert main(["robot", "validate", str(bad)]) == 2

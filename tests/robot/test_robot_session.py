@@ -24,10 +24,16 @@ def caller(piper_voice: Any) -> Iterator[SimCaller]:
     c.close()
 
 
-def _place(services: Services, caller: SimCaller, scenario: str, call_id: str,
-           **variables: Any) -> RobotSession:
-    start = RobotStart(tenant="acme", call_id=call_id, scenario=scenario, variables=variables,
-                       media=MediaPeer(host=caller.host, port=caller.port, codec="PCMU"))
+def _place(
+    services: Services, caller: SimCaller, scenario: str, call_id: str, **variables: Any
+) -> RobotSession:
+    start = RobotStart(
+        tenant="acme",
+        call_id=call_id,
+        scenario=scenario,
+        variables=variables,
+        media=MediaPeer(host=caller.host, port=caller.port, codec="PCMU"),
+    )
     session = sessions_of(services).place(start)
     assert session.endpoint is not None
     caller.connect(session.endpoint.host, session.endpoint.port)
@@ -135,8 +141,12 @@ def test_silent_peer_and_cough_end_on_no_input(
 ) -> None:
     # A peer that never sends audio: the SimCaller is not connected, so nothing comes.
     silent = SimCaller(piper_voice)
-    start = RobotStart(tenant="acme", call_id="robot-silent", scenario=SHORT,
-                       media=MediaPeer(host=silent.host, port=silent.port))
+    start = RobotStart(
+        tenant="acme",
+        call_id="robot-silent",
+        scenario=SHORT,
+        media=MediaPeer(host=silent.host, port=silent.port),
+    )
     s1 = sessions_of(services).place(start)
     # A caller who only coughs: a short burst of noise after each question.
     s2 = _place(services, caller, SHORT, "robot-cough")

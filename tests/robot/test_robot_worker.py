@@ -27,8 +27,15 @@ def test_robot_start_commands(services: Services, piper_voice: Any) -> None:
     media = MediaPeer(host=peer.host, port=peer.port)
     commands = [
         RobotStart(tenant="acme", call_id="w-bad", scenario="no-such-scenario", media=media),
-        RobotStart(tenant="acme", call_id="w-refused", scenario=QUICK, media=media,
-                   callee="+33611111111", caller_id="+33712345678", sector="insurance"),
+        RobotStart(
+            tenant="acme",
+            call_id="w-refused",
+            scenario=QUICK,
+            media=media,
+            callee="+33611111111",
+            caller_id="+33712345678",
+            sector="insurance",
+        ),
         RobotStart(tenant="acme", call_id="w-ok", scenario=QUICK, media=media),
     ]
     for c in commands:

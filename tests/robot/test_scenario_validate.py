@@ -101,12 +101,17 @@ def test_header_and_structure_errors() -> None:
         ("name: x\nlanguage: de\nsteps: [{id: a, hangup: ok}]", "language"),
         ("name: x\nsteps: [{id: a, hangup: ok}]\nstart: zz", "start: unknown step 'zz'"),
         ("name: x\nsteps: [{id: a, say: hi, ask: what}]", "either say or ask"),
-        ("name: x\nsteps: [{id: a, transfer: {queue: q, number: '+331'}}]",
-         "exactly one of queue or number"),
+        (
+            "name: x\nsteps: [{id: a, transfer: {queue: q, number: '+331'}}]",
+            "exactly one of queue or number",
+        ),
         ("{not json", "not valid"),
         ("name: x\nsteps: [{id: a, ask: 'Why?', expect: intent}]", "needs intents"),
-        ("name: x\nsteps: [{id: a, ask: 'n?', expect: number, min: 5, max: 1, next: b},"
-         " {id: b, hangup: ok}]", "min is above max"),
+        (
+            "name: x\nsteps: [{id: a, ask: 'n?', expect: number, min: 5, max: 1, next: b},"
+            " {id: b, hangup: ok}]",
+            "min is above max",
+        ),
     ]:
         with pytest.raises(ScenarioInvalid) as err:
             load_scenario(doc)
@@ -114,8 +119,7 @@ def test_header_and_structure_errors() -> None:
 
 
 def test_regex_catastrophic_backtracking_refused() -> None:
-    doc = ("name: x\nsteps: [{id: a, ask: 'code?', pattern: '(a+)+$', next: b},"
-           " {id: b, hangup: ok}]")
+    doc = "name: x\nsteps: [{id: a, ask: 'code?', pattern: '(a+)+$', next: b}, {id: b, hangup: ok}]"
     with pytest.raises(ScenarioInvalid) as err:
         load_scenario(doc)
     assert err.value.errors[0].path == "steps[0].pattern"
@@ -124,8 +128,8 @@ def test_regex_catastrophic_backtracking_refused() -> None:
 def test_render_fills_variables_and_slots() -> None:
     from datetime import date
 
-    assert render("Hello {name}, {n} people on {d}.",
-                  {"name": "Ana", "n": 3, "d": date(2026, 3, 3)}) == \
-        "Hello Ana, 3 people on March 3."
-    assert render("Le {d}, {ok}.", {"d": date(2026, 3, 3), "ok": "yes"}, "fr") == \
-        "Le 3 mars, oui."
+    assert (
+        render("Hello {name}, {n} people on {d}.", {"name": "Ana", "n": 3, "d": date(2026, 3, 3)})
+        == "Hello Ana, 3 people on March 3."
+    )
+    assert render("Le {d}, {ok}.", {"d": date(2026, 3, 3), "ok": "yes"}, "fr") == "Le 3 mars, oui."

@@ -28,8 +28,18 @@ class Recorder:
         time.sleep(0.05)
         if any(len(c) == 13 for c in clips):
             raise RuntimeError("bad clip")
-        return [Segment(start=0.0, end=1.0, text=str(len(c)), words=(), avg_logprob=0.0,
-                        no_speech_prob=0.0, language=language) for c in clips]
+        return [
+            Segment(
+                start=0.0,
+                end=1.0,
+                text=str(len(c)),
+                words=(),
+                avg_logprob=0.0,
+                no_speech_prob=0.0,
+                language=language,
+            )
+            for c in clips
+        ]
 
 
 def test_concurrent_calls_share_batches_and_get_their_own_results() -> None:
@@ -63,8 +73,10 @@ def test_languages_apart_and_errors_reach_only_their_batch() -> None:
         except RuntimeError as exc:
             results[name] = exc
 
-    ts = [threading.Thread(target=call, args=a)
-          for a in (("en", 10, "en"), ("fr", 11, "fr"), ("bad", 13, "de"))]
+    ts = [
+        threading.Thread(target=call, args=a)
+        for a in (("en", 10, "en"), ("fr", 11, "fr"), ("bad", 13, "de"))
+    ]
     for t in ts:
         t.start()
     for t in ts:

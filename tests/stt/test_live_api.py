@@ -26,21 +26,42 @@ STARTED = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
 CHUNK = 1280
 
 
-def _publish_call(services: Services, call_id: str, legs: dict[str, np.ndarray],
-                  speed: float, gate: threading.Event) -> None:
+def _publish_call(
+    services: Services,
+    call_id: str,
+    legs: dict[str, np.ndarray],
+    speed: float,
+    gate: threading.Event,
+) -> None:
     """call.started, media paced at `speed` x real time once `gate` opens, call.ended."""
     p = services.bus.producer()
-    start = CallStarted(tenant="acme", call_id=call_id, agent_id="a-7", started_at=STARTED,
-                        legs=(LegInfo(leg="agent"), LegInfo(leg="customer")))
+    start = CallStarted(
+        tenant="acme",
+        call_id=call_id,
+        agent_id="a-7",
+        started_at=STARTED,
+        legs=(LegInfo(leg="agent"), LegInfo(leg="customer")),
+    )
     p.send(services.topics.calls, start.key, start.encode())
     gate.wait(30)
     n = max(len(a) for a in legs.values())
     for i, s in enumerate(range(0, n, CHUNK)):
         for leg, audio in legs.items():
             pcm = float_to_int16(audio[s : s + CHUNK])
-            c = MediaChunk(tenant="acme", call_id=call_id, leg=leg, codec="PCMU",  # type: ignore[arg-type]
-                           sample_rate=8000, start_sample=s, seq_first=i, seq_last=i, ts_first=s,
-                           ts_last=s + CHUNK, arrival=time.time(), pcm=pcm.tobytes())
+            c = MediaChunk(
+                tenant="acme",
+                call_id=call_id,
+                leg=leg,
+                codec="PCMU",  # type: ignore[arg-type]
+                sample_rate=8000,
+                start_sample=s,
+                seq_first=i,
+                seq_last=i,
+                ts_first=s,
+                ts_last=s + CHUNK,
+                arrival=time.time(),
+                pcm=pcm.tobytes(),
+            )
             p.send(services.topics.media, c.key, c.encode())
         time.sleep(CHUNK / 8000 / speed)
     end = CallEnded(tenant="acme", call_id=call_id)
@@ -68,8 +89,10 @@ def test_websocket_streams_partials_and_finals_and_get_serves_finals_so_far(
     threads = start_role(services, "live", stop)
     gate = threading.Event()
     agent, customer = two_party["channels"]
-    pub = threading.Thread(target=_publish_call, args=(
-        services, "w-1", {"agent": agent, "customer": customer}, 3.0, gate))
+    pub = threading.Thread(
+        target=_publish_call,
+        args=(services, "w-1", {"agent": agent, "customer": customer}, 3.0, gate),
+    )
     pub.start()
     try:
         deadline = time.monotonic() + 20
@@ -85,8 +108,10 @@ def test_websocket_streams_partials_and_finals_and_get_serves_finals_so_far(
                 if msg["type"] == "transcript.ready":
                     break
                 if msg["type"] == "utterance" and msg["final"] and mid_call is None:
-                    r = client.get("/v1/calls/w-1/transcript",
-                                   headers={"Authorization": f"Bearer {keys['analyst']}"})
+                    r = client.get(
+                        "/v1/calls/w-1/transcript",
+                        headers={"Authorization": f"Bearer {keys['analyst']}"},
+                    )
                     assert r.status_code == 200, r.text
                     mid_call = r.json()["utterances"]
             with pytest.raises(WebSocketDisconnect) as closed:
@@ -107,18 +132,21 @@ def test_websocket_streams_partials_and_finals_and_get_serves_finals_so_far(
     # a partial of an utterance never comes after its final
     for f in finals:
         i = utts.index(f)
-        assert not any(u["utterance_id"] == f["utterance_id"] and not u["final"]
-                       for u in utts[i + 1 :])
+        assert not any(
+            u["utterance_id"] == f["utterance_id"] and not u["final"] for u in utts[i + 1 :]
+        )
     agent_text = " ".join(u["text"] for u in finals if u["leg"] == "agent")
     assert wer(two_party["agent_text"], agent_text) < 0.2, agent_text
     assert mid_call is not None and 1 <= len(mid_call) < len(finals)
     assert mid_call[0]["utterance_id"] == finals[0]["utterance_id"]
     # after the call: the stored live transcript is served
-    r = client.get("/v1/calls/w-1/transcript",
-                   headers={"Authorization": f"Bearer {keys['analyst']}"})
+    r = client.get(
+        "/v1/calls/w-1/transcript", headers={"Authorization": f"Bearer {keys['analyst']}"}
+    )
     assert r.status_code == 200
-    assert [u["utterance_id"] for u in r.json()["utterances"]] == \
-        [f["utterance_id"] for f in sorted(finals, key=lambda u: (u["start"], u["leg"]))]
+    assert [u["utterance_id"] for u in r.json()["utterances"]] == [
+        f["utterance_id"] for f in sorted(finals, key=lambda u: (u["start"], u["leg"]))
+    ]
 
 
 def test_websocket_refuses_what_the_caller_may_not_watch(
@@ -129,8 +157,9 @@ def test_websocket_refuses_what_the_caller_may_not_watch(
     start = CallStarted(tenant="acme", call_id="w-2", agent_id="a-7", started_at=STARTED)
     from recordings.catalog import new_manifest, save_manifest
 
-    save_manifest(services.store, new_manifest("acme", "w-2", STARTED, agent_id="a-7",
-                                               status="live"))
+    save_manifest(
+        services.store, new_manifest("acme", "w-2", STARTED, agent_id="a-7", status="live")
+    )
     p.send(services.topics.calls, start.key, start.encode())
     cases = [
         ("/v1/calls/w-2/live", 4401),

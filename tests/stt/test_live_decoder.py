@@ -14,8 +14,16 @@ from pipeline.media.resample import float_to_int16, int16_to_float, resample
 from stt.live_decoder import DecoderOptions, ShortWindowDecoder
 from stt.normalise import normalise
 
-ANSWERS = ["Four people.", "Three.", "No.", "Yes.", "Twelve.", "Two people.",
-           "I have no electricity.", "Yes, I am happy to continue."]
+ANSWERS = [
+    "Four people.",
+    "Three.",
+    "No.",
+    "Yes.",
+    "Twelve.",
+    "Two people.",
+    "I have no electricity.",
+    "Yes, I am happy to continue.",
+]
 
 
 def _phone_clip(speak: Callable[..., np.ndarray], text: str) -> np.ndarray:
@@ -35,4 +43,3 @@ def test_short_answers_are_read_once(
     got = [decoder.transcribe_clips([c], "en")[0] for c in clips]
     texts = [normalise(s.text) if s else "" for s in got]
     assert texts == [normalise(t) for t in ANSWERS]
-

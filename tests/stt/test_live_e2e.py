@@ -36,13 +36,24 @@ def test_simulated_two_party_call_over_udp_and_kafka(
     from pipeline.simulate import parse_script, render_script, send_leg
 
     svc = distributed_services
-    script = parse_script({"agent_id": "a-7", "lines": [
-        {"speaker": "agent", "text": "Good morning, thank you for calling. How can I help you?"},
-        {"speaker": "customer", "text": "Hello, I would like to cancel my contract please."},
-        {"speaker": "agent", "text": "Of course. Please type your customer number now."},
-        {"speaker": "customer", "dtmf": "42#", "pause": 0.6},
-        {"speaker": "customer", "text": "I have typed it, thank you very much."},
-    ]})
+    script = parse_script(
+        {
+            "agent_id": "a-7",
+            "lines": [
+                {
+                    "speaker": "agent",
+                    "text": "Good morning, thank you for calling. How can I help you?",
+                },
+                {
+                    "speaker": "customer",
+                    "text": "Hello, I would like to cancel my contract please.",
+                },
+                {"speaker": "agent", "text": "Of course. Please type your customer number now."},
+                {"speaker": "customer", "dtmf": "42#", "pause": 0.6},
+                {"speaker": "customer", "text": "I have typed it, thank you very much."},
+            ],
+        }
+    )
     rendered = render_script(script, piper_voice)
     stop = threading.Event()
     threads = start_role(svc, "live", stop)
@@ -50,16 +61,30 @@ def test_simulated_two_party_call_over_udp_and_kafka(
     ingest = _ingest(svc)
     try:
         time.sleep(5)  # the worker joins its group: the call then streams as it is spoken
-        started = CallStarted(tenant="acme", call_id="k-live-1", agent_id="a-7",
-                              started_at=datetime.now(UTC),
-                              legs=(LegInfo(leg="agent"), LegInfo(leg="customer")))
+        started = CallStarted(
+            tenant="acme",
+            call_id="k-live-1",
+            agent_id="a-7",
+            started_at=datetime.now(UTC),
+            legs=(LegInfo(leg="agent"), LegInfo(leg="customer")),
+        )
         endpoints = {e.leg: e for e in ingest.register(started)}
         t0 = time.monotonic() + 0.05
-        senders = [threading.Thread(target=send_leg, args=(
-            rendered.legs[leg], endpoints[leg].host, endpoints[leg].port), kwargs={
-                "loss": 5.0, "jitter_ms": 40.0, "reorder": 2.0, "seed": 7 + i, "start": t0,
-                "dtmf": [m for m in rendered.dtmf if m.leg == leg]})
-            for i, leg in enumerate(("agent", "customer"))]
+        senders = [
+            threading.Thread(
+                target=send_leg,
+                args=(rendered.legs[leg], endpoints[leg].host, endpoints[leg].port),
+                kwargs={
+                    "loss": 5.0,
+                    "jitter_ms": 40.0,
+                    "reorder": 2.0,
+                    "seed": 7 + i,
+                    "start": t0,
+                    "dtmf": [m for m in rendered.dtmf if m.leg == leg],
+                },
+            )
+            for i, leg in enumerate(("agent", "customer"))
+        ]
         for t in senders:
             t.start()
         for t in senders:
@@ -90,8 +115,9 @@ def test_simulated_two_party_call_over_udp_and_kafka(
     digits = [e.digit for e in got if isinstance(e, DtmfReceived) and e.call_id == "k-live-1"]
     assert digits == ["4", "2", "#"]
     assert ready[0].json_uri.startswith("s3://")
-    doc = json.loads(svc.store.get(call_key("acme", "k-live-1", started.started_at,
-                                            "transcript.json")))
+    doc = json.loads(
+        svc.store.get(call_key("acme", "k-live-1", started.started_at, "transcript.json"))
+    )
     assert doc["source"] == "live" and len(doc["utterances"]) == len(finals)
     rec = svc.store.get(call_key("acme", "k-live-1", started.started_at, "recording.wav"))
     with wave.open(io.BytesIO(rec)) as w:
@@ -117,7 +143,8 @@ def _wait_ready(reader: Any, call_id: str, timeout_s: float) -> list[Any]:
     got: list[Any] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not any(
-            isinstance(e, TranscriptReady) and e.call_id == call_id for e in got):
+        isinstance(e, TranscriptReady) and e.call_id == call_id for e in got
+    ):
         got += [decode_event(m.value) for m in reader.poll(1.0)]
     return got
 
@@ -130,25 +157,50 @@ def test_ffmpeg_rtp_to_a_registered_leg_is_transcribed(
     from stt.audio import write_wav
 
     svc = distributed_services
-    lines = ["Hello, I would like to cancel my contract please.",
-             "Thank you for your help, have a nice day."]
+    lines = [
+        "Hello, I would like to cancel my contract please.",
+        "Thank you for your help, have a nice day.",
+    ]
     pause = np.zeros(16000, np.float32)
     wav = tmp_path / "speech.wav"
-    wav.write_bytes(write_wav([np.concatenate([pause, speak(lines[0]), pause,
-                                               speak(lines[1]), pause])], 16000))
+    wav.write_bytes(
+        write_wav([np.concatenate([pause, speak(lines[0]), pause, speak(lines[1]), pause])], 16000)
+    )
     stop = threading.Event()
     threads = start_role(svc, "live", stop)
     reader = svc.bus.consumer([svc.topics.transcripts], "e2e-ffmpeg-reader")
     ingest = _ingest(svc)
     try:
-        started = CallStarted(tenant="acme", call_id="ff-1", agent_id="a-1",
-                              legs=(LegInfo(leg="customer", codec="PCMU"),))
+        started = CallStarted(
+            tenant="acme",
+            call_id="ff-1",
+            agent_id="a-1",
+            legs=(LegInfo(leg="customer", codec="PCMU"),),
+        )
         (endpoint,) = ingest.register(started)
         proc = subprocess.run(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(wav), "-ar", "8000",
-             "-ac", "1", "-acodec", "pcm_mulaw", "-f", "rtp",
-             f"rtp://{endpoint.host}:{endpoint.port}"],
-            capture_output=True, timeout=60, check=False)
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-re",
+                "-i",
+                str(wav),
+                "-ar",
+                "8000",
+                "-ac",
+                "1",
+                "-acodec",
+                "pcm_mulaw",
+                "-f",
+                "rtp",
+                f"rtp://{endpoint.host}:{endpoint.port}",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr.decode()
         time.sleep(0.5)  # the jitter buffer's last packets
         assert ingest.end("ff-1") is not None

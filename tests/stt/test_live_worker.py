@@ -57,10 +57,22 @@ def chunks(tenant: str, call_id: str, legs: dict[str, np.ndarray]) -> Iterator[l
         for leg, audio in legs.items():
             pcm = float_to_int16(audio[start : start + CHUNK])
             if len(pcm):
-                out.append(MediaChunk(
-                    tenant=tenant, call_id=call_id, leg=leg, codec="PCMU", sample_rate=8000,  # type: ignore[arg-type]
-                    start_sample=start, seq_first=i * 8, seq_last=i * 8 + 7, ts_first=start,
-                    ts_last=start + CHUNK, arrival=time.time(), pcm=pcm.tobytes()))
+                out.append(
+                    MediaChunk(
+                        tenant=tenant,
+                        call_id=call_id,
+                        leg=leg,
+                        codec="PCMU",
+                        sample_rate=8000,  # type: ignore[arg-type]
+                        start_sample=start,
+                        seq_first=i * 8,
+                        seq_last=i * 8 + 7,
+                        ts_first=start,
+                        ts_last=start + CHUNK,
+                        arrival=time.time(),
+                        pcm=pcm.tobytes(),
+                    )
+                )
         yield out
 
 
@@ -80,12 +92,23 @@ def read_all(services: Services, group: str) -> list[Any]:
 
 
 def started(call_id: str) -> CallStarted:
-    return CallStarted(tenant="acme", call_id=call_id, agent_id="a-7", started_at=STARTED,
-                       legs=(LegInfo(leg="agent"), LegInfo(leg="customer")))
+    return CallStarted(
+        tenant="acme",
+        call_id=call_id,
+        agent_id="a-7",
+        started_at=STARTED,
+        legs=(LegInfo(leg="agent"), LegInfo(leg="customer")),
+    )
 
 
-def run_call(services: Services, runner: WorkerRunner, call_id: str,
-             legs: dict[str, np.ndarray], steps: slice | None = None, end: bool = True) -> None:
+def run_call(
+    services: Services,
+    runner: WorkerRunner,
+    call_id: str,
+    legs: dict[str, np.ndarray],
+    steps: slice | None = None,
+    end: bool = True,
+) -> None:
     """Publish the call step by step, running the worker once per step (a paced call)."""
     all_steps = list(chunks("acme", call_id, legs))
     for step in all_steps[steps or slice(None)]:
@@ -96,8 +119,9 @@ def run_call(services: Services, runner: WorkerRunner, call_id: str,
         stage = runner.stage
         assert isinstance(stage, LiveStage)
         deadline = time.monotonic() + 30
-        while (("acme", call_id) in stage.calls or not stage._finished) and \
-                time.monotonic() < deadline:
+        while (
+            ("acme", call_id) in stage.calls or not stage._finished
+        ) and time.monotonic() < deadline:
             runner.run_once()
             time.sleep(0.05)
 
@@ -106,8 +130,9 @@ def test_partials_then_finals_per_leg_with_artifacts(
     services: Services, two_party: dict[str, Any]
 ) -> None:
     stage = LiveStage(services)  # greedy partial passes, beam-search finals, as deployed
-    runner = WorkerRunner(stage, services.bus, services.topics, services.metrics,
-                          poll_timeout_s=0.01)
+    runner = WorkerRunner(
+        stage, services.bus, services.topics, services.metrics, poll_timeout_s=0.01
+    )
     publish(services, [started("live-1")])
     agent, customer = two_party["channels"]
     run_call(services, runner, "live-1", {"agent": agent, "customer": customer})
@@ -138,8 +163,9 @@ def test_partials_then_finals_per_leg_with_artifacts(
     assert [u["utterance_id"] for u in doc["utterances"]] == [f.utterance_id for f in finals]
     vtt = services.store.get(call_key("acme", "live-1", STARTED, "transcript.vtt")).decode()
     assert "<v agent>" in vtt and "<v customer>" in vtt
-    with wave.open(io.BytesIO(services.store.get(
-            call_key("acme", "live-1", STARTED, "recording.wav")))) as w:
+    with wave.open(
+        io.BytesIO(services.store.get(call_key("acme", "live-1", STARTED, "recording.wav")))
+    ) as w:
         assert (w.getnchannels(), w.getframerate()) == (2, 16000)
         assert abs(w.getnframes() / 16000 - len(agent) / 8000) < 0.2
         stereo = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
@@ -150,22 +176,27 @@ def test_partials_then_finals_per_leg_with_artifacts(
     assert not list(services.store.list(call_key("acme", "live-1", STARTED, "live/")))
 
 
-def test_whisper_calls_are_batched_across_legs_and_calls(
-    services: Services, speak: Any
-) -> None:
+def test_whisper_calls_are_batched_across_legs_and_calls(services: Services, speak: Any) -> None:
     decoder = CountingDecoder(live_decoder_of(services))
     stage = LiveStage(services, decoder=decoder)
-    runner = WorkerRunner(stage, services.bus, services.topics, services.metrics,
-                          poll_timeout_s=0.01)
+    runner = WorkerRunner(
+        stage, services.bus, services.topics, services.metrics, poll_timeout_s=0.01
+    )
     pause = np.zeros(8000, np.float32)
-    lines = ["Please hold the line for a moment.", "I am checking your account now.",
-             "Thank you for waiting.", "Your order was shipped yesterday."]
+    lines = [
+        "Please hold the line for a moment.",
+        "I am checking your account now.",
+        "Thank you for waiting.",
+        "Your order was shipped yesterday.",
+    ]
     # two calls, both legs talking at once
     legs = [np.concatenate([pause, speak(t, 8000), pause]) for t in lines]
     for cid in ("b-1", "b-2"):
         publish(services, [started(cid)])
-    steps = [list(chunks("acme", "b-1", {"agent": legs[0], "customer": legs[1]})),
-             list(chunks("acme", "b-2", {"agent": legs[2], "customer": legs[3]}))]
+    steps = [
+        list(chunks("acme", "b-1", {"agent": legs[0], "customer": legs[1]})),
+        list(chunks("acme", "b-2", {"agent": legs[2], "customer": legs[3]})),
+    ]
     for i in range(max(len(s) for s in steps)):
         publish(services, [c for s in steps for c in (s[i] if i < len(s) else [])])
         runner.run_once()
@@ -173,8 +204,14 @@ def test_whisper_calls_are_batched_across_legs_and_calls(
     assert len(finals) == 4
     for u, (cid, leg, text) in zip(
         sorted(finals, key=lambda u: (u.call_id, u.leg)),
-        [("b-1", "agent", lines[0]), ("b-1", "customer", lines[1]),
-         ("b-2", "agent", lines[2]), ("b-2", "customer", lines[3])], strict=True):
+        [
+            ("b-1", "agent", lines[0]),
+            ("b-1", "customer", lines[1]),
+            ("b-2", "agent", lines[2]),
+            ("b-2", "customer", lines[3]),
+        ],
+        strict=True,
+    ):
         assert (u.call_id, u.leg) == (cid, leg)
         assert wer(text, u.text) < 0.2, (text, u.text)
     assert max(decoder.batches) >= 3
@@ -189,8 +226,9 @@ def test_restart_mid_call_keeps_the_finals_already_emitted(
     n_steps = len(list(chunks("acme", "r-1", legs)))
     publish(services, [started("r-1")])
     first = LiveStage(services)
-    runner = WorkerRunner(first, services.bus, services.topics, services.metrics,
-                          poll_timeout_s=0.01)
+    runner = WorkerRunner(
+        first, services.bus, services.topics, services.metrics, poll_timeout_s=0.01
+    )
     # the first worker dies without any goodbye: its consumer leaves, its state is lost
     run_call(services, runner, "r-1", legs, slice(0, n_steps * 6 // 10), end=False)
     runner._consumer.close()
@@ -198,8 +236,9 @@ def test_restart_mid_call_keeps_the_finals_already_emitted(
     assert len(before) >= 2
 
     second = LiveStage(services)
-    runner2 = WorkerRunner(second, services.bus, services.topics, services.metrics,
-                           poll_timeout_s=0.01)
+    runner2 = WorkerRunner(
+        second, services.bus, services.topics, services.metrics, poll_timeout_s=0.01
+    )
     run_call(services, runner2, "r-1", legs, slice(n_steps * 6 // 10, None))
     doc = json.loads(services.store.get(call_key("acme", "r-1", STARTED, "transcript.json")))
     ids = [u["utterance_id"] for u in doc["utterances"]]
@@ -224,21 +263,29 @@ def test_a_second_worker_joining_mid_call_takes_over_without_losing_finals(
     legs = {"agent": agent, "customer": customer}
     steps = list(chunks("acme", "g-1", legs))
     publish(services, [started("g-1")])
-    one = WorkerRunner(LiveStage(services), services.bus, services.topics,
-                       services.metrics, poll_timeout_s=0.01)
+    one = WorkerRunner(
+        LiveStage(services), services.bus, services.topics, services.metrics, poll_timeout_s=0.01
+    )
     runners = [one]
     for i, step in enumerate(steps):
         if i == len(steps) // 3:  # a second worker joins the group: partitions rebalance
-            runners.append(WorkerRunner(LiveStage(services), services.bus,
-                                        services.topics, services.metrics,
-                                        poll_timeout_s=0.01))
+            runners.append(
+                WorkerRunner(
+                    LiveStage(services),
+                    services.bus,
+                    services.topics,
+                    services.metrics,
+                    poll_timeout_s=0.01,
+                )
+            )
         publish(services, step)
         for r in runners:
             r.run_once()
     publish(services, [CallEnded(tenant="acme", call_id="g-1")])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not services.store.exists(
-            call_key("acme", "g-1", STARTED, "transcript.json")):
+        call_key("acme", "g-1", STARTED, "transcript.json")
+    ):
         for r in runners:
             r.run_once()
         time.sleep(0.05)

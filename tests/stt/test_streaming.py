@@ -68,9 +68,18 @@ class FlickeringDecoder:
             if said and said[-1].end > dur and self.passes % 2:
                 last = said[-1]
                 said[-1] = _w(last.word[::-1] + "x", last.start, last.end)
-            out.append(Segment(start=0, end=dur, text=" ".join(w.word for w in said),
-                               words=tuple(said), avg_logprob=-0.2, no_speech_prob=0.01)
-                       if said else None)
+            out.append(
+                Segment(
+                    start=0,
+                    end=dur,
+                    text=" ".join(w.word for w in said),
+                    words=tuple(said),
+                    avg_logprob=-0.2,
+                    no_speech_prob=0.01,
+                )
+                if said
+                else None
+            )
         return out
 
 
@@ -84,8 +93,10 @@ def _stream(r: StreamingRecognizer, pcm: np.ndarray, decoder: Any) -> list[Hypot
 
 
 def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -> None:
-    speech = speak("I have been waiting for my refund since the beginning of last month "
-                   "and nobody answers my emails at all.")
+    speech = speak(
+        "I have been waiting for my refund since the beginning of last month "
+        "and nobody answers my emails at all."
+    )
     pause = np.zeros(SAMPLE_RATE, np.float32)
     pcm = float_to_int16(np.concatenate([pause, speech, pause]))
     words = [f"w{i}" for i in range(20)]
@@ -108,8 +119,10 @@ def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -
 def test_real_speech_partials_then_finals(
     speak: Callable[..., np.ndarray], whisper_model: Any
 ) -> None:
-    lines = ["Good morning, thank you for calling. How can I help you today?",
-             "Let me check that for you, it will only take a moment."]
+    lines = [
+        "Good morning, thank you for calling. How can I help you today?",
+        "Let me check that for you, it will only take a moment.",
+    ]
     pause = np.zeros(SAMPLE_RATE, np.float32)
     audio = np.concatenate([pause, speak(lines[0]), pause, speak(lines[1]), pause])
     decoder = ShortWindowDecoder(whisper_model)
@@ -135,8 +148,9 @@ def test_silence_and_gaps_cost_no_decoding(speak: Callable[..., np.ndarray]) -> 
     # ten minutes with no packets at all, then speech: positions stay call-relative
     r.skip_to(r.position + 600 * SAMPLE_RATE)
     before = r.position
-    r.insert_audio_chunk(float_to_int16(np.concatenate([speak("Hello there."),
-                                                        np.zeros(SAMPLE_RATE, np.float32)])))
+    r.insert_audio_chunk(
+        float_to_int16(np.concatenate([speak("Hello there."), np.zeros(SAMPLE_RATE, np.float32)]))
+    )
     r.close()
     reqs = r.requests()
     assert len(reqs) == 1 and reqs[0].final

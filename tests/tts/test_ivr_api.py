@@ -29,7 +29,8 @@ def test_ivr_over_http(services: Services, menu_doc: dict[str, Any]) -> None:
         assert services.metrics.total("tts_synthesised_total") == synthesised  # a cache hit
         with av.open(io.BytesIO(wav.content)) as f:
             assert f.streams.audio[0].rate == 8000 and f.streams.audio[0].codec.name == (
-                "pcm_mulaw")
+                "pcm_mulaw"
+            )
         assert c.get("/v1/ivr/main/nodes/x/prompt.wav", headers=pbx).status_code == 404
         assert c.post("/v1/ivr/main/sessions", headers=other).status_code == 404
 
@@ -50,8 +51,7 @@ def test_ivr_over_http(services: Services, menu_doc: dict[str, Any]) -> None:
         done = c.post(url, json={"speech": "I want to buy", "final": False}, headers=pbx).json()
         assert done["action"] == {"kind": "transfer", "queue": "sales"}
         assert c.post(url, json={"dtmf": "1"}, headers=other).status_code == 410
-        assert c.post("/v1/ivr/main/sessions/nope/input", json={},
-                      headers=pbx).status_code == 410
+        assert c.post("/v1/ivr/main/sessions/nope/input", json={}, headers=pbx).status_code == 410
 
 
 def test_invalid_menu_lists_all_errors(services: Services, menu_doc: dict[str, Any]) -> None:
@@ -87,8 +87,11 @@ def test_yaml_menu_audio_prompt_and_reprompts(
     pbx = {"Authorization": f"Bearer {services.keys.create('acme', 'pbx')}"}
     greeting = speak("Welcome to Acme.", 16000)
     services.store.put("acme/prompts/welcome.wav", _wav16(greeting), "audio/wav")
-    menu_doc["nodes"]["entry"] = {**menu_doc["nodes"]["entry"], "prompt": None,
-                                  "audio": "prompts/welcome.wav"}
+    menu_doc["nodes"]["entry"] = {
+        **menu_doc["nodes"]["entry"],
+        "prompt": None,
+        "audio": "prompts/welcome.wav",
+    }
     menu_doc["nodes"]["main"]["no_match_prompt"] = "Sorry, I did not get that."
     yaml_hdr = {**admin, "Content-Type": "application/yaml"}
     with TestClient(create_app(services)) as c:
@@ -104,10 +107,10 @@ def test_yaml_menu_audio_prompt_and_reprompts(
         assert abs(n / 8000 - len(greeting) / 16000) < 0.01
         sorry = c.get("/v1/ivr/yml/nodes/main/prompt.wav?kind=no_match", headers=pbx)
         assert sorry.status_code == 200 and sorry.content[:4] == b"RIFF"
-        assert c.get("/v1/ivr/yml/nodes/main/prompt.wav?kind=no_input",
-                     headers=pbx).status_code == 404
-        assert c.get("/v1/ivr/yml/nodes/main/prompt.wav?format=mp3",
-                     headers=pbx).status_code == 422
+        assert (
+            c.get("/v1/ivr/yml/nodes/main/prompt.wav?kind=no_input", headers=pbx).status_code == 404
+        )
+        assert c.get("/v1/ivr/yml/nodes/main/prompt.wav?format=mp3", headers=pbx).status_code == 422
 
         s = c.post("/v1/ivr/yml/sessions", headers=pbx).json()
         url = f"/v1/ivr/yml/sessions/{s['session']}/input"
@@ -119,7 +122,9 @@ def test_yaml_menu_audio_prompt_and_reprompts(
         assert c.post(url, json={"dtmf": "x!"}, headers=pbx).status_code == 422
         assert c.post(url, json={"dtmf": "1", "speech": "sales"}, headers=pbx).status_code == 422
         assert c.post(url, json={"speech": "sales"}, headers=pbx).json()["action"] == {
-            "kind": "transfer", "queue": "sales"}
+            "kind": "transfer",
+            "queue": "sales",
+        }
 
 
 def test_bad_documents(services: Services, menu_doc: dict[str, Any]) -> None:

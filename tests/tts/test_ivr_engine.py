@@ -69,7 +69,8 @@ def test_expiry(menu_doc: dict[str, Any]) -> None:
 
 def test_no_input_and_no_match_prompts(menu_doc: dict[str, Any]) -> None:
     menu_doc["nodes"]["main"].update(
-        retries=2, no_input_prompt="Are you still there?", no_match_prompt="Sorry.")
+        retries=2, no_input_prompt="Are you still there?", no_match_prompt="Sorry."
+    )
     eng = Engine(60)
     sid = eng.start("m", load_menu(menu_doc))["session"]
     r = eng.input(sid)  # the PBX's timeout: no input

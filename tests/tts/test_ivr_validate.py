@@ -38,8 +38,12 @@ def test_all_errors_at_once(menu_doc: dict[str, Any]) -> None:
 
 def test_schema_errors_have_paths() -> None:
     with pytest.raises(MenuInvalid) as exc:
-        load_menu({"start": "a", "nodes": {"a": {"action": {"kind": "dance"}},
-                                           "b": {"options": [{"digit": "12"}]}}})
+        load_menu(
+            {
+                "start": "a",
+                "nodes": {"a": {"action": {"kind": "dance"}}, "b": {"options": [{"digit": "12"}]}},
+            }
+        )
     errs = "\n".join(exc.value.errors)
     assert "nodes.a.action.kind" in errs and "nodes.b.options.0.digit" in errs
 
@@ -83,7 +87,10 @@ def test_prompt_text_limit() -> None:
 
 def test_schedule_errors(menu_doc: dict[str, Any]) -> None:
     menu_doc["nodes"]["entry"]["action"]["schedule"] = {
-        "mon": ["17:00-09:00"], "fun": ["09:00-17:00"], "tue": ["9-5"]}
+        "mon": ["17:00-09:00"],
+        "fun": ["09:00-17:00"],
+        "tue": ["9-5"],
+    }
     with pytest.raises(MenuInvalid) as exc:
         load_menu(menu_doc)
     errs = "\n".join(exc.value.errors)

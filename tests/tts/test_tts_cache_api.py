@@ -40,9 +40,14 @@ def test_second_request_served_from_cache(services: Services, client: TestClient
 
 @pytest.mark.parametrize(
     ("body", "status", "reason"),
-    [({"text": ""}, 422, "empty"), ({"text": "x" * 100_000}, 413, "limit"),
-     ({"text": "hi\x07"}, 422, "control"), ({"text": "hi", "format": "mp3"}, 422, "unknown"),
-     ({"text": "<b>hi</b>"}, 422, "markup"), ({"text": "hi 😀"}, 422, "unsupported character")],
+    [
+        ({"text": ""}, 422, "empty"),
+        ({"text": "x" * 100_000}, 413, "limit"),
+        ({"text": "hi\x07"}, 422, "control"),
+        ({"text": "hi", "format": "mp3"}, 422, "unknown"),
+        ({"text": "<b>hi</b>"}, 422, "markup"),
+        ({"text": "hi 😀"}, 422, "unsupported character"),
+    ],
 )
 def test_bad_requests(
     services: Services, client: TestClient, body: dict[str, str], status: int, reason: str

@@ -23,8 +23,14 @@ def _decode(data: bytes) -> tuple[np.ndarray, int]:
 @pytest.fixture(scope="module")
 def speech(piper_voice: object) -> tuple[np.ndarray, int]:
     """One Piper utterance (synthesis varies run to run, so all formats share it)."""
-    audio = np.concatenate([c.audio_float_array for c in piper_voice.synthesize(  # type: ignore[attr-defined]
-        "Hello, thank you for calling. Press one.")])
+    audio = np.concatenate(
+        [
+            c.audio_float_array
+            for c in piper_voice.synthesize(  # type: ignore[attr-defined]
+                "Hello, thank you for calling. Press one."
+            )
+        ]
+    )
     return normalise_level(audio), piper_voice.config.sample_rate  # type: ignore[attr-defined]
 
 
@@ -42,7 +48,7 @@ def test_format_decodes(
     if fmt.wav:
         audio, rate = _decode(data)
     else:
-        audio = (ulaw_decode(data) if fmt.coding == "ulaw" else alaw_decode(data))
+        audio = ulaw_decode(data) if fmt.coding == "ulaw" else alaw_decode(data)
         audio = audio.astype(np.float32) / 32768.0
         rate = fmt.rate
     assert rate == fmt.rate
@@ -77,8 +83,9 @@ def test_synthesizer_stream_and_pause(services: Services) -> None:
     # streamed piece by piece, the pause as exact silence between "Two." and "Three."
     assert len(chunks) >= 5
     assert chunks[-2] == b"\x00\x00" * 4000
-    slow, normal, fast = (_speech_seconds(synth.render("Thank you for calling.", fmt, r))
-                          for r in (0.5, 1.0, 2.0))
+    slow, normal, fast = (
+        _speech_seconds(synth.render("Thank you for calling.", fmt, r)) for r in (0.5, 1.0, 2.0)
+    )
     # length_scale 2 vs 0.5 gives about 2.5x (not 4x: phonemes keep a minimum length, and
     # Piper's durations are random), so the margin is set for that
     assert slow > 2.0 * fast

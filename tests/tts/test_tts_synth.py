@@ -16,10 +16,14 @@ from tts.text import TextError
 def test_split_first() -> None:
     assert split_first("Press one.") == ("Press one.", "")
     assert split_first("Thank you for calling Acme, how can we help you today?") == (
-        "Thank you for calling Acme,", "how can we help you today?")
+        "Thank you for calling Acme,",
+        "how can we help you today?",
+    )
     # no early clause break: the first words go alone
     assert split_first("Your call is important to us and will be answered shortly.") == (
-        "Your call is important", "to us and will be answered shortly.")
+        "Your call is important",
+        "to us and will be answered shortly.",
+    )
 
 
 def test_first_audio_before_the_rest_is_synthesised(services: Services) -> None:

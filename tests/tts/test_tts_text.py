@@ -22,16 +22,25 @@ def test_numbers_phones_times_prices() -> None:
 def test_pauses_both_syntaxes() -> None:
     segs = prepare('Hello [pause 500ms] world <break time="1s"/> bye', 100)
     assert segs == [
-        Segment(text="Hello"), Segment(pause_ms=500), Segment(text="world"),
-        Segment(pause_ms=1000), Segment(text="bye"),
+        Segment(text="Hello"),
+        Segment(pause_ms=500),
+        Segment(text="world"),
+        Segment(pause_ms=1000),
+        Segment(text="bye"),
     ]
 
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("", "empty"), ("   ", "empty"), ("x" * 101, "limit"), ("a\x00b", "control"),
-     ("[pause 500ms]", "nothing to speak"), ("<b>hi</b>", "markup"),
-     ("a [pause 99s]", "longer")],
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("x" * 101, "limit"),
+        ("a\x00b", "control"),
+        ("[pause 500ms]", "nothing to speak"),
+        ("<b>hi</b>", "markup"),
+        ("a [pause 99s]", "longer"),
+    ],
 )
 def test_rejections(text: str, reason: str) -> None:
     with pytest.raises(TextError, match=reason):
@@ -40,13 +49,20 @@ def test_rejections(text: str, reason: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "spoken"),
-    [("press * to repeat", "press star to repeat"), ("or press #.", "or press pound."),
-     ("3.5% off", "three point five percent off"), ("the 21st caller", "the twenty first caller"),
-     ("the 100th day", "the one hundredth day"), ("1,000 calls", "one thousand calls"),
-     ("$1,200.99", "one thousand two hundred dollars and ninety nine cents"),
-     ("3 €", "three euros"), ("-5 degrees", "minus five degrees"),
-     ("version 2.0", "version two point zero"), ("A-4 paper", "A-four paper"),
-     ("Ben & Jerry", "Ben and Jerry")],
+    [
+        ("press * to repeat", "press star to repeat"),
+        ("or press #.", "or press pound."),
+        ("3.5% off", "three point five percent off"),
+        ("the 21st caller", "the twenty first caller"),
+        ("the 100th day", "the one hundredth day"),
+        ("1,000 calls", "one thousand calls"),
+        ("$1,200.99", "one thousand two hundred dollars and ninety nine cents"),
+        ("3 €", "three euros"),
+        ("-5 degrees", "minus five degrees"),
+        ("version 2.0", "version two point zero"),
+        ("A-4 paper", "A-four paper"),
+        ("Ben & Jerry", "Ben and Jerry"),
+    ],
 )
 def test_symbols_ordinals_decimals(text: str, spoken: str) -> None:
     assert speakable(text) == spoken

@@ -48,7 +48,8 @@ def router(services: Services) -> APIRouter:
     r = APIRouter()
     cache: PromptCache = services.component("tts.cache", lambda: PromptCache(services))
     engine: Engine = services.component(
-        "tts.ivr.engine", lambda: Engine(services.settings.tts.ivr_session_ttl_s))
+        "tts.ivr.engine", lambda: Engine(services.settings.tts.ivr_session_ttl_s)
+    )
     menus = MenuStore(services.store)
     st = services.settings.tts
     roles = require("pbx", "admin")
@@ -61,8 +62,7 @@ def router(services: Services) -> APIRouter:
         except MenuNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
 
-    def render_prompt(tenant: str, menu: Menu, node: str, kind: PromptKind, fmt_name: str
-                      ) -> bytes:
+    def render_prompt(tenant: str, menu: Menu, node: str, kind: PromptKind, fmt_name: str) -> bytes:
         n = menu.nodes.get(node)
         text = prompt_text(n, kind) if n else None
         if n is not None and kind == "prompt" and n.audio:
@@ -103,8 +103,11 @@ def router(services: Services) -> APIRouter:
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
         try:
-            parsed = load_menu(parse_document(body, content_type), st.max_text_chars,
-                               lambda key: menus.audio_exists(p.tenant, key))
+            parsed = load_menu(
+                parse_document(body, content_type),
+                st.max_text_chars,
+                lambda key: menus.audio_exists(p.tenant, key),
+            )
         except MenuInvalid as exc:
             services.metrics.inc("ivr_menus_rejected_total")
             raise HTTPException(422, {"errors": exc.errors}) from exc
@@ -131,9 +134,13 @@ def router(services: Services) -> APIRouter:
         return {"menu": menu, "nodes": len(parsed.nodes), "prompts_rendered": rendered}
 
     @r.get("/v1/ivr/{menu}/nodes/{node}/prompt.wav")
-    def prompt(menu: str, node: str, format: str = PRERENDER_FORMAT,
-               kind: Literal["prompt", "no_input", "no_match"] = "prompt",
-               p: Principal = Depends(roles)) -> Response:
+    def prompt(
+        menu: str,
+        node: str,
+        format: str = PRERENDER_FORMAT,
+        kind: Literal["prompt", "no_input", "no_match"] = "prompt",
+        p: Principal = Depends(roles),
+    ) -> Response:
         """The audio of a node's prompt (or its no-input / no-match prompt), from the cache."""
         try:
             fmt = get_format(format)
@@ -155,8 +162,7 @@ def router(services: Services) -> APIRouter:
         return with_urls(menu, engine.start(menus.key(p.tenant, menu), m))
 
     @r.post("/v1/ivr/{menu}/sessions/{sid}/input")
-    def step(menu: str, sid: str, body: IvrInput,
-             p: Principal = Depends(roles)) -> dict[str, Any]:
+    def step(menu: str, sid: str, body: IvrInput, p: Principal = Depends(roles)) -> dict[str, Any]:
         """Apply input; the next prompts, or the final action (transfer, voicemail...).
 
         410: the session expired (or is unknown to this tenant and menu); 409: it finished.

@@ -80,8 +80,7 @@ class Engine:
 
     def start(self, menu_name: str, menu: Menu, now: datetime | None = None) -> dict[str, Any]:
         """Open a session at the menu's start node."""
-        s = Session(uuid.uuid4().hex, menu_name, menu, menu.start,
-                    time.monotonic() + self.ttl_s)
+        s = Session(uuid.uuid4().hex, menu_name, menu, menu.start, time.monotonic() + self.ttl_s)
         with self._lock:
             self.sessions[s.id] = s
             return {"session": s.id, **self._enter(s, menu.start, now)}
@@ -102,8 +101,12 @@ class Engine:
             if _has_prompt(node):
                 prompts.append(node_name)
             if node.options or node.action is None:
-                return {"node": node_name, "prompts": prompts, "action": None,
-                        "timeout_s": node.timeout_s}
+                return {
+                    "node": node_name,
+                    "prompts": prompts,
+                    "action": None,
+                    "timeout_s": node.timeout_s,
+                }
             nxt = self._resolve(node.action, now)
             if nxt is None:
                 return self._finish(s, node.action, prompts)
@@ -119,8 +122,12 @@ class Engine:
 
     def _finish(self, s: Session, a: Action, prompts: list[str]) -> dict[str, Any]:
         s.finished = True
-        return {"node": s.node, "prompts": prompts, "finished": True,
-                "action": a.model_dump(exclude_none=True, exclude={"schedule"})}
+        return {
+            "node": s.node,
+            "prompts": prompts,
+            "finished": True,
+            "action": a.model_dump(exclude_none=True, exclude={"schedule"}),
+        }
 
     def _take(self, s: Session, opt: Option, now: datetime | None) -> dict[str, Any]:
         nxt = self._resolve(opt.action, now)
@@ -135,13 +142,25 @@ class Engine:
         if s.tries <= node.retries:
             extra = node.no_input_prompt if kind == "no_input" else node.no_match_prompt
             prompts = ([f"{s.node}:{kind}"] if extra else []) + [s.node]
-            return {"node": s.node, "prompts": prompts, "action": None, "retry": s.tries,
-                    "reason": kind, "timeout_s": node.timeout_s}
+            return {
+                "node": s.node,
+                "prompts": prompts,
+                "action": None,
+                "retry": s.tries,
+                "reason": kind,
+                "timeout_s": node.timeout_s,
+            }
         nxt = self._resolve(node.on_fail, now)
         return self._finish(s, node.on_fail, []) if nxt is None else self._enter(s, nxt, now)
 
-    def input(self, session_id: str, dtmf: str | None = None, speech: str | None = None,
-              final: bool = True, now: datetime | None = None) -> dict[str, Any] | None:
+    def input(
+        self,
+        session_id: str,
+        dtmf: str | None = None,
+        speech: str | None = None,
+        final: bool = True,
+        now: datetime | None = None,
+    ) -> dict[str, Any] | None:
         """Apply a digit, a (partial) transcript, or a timeout (neither); None: wait for more.
 
         Raises SessionExpired / SessionFinished; a partial transcript without a keyword

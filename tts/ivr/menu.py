@@ -65,5 +65,8 @@ class Menu(BaseModel):
 
 def prompt_text(node: Node, kind: PromptKind) -> str | None:
     """The text of one of a node's prompts (None when the node has none of that kind)."""
-    return {"prompt": node.prompt, "no_input": node.no_input_prompt,
-            "no_match": node.no_match_prompt}[kind]
+    return {
+        "prompt": node.prompt,
+        "no_input": node.no_input_prompt,
+        "no_match": node.no_match_prompt,
+    }[kind]

@@ -39,8 +39,13 @@ def _actions(menu: Menu) -> list[tuple[str, str, Action]]:
 
 def _action_errors(path: str, a: Action, nodes: set[str]) -> list[str]:
     errs = [f"{path}: unknown target node {t!r}" for t in a.targets() if t not in nodes]
-    need = {"goto": ["node"], "transfer": [], "voicemail": [], "hangup": [],
-            "hours": ["timezone", "open", "closed"]}[a.kind]
+    need = {
+        "goto": ["node"],
+        "transfer": [],
+        "voicemail": [],
+        "hangup": [],
+        "hours": ["timezone", "open", "closed"],
+    }[a.kind]
     errs += [f"{path}.{f}: required for {a.kind}" for f in need if not getattr(a, f)]
     if a.kind == "transfer" and not (a.queue or a.extension):
         errs.append(f"{path}: transfer needs a queue or an extension")
@@ -57,8 +62,10 @@ def _action_errors(path: str, a: Action, nodes: set[str]) -> list[str]:
                 if not _RANGE.match(r):
                     errs.append(f"{path}.schedule.{day}: bad range {r!r} (HH:MM-HH:MM)")
                 elif r[:5] >= r[6:]:
-                    errs.append(f"{path}.schedule.{day}: range {r!r} ends before it starts "
-                                "(split a range that passes midnight in two days)")
+                    errs.append(
+                        f"{path}.schedule.{day}: range {r!r} ends before it starts "
+                        "(split a range that passes midnight in two days)"
+                    )
     return errs
 
 
@@ -105,8 +112,10 @@ def _prompt_errors(
             errs.append(f"{path}.{field}: {exc}")
     if node.audio is not None:
         if not _AUDIO_KEY.match(node.audio) or ".." in node.audio.split("/"):
-            errs.append(f"{path}.audio: bad object key {node.audio!r} (relative, "
-                        "letters, digits, '-', '_', '.', '/')")
+            errs.append(
+                f"{path}.audio: bad object key {node.audio!r} (relative, "
+                "letters, digits, '-', '_', '.', '/')"
+            )
         elif audio_exists is not None and not audio_exists(node.audio):
             errs.append(f"{path}.audio: no object {node.audio!r} in this tenant's store")
     return errs
@@ -121,8 +130,10 @@ def _option_errors(path: str, node: Node) -> list[str]:
             errs.append(f"{path}.options[{i}]: needs a digit or keywords")
         if opt.digit:
             if opt.digit in digits:
-                errs.append(f"{path}.options[{i}].digit: digit {opt.digit!r} used twice "
-                            f"(also options[{digits[opt.digit]}])")
+                errs.append(
+                    f"{path}.options[{i}].digit: digit {opt.digit!r} used twice "
+                    f"(also options[{digits[opt.digit]}])"
+                )
             digits.setdefault(opt.digit, i)
         for j, kw in enumerate(opt.keywords):
             folded = fold(kw)
@@ -149,14 +160,18 @@ def _reachability(menu: Menu) -> list[str]:
         for t in edges[todo.pop()] - seen:
             seen.add(t)
             todo.append(t)
-    return [f"nodes.{n}: unreachable from start {menu.start!r}"
-            for n in menu.nodes if n not in seen]
+    return [
+        f"nodes.{n}: unreachable from start {menu.start!r}" for n in menu.nodes if n not in seen
+    ]
 
 
 def _loops(menu: Menu) -> list[str]:
     """Cycles through nodes that never wait for input (the call would spin forever)."""
-    auto = {n: [t for t in node.action.targets() if t in menu.nodes]
-            for n, node in menu.nodes.items() if not node.options and node.action}
+    auto = {
+        n: [t for t in node.action.targets() if t in menu.nodes]
+        for n, node in menu.nodes.items()
+        if not node.options and node.action
+    }
     errs, done = [], set()
     for start in auto:
         path, node = [start], start
@@ -168,8 +183,9 @@ def _loops(menu: Menu) -> list[str]:
                     cycle = frozenset(path)
                     if cycle not in done:
                         done.add(cycle)
-                        errs.append(f"nodes.{start}: loop without input: "
-                                    + " -> ".join([*path, t]))
+                        errs.append(
+                            f"nodes.{start}: loop without input: " + " -> ".join([*path, t])
+                        )
                 elif t not in path:
                     stack.append((t, [*path, t]))
     return errs
@@ -182,8 +198,9 @@ def load_menu(
     try:
         menu = Menu.model_validate(doc)
     except ValidationError as exc:
-        raise MenuInvalid([f"{'.'.join(str(p) for p in e['loc']) or 'menu'}: {e['msg']}"
-                           for e in exc.errors()]) from exc
+        raise MenuInvalid(
+            [f"{'.'.join(str(p) for p in e['loc']) or 'menu'}: {e['msg']}" for e in exc.errors()]
+        ) from exc
     errs = validate(menu, max_chars, audio_exists)
     if errs:
         raise MenuInvalid(errs)
