@@ -20,6 +20,47 @@ _PUNCT = re.compile(r"[^\w\s']")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _CURRENCY = re.compile(r"([$€£])\s?(\d+(?:[.,]\d+)?)")
 _CURRENCY_NAMES = {"$": "dollars", "€": "euros", "£": "pounds"}
+# "10:30" and Whisper's British "10.30" are both "ten thirty"; "9am", "9 a.m." are "nine am".
+_CLOCK = re.compile(r"\b([01]?\d|2[0-3])[:.]([0-5]\d)\b(?![.,]\d)")
+_MERIDIEM = re.compile(r"(?<=\d)\s?([ap])\.?\s?m\b\.?")
+# A script's "I am" is Whisper's "I'm" (and back): both sides get the long form.
+_CONTRACTIONS = {
+    "i'm": "i am",
+    "you're": "you are",
+    "we're": "we are",
+    "they're": "they are",
+    "it's": "it is",
+    "that's": "that is",
+    "there's": "there is",
+    "what's": "what is",
+    "here's": "here is",
+    "let's": "let us",
+    "i've": "i have",
+    "we've": "we have",
+    "you've": "you have",
+    "i'll": "i will",
+    "we'll": "we will",
+    "you'll": "you will",
+    "it'll": "it will",
+    "i'd": "i would",
+    "we'd": "we would",
+    "you'd": "you would",
+    "don't": "do not",
+    "doesn't": "does not",
+    "didn't": "did not",
+    "can't": "can not",
+    "cannot": "can not",
+    "won't": "will not",
+    "isn't": "is not",
+    "aren't": "are not",
+    "wasn't": "was not",
+    "weren't": "were not",
+    "haven't": "have not",
+    "hasn't": "has not",
+    "couldn't": "could not",
+    "wouldn't": "would not",
+    "shouldn't": "should not",
+}
 
 
 def number_to_words(n: int) -> str:
@@ -58,14 +99,21 @@ def fold_accents(text: str) -> str:
 
 def normalise(text: str) -> str:
     """Lower case, no accents, no punctuation, numbers as English words, single spaces."""
-    t = fold_accents(text).lower()
+    t = fold_accents(text).lower().replace("\u2019", "'")
+    t = _MERIDIEM.sub(lambda m: f" {m.group(1)}m", t)
+    t = _CLOCK.sub(
+        lambda m: f"{m.group(1)} " + ("" if m.group(2) == "00" else f"{int(m.group(2))}"), t
+    )
     t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 1,000 -> 1000
     t = _CURRENCY.sub(lambda m: f"{m.group(2)} {_CURRENCY_NAMES[m.group(1)]} ", t)
     t = t.replace("%", " percent")
     t = _NUMBER.sub(_spell_number, t)
     t = t.replace("-", " ")
     t = _PUNCT.sub(" ", t)
-    words = [_ABBREV.get(w.strip("'"), w.strip("'")) for w in t.split()]
+    words = []
+    for w in t.split():
+        w = _CONTRACTIONS.get(w, w).strip("'")
+        words.append(_ABBREV.get(w, w))
     return " ".join(w for w in words if w)
 
 

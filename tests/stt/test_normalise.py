@@ -25,3 +25,13 @@ def test_wer() -> None:
     assert wer("", "") == 0.0
     assert wer("", "hello") == 1.0
     assert wer("Mr. Smith paid 42", "mister smith paid forty-two") == 0.0
+
+
+def test_times_and_contractions_written_either_way() -> None:
+    assert wer("Opening hours are 9am to 10:30 pm.", "Opening hours are 9 a.m. to 10.30 p.m.") == 0
+    assert wer("I am not sure, I cannot say.", "I'm not sure, I can't say.") == 0.0
+    assert wer("It’s fine, we’re here.", "it is fine, we are here") == 0.0
+    assert normalise("at 10:00") == "at ten"
+    assert normalise("version 2.5.1") == "version two point five one"
+    # a wrong time is still an error
+    assert wer("at 10:30", "at 10:40") > 0  # "at ten thirty" vs "at ten forty"
