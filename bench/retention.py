@@ -35,8 +35,9 @@ NAMES = ("recording.wav", "transcript.json", "transcript.vtt")
 PER_CALL = len(NAMES) + 1  # plus the manifest
 
 
-def populate(services: Services, tenants: list[str], n_calls: int, age_days: float,
-             tag: str) -> list[tuple[str, str, datetime]]:
+def populate(
+    services: Services, tenants: list[str], n_calls: int, age_days: float, tag: str
+) -> list[tuple[str, str, datetime]]:
     """Calls of `age_days` ago with their objects and index rows."""
     store = services.store
     index = index_of(services)
@@ -52,8 +53,10 @@ def populate(services: Services, tenants: list[str], n_calls: int, age_days: flo
         m = new_manifest(tenant, cid, started, status="transcribed")
         store.put(manifest_key(tenant, cid), m.model_dump_json().encode())
         index.upsert_call(CallMeta(tenant, cid, started_at=started))
-        rows += [UtteranceRow(tenant, cid, f"u-{cid}-{k}", "agent", k, k + 1, f"bonjour {k}")
-                 for k in range(2)]
+        rows += [
+            UtteranceRow(tenant, cid, f"u-{cid}-{k}", "agent", k, k + 1, f"bonjour {k}")
+            for k in range(2)
+        ]
         if len(rows) >= 2000:
             index.upsert_utterances(rows)
             rows = []
@@ -72,8 +75,9 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-retention-"))
     settings = Settings(data_dir=tmp / "data")
-    services = Services(settings=settings, bus=InProcessBus(1),
-                        store=LocalStore(settings.data_dir / "objects"))
+    services = Services(
+        settings=settings, bus=InProcessBus(1), store=LocalStore(settings.data_dir / "objects")
+    )
     tenants = [f"tenant-{i}" for i in range(args.tenants)]
     n_expired = args.objects // PER_CALL
     t0 = time.perf_counter()
@@ -83,14 +87,18 @@ def main() -> int:
     for tenant, cid, _ in held:
         set_hold(services, tenant, cid, True, "bench")
     n_objects = sum(1 for _ in services.store.list(""))
-    print(f"populated {n_objects:,} objects ({n_expired * PER_CALL:,} expired, "
-          f"{len(young) * PER_CALL:,} young, {len(held) * PER_CALL:,} held + "
-          f"{len(held)} hold markers) in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"populated {n_objects:,} objects ({n_expired * PER_CALL:,} expired, "
+        f"{len(young) * PER_CALL:,} young, {len(held) * PER_CALL:,} held + "
+        f"{len(held)} hold markers) in {time.perf_counter() - t0:.1f} s"
+    )
 
     report = sweep(services)
-    print(f"sweep: {report.objects_deleted:,} objects and {report.calls_deleted:,} calls "
-          f"({report.utterances_deleted:,} utterances) deleted, {report.held_kept:,} held "
-          f"objects kept, in {report.seconds:.1f} s   target < 60 s")
+    print(
+        f"sweep: {report.objects_deleted:,} objects and {report.calls_deleted:,} calls "
+        f"({report.utterances_deleted:,} utterances) deleted, {report.held_kept:,} held "
+        f"objects kept, in {report.seconds:.1f} s   target < 60 s"
+    )
     left = sum(1 for _ in services.store.list(""))
     index = index_of(services)
     ok = (
@@ -99,8 +107,9 @@ def main() -> int:
         and all(index.get_call(t, c) is not None for t, c, _ in young[:50] + held[:50])
         and all(index.get_call(t, c) is None for t, c, _ in expired[:50])
     )
-    print(f"check: {'exactly the expired calls went' if ok else 'MISMATCH'} "
-          f"({left:,} objects left)")
+    print(
+        f"check: {'exactly the expired calls went' if ok else 'MISMATCH'} ({left:,} objects left)"
+    )
     services.close()
     shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1

@@ -82,7 +82,10 @@ class Filters:
 
 @dataclass(frozen=True)
 class Hit:
-    """One matching utterance; `snippet` marks matches with \\x02 ... \\x03."""
+    """One matching utterance; `snippet` marks matches with \\x02 ... \\x03.
+
+    `score`: higher is more relevant; compare scores within one result list only.
+    """
 
     call_id: str
     utterance_id: str

@@ -56,9 +56,7 @@ class MinioStore:
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=5.0, read=60.0),
             maxsize=16,
-            retries=Retry(
-                total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
-            ),
+            retries=Retry(total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
         )
         self._client = Minio(
             settings.endpoint,

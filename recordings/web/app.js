@@ -53,7 +53,9 @@ async function search() {
     return;
   }
   state.total = data.total;
-  setStatus(data.total + (data.total === 1 ? " match" : " matches"));
+  // past the index's count cap the total is a floor ("1000+ matches")
+  const shown = data.total + (data.total_exact ? "" : "+");
+  setStatus(shown + (data.total === 1 && data.total_exact ? " match" : " matches"));
   for (const hit of data.hits) $("results").append(hitItem(hit));
   const pages = Math.max(1, Math.ceil(data.total / PAGE_SIZE));
   $("pager").hidden = pages <= 1;

@@ -31,37 +31,71 @@ class CorpusCall:
 
 
 CORPUS = (
-    CorpusCall("acme", "c1", datetime(2024, 5, 1, 9, 0, tzinfo=UTC), "a-1", "inbound", (
-        ("agent", 1.0, 3.0, "Bonjour, que puis-je faire pour vous ?"),
-        ("customer", 3.5, 6.0, "Je voudrais résilier mon contrat d'électricité"),
-        ("agent", 6.5, 9.0, "Je comprends, quel est votre numéro client ?"),
-    )),
-    CorpusCall("acme", "c2", datetime(2024, 5, 2, 14, 0, tzinfo=UTC), "a-2", "outbound", (
-        ("agent", 0.5, 2.5, "Nous proposons une offre de remboursement"),
-        ("customer", 3.0, 4.5, "Je ne veux pas RÉSILIER, merci"),
-    )),
-    CorpusCall("acme", "c3", datetime(2024, 5, 9, 16, 30, tzinfo=UTC), "a-1", "inbound", (
-        ("customer", 0.8, 2.0, "Mon contrat est trop cher"),
-        ("agent", 2.4, 4.0, "Le remboursement arrive sous huit jours"),
-    )),
-    CorpusCall("rival", "r1", datetime(2024, 5, 1, 10, 0, tzinfo=UTC), "b-1", "inbound", (
-        ("customer", 1.0, 3.0, "Je voudrais résilier mon contrat secret chez rival"),
-    )),
+    CorpusCall(
+        "acme",
+        "c1",
+        datetime(2024, 5, 1, 9, 0, tzinfo=UTC),
+        "a-1",
+        "inbound",
+        (
+            ("agent", 1.0, 3.0, "Bonjour, que puis-je faire pour vous ?"),
+            ("customer", 3.5, 6.0, "Je voudrais résilier mon contrat d'électricité"),
+            ("agent", 6.5, 9.0, "Je comprends, quel est votre numéro client ?"),
+        ),
+    ),
+    CorpusCall(
+        "acme",
+        "c2",
+        datetime(2024, 5, 2, 14, 0, tzinfo=UTC),
+        "a-2",
+        "outbound",
+        (
+            ("agent", 0.5, 2.5, "Nous proposons une offre de remboursement"),
+            ("customer", 3.0, 4.5, "Je ne veux pas RÉSILIER, merci"),
+        ),
+    ),
+    CorpusCall(
+        "acme",
+        "c3",
+        datetime(2024, 5, 9, 16, 30, tzinfo=UTC),
+        "a-1",
+        "inbound",
+        (
+            ("customer", 0.8, 2.0, "Mon contrat est trop cher"),
+            ("agent", 2.4, 4.0, "Le remboursement arrive sous huit jours"),
+        ),
+    ),
+    CorpusCall(
+        "rival",
+        "r1",
+        datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+        "b-1",
+        "inbound",
+        (("customer", 1.0, 3.0, "Je voudrais résilier mon contrat secret chez rival"),),
+    ),
 )
 
 
 def index_corpus(index: TranscriptIndex) -> None:
     """Put the corpus into an index through its public interface."""
     for call in CORPUS:
-        index.upsert_call(CallMeta(
-            tenant=call.tenant, call_id=call.call_id, started_at=call.started_at,
-            agent_id=call.agent_id, direction=call.direction,
-            prefix=call_prefix(call.tenant, call.call_id, call.started_at), source="batch",
-        ))
-        index.upsert_utterances([
-            UtteranceRow(call.tenant, call.call_id, f"u-{call.call_id}-{i}", leg, s, e, text)
-            for i, (leg, s, e, text) in enumerate(call.lines)
-        ])
+        index.upsert_call(
+            CallMeta(
+                tenant=call.tenant,
+                call_id=call.call_id,
+                started_at=call.started_at,
+                agent_id=call.agent_id,
+                direction=call.direction,
+                prefix=call_prefix(call.tenant, call.call_id, call.started_at),
+                source="batch",
+            )
+        )
+        index.upsert_utterances(
+            [
+                UtteranceRow(call.tenant, call.call_id, f"u-{call.call_id}-{i}", leg, s, e, text)
+                for i, (leg, s, e, text) in enumerate(call.lines)
+            ]
+        )
 
 
 @pytest.fixture
@@ -90,4 +124,3 @@ def search_keys(services: Services) -> dict[str, str]:
         "rival": k.create("rival", "analyst"),
         "rival_admin": k.create("rival", "admin"),
     }
-

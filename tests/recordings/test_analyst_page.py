@@ -26,9 +26,16 @@ from recordings.index.worker import IndexStage
 from recordings.keys import call_key
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 RATE = 16000
 STARTED = datetime(2025, 2, 3, 10, 30, tzinfo=UTC)
 LINES = [
@@ -47,8 +54,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def recorded_call(speak: Callable[..., np.ndarray]) -> tuple[bytes, list[tuple[str, float,
-                                                                                float, str]]]:
+def recorded_call(
+    speak: Callable[..., np.ndarray],
+) -> tuple[bytes, list[tuple[str, float, float, str]]]:
     """A mono WAV of the lines with pauses, and each line's (leg, start, end, text)."""
     gap = np.zeros(int(0.7 * RATE), np.float32)
     parts: list[np.ndarray] = [gap]
@@ -72,8 +80,11 @@ def recorded_call(speak: Callable[..., np.ndarray]) -> tuple[bytes, list[tuple[s
 def served(services: Services) -> Iterator[str]:
     """The full app under uvicorn on a free port, in a thread."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -92,13 +103,22 @@ def test_click_a_hit_and_the_player_is_at_it(
     services.store.put(call_key("acme", "web-1", STARTED, "recording.wav"), wav, "audio/wav")
     events = [CallStarted(tenant="acme", call_id="web-1", agent_id="a-3", started_at=STARTED)]
     events += [
-        Utterance(tenant="acme", call_id="web-1", leg=leg, utterance_id=f"u-web-{i}",  # type: ignore[arg-type]
-                  start=round(s, 3), end=round(e, 3), text=text, source="batch")
+        Utterance(
+            tenant="acme",
+            call_id="web-1",
+            leg=leg,
+            utterance_id=f"u-web-{i}",  # type: ignore[arg-type]
+            start=round(s, 3),
+            end=round(e, 3),
+            text=text,
+            source="batch",
+        )
         for i, (leg, s, e, text) in enumerate(timed)
     ]
     # join the group first: the in-process bus drops what every live group has read
-    runner = WorkerRunner(IndexStage(services, index_of(services)), services.bus,
-                          services.topics, services.metrics)
+    runner = WorkerRunner(
+        IndexStage(services, index_of(services)), services.bus, services.topics, services.metrics
+    )
     producer = services.bus.producer()
     for ev in events:
         producer.send(services.topics.for_event(ev), ev.key, ev.encode())
@@ -112,8 +132,7 @@ def test_click_a_hit_and_the_player_is_at_it(
     assert hit_start > 2.0  # far enough from 0 that a player left at the start would fail
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
             page.goto(served + "/")
@@ -128,7 +147,8 @@ def test_click_a_hit_and_the_player_is_at_it(
             page.wait_for_function(
                 "(t) => { const a = document.getElementById('player');"
                 " return a.readyState >= 1 && Math.abs(a.currentTime - t) < 0.3; }",
-                arg=hit_start, timeout=20_000,
+                arg=hit_start,
+                timeout=20_000,
             )
             current = page.evaluate("document.getElementById('player').currentTime")
             assert abs(current - hit_start) <= 0.3
@@ -143,7 +163,8 @@ def test_click_a_hit_and_the_player_is_at_it(
             page.locator("#transcript li").nth(3).click()
             page.wait_for_function(
                 "(t) => Math.abs(document.getElementById('player').currentTime - t) < 0.3",
-                arg=later, timeout=10_000,
+                arg=later,
+                timeout=10_000,
             )
             # the key was kept for the next visit
             page.reload()

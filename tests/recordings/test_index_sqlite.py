@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,13 @@ import pytest
 from pipeline.services import Services
 from recordings.index.base import CallMeta, Filters, Hit, TranscriptIndex, UtteranceRow
 from recordings.index.query import QueryError, parse_query
-from recordings.index.sqlite import HL_CLOSE, HL_OPEN, SqliteIndex
+from recordings.index.sqlite import (
+    HL_CLOSE,
+    HL_OPEN,
+    SCHEMA_VERSION,
+    IndexSchemaError,
+    SqliteIndex,
+)
 
 
 def hits(index: TranscriptIndex, q: str, tenant: str = "acme", **f: object) -> list[Hit]:
@@ -40,7 +47,10 @@ def test_boolean_operators(search_index: TranscriptIndex) -> None:
     assert ids(hits(search_index, "contrat resilier")) == {"u-c1-1"}
     assert ids(hits(search_index, "contrat AND resilier")) == {"u-c1-1"}
     assert ids(hits(search_index, "resilier OR remboursement")) == {
-        "u-c1-1", "u-c2-1", "u-c2-0", "u-c3-1"
+        "u-c1-1",
+        "u-c2-1",
+        "u-c2-0",
+        "u-c3-1",
     }
     assert ids(hits(search_index, "contrat NOT resilier")) == {"u-c3-0"}
     assert ids(hits(search_index, "(remboursement OR cher) NOT huit")) == {"u-c2-0", "u-c3-0"}
@@ -61,9 +71,7 @@ def test_snippet_marks_the_match(search_index: TranscriptIndex) -> None:
 
 def test_filters(search_index: TranscriptIndex) -> None:
     assert ids(hits(search_index, "contrat OR resilier", agent_id="a-2")) == {"u-c2-1"}
-    assert ids(hits(search_index, "remboursement", leg="agent", direction="inbound")) == {
-        "u-c3-1"
-    }
+    assert ids(hits(search_index, "remboursement", leg="agent", direction="inbound")) == {"u-c3-1"}
     assert ids(hits(search_index, "resilier", leg="agent")) == set()
     assert ids(hits(search_index, "resilier", call_id="c2")) == {"u-c2-1"}
     may2 = datetime(2024, 5, 2, tzinfo=UTC)
@@ -83,11 +91,20 @@ def test_sort_by_time_and_paging(search_index: TranscriptIndex) -> None:
 
 def test_relevance_ranks_the_denser_match_first(tmp_path: Path) -> None:
     index = SqliteIndex(tmp_path / "i.sqlite")
-    index.upsert_utterances([
-        UtteranceRow("t", "c", "u1", "agent", 0, 1,
-                     "bonjour madame, je vous appelle au sujet de votre dossier de prêt"),
-        UtteranceRow("t", "c", "u2", "agent", 2, 3, "prêt prêt prêt"),
-    ])
+    index.upsert_utterances(
+        [
+            UtteranceRow(
+                "t",
+                "c",
+                "u1",
+                "agent",
+                0,
+                1,
+                "bonjour madame, je vous appelle au sujet de votre dossier de prêt",
+            ),
+            UtteranceRow("t", "c", "u2", "agent", 2, 3, "prêt prêt prêt"),
+        ]
+    )
     found = hits(index, "pret", tenant="t")
     assert [h.utterance_id for h in found] == ["u2", "u1"]
     assert found[0].score > found[1].score
@@ -163,12 +180,14 @@ def test_term_counts_per_day_week_month(search_index: TranscriptIndex) -> None:
     q = parse_query("contrat")
     day = search_index.term_counts("acme", q, Filters(), "day")
     assert [(b.period, b.utterances, b.calls) for b in day] == [
-        ("2024-05-01", 1, 1), ("2024-05-09", 1, 1)
+        ("2024-05-01", 1, 1),
+        ("2024-05-09", 1, 1),
     ]
     week = search_index.term_counts("acme", parse_query("resilier OR contrat"), Filters(), "week")
     # 2024-05-01 and 05-02 fall in the week of Monday 29 April; 05-09 in that of 6 May
     assert [(b.period, b.utterances, b.calls) for b in week] == [
-        ("2024-04-29", 2, 2), ("2024-05-06", 1, 1)
+        ("2024-04-29", 2, 2),
+        ("2024-05-06", 1, 1),
     ]
     month = search_index.term_counts("acme", q, Filters(), "month")
     assert [(b.period, b.utterances) for b in month] == [("2024-05", 2)]
@@ -196,8 +215,9 @@ def test_total_past_the_cap_is_at_least(
     import recordings.index.sqlite as backend
 
     monkeypatch.setattr(backend, "COUNT_CAP", 2)
-    page = search_index.search("acme", parse_query("resilier OR remboursement"), Filters(),
-                               "relevance", 0, 10)
+    page = search_index.search(
+        "acme", parse_query("resilier OR remboursement"), Filters(), "relevance", 0, 10
+    )
     assert (page.total, page.exact, len(page.items)) == (2, False, 4)
     page = search_index.search("acme", parse_query("resilier"), Filters(), "relevance", 0, 10)
     assert (page.total, page.exact) == (2, True)
@@ -219,3 +239,197 @@ def test_a_tenant_whose_name_extends_another_stays_apart(search_index: Transcrip
     assert ids(hits(search_index, "resilier")) == {"u-c1-1", "u-c2-1"}
     assert ids(hits(search_index, "resilier", tenant="acme-corp")) == {"u-x1"}
     assert ids(hits(search_index, "resilier", tenant="acme-corp", leg="agent")) == {"u-x1"}
+
+
+# The schema-1 file layout (one FTS table for every tenant, kept by triggers), as written
+# by the first release of the index.
+SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS calls (
+    tenant TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    started_known INTEGER NOT NULL DEFAULT 0,
+    agent_id TEXT,
+    direction TEXT,
+    caller TEXT,
+    callee TEXT,
+    prefix TEXT,
+    recording_key TEXT,
+    duration REAL,
+    source TEXT,
+    held INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, call_id)
+);
+CREATE INDEX IF NOT EXISTS calls_by_time ON calls (tenant, started_at);
+CREATE TABLE IF NOT EXISTS utterances (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    utterance_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    leg TEXT NOT NULL,
+    start REAL NOT NULL,
+    "end" REAL NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT NOT NULL,
+    UNIQUE (tenant, utterance_id)
+);
+CREATE INDEX IF NOT EXISTS utterances_by_call ON utterances (tenant, call_id, start);
+CREATE VIRTUAL TABLE IF NOT EXISTS utt_fts USING fts5(
+    text, content='utterances', content_rowid='id',
+    tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS utt_ai AFTER INSERT ON utterances BEGIN
+    INSERT INTO utt_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS utt_ad AFTER DELETE ON utterances BEGIN
+    INSERT INTO utt_fts(utt_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS utt_au AFTER UPDATE OF text ON utterances BEGIN
+    INSERT INTO utt_fts(utt_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO utt_fts(rowid, text) VALUES (new.id, new.text);
+END;
+"""
+
+
+def test_a_schema_1_file_is_rebuilt_per_tenant_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_1)
+    db.executemany(
+        "INSERT INTO calls (tenant, call_id, started_at, started_known, agent_id, direction)"
+        " VALUES (?, ?, ?, 1, ?, ?)",
+        [
+            ("acme", "c1", 1714554000.0, "a-1", "inbound"),
+            ("rival", "r1", 1714557600.0, "b-1", "inbound"),
+        ],
+    )
+    db.executemany(
+        'INSERT INTO utterances (tenant, utterance_id, call_id, leg, start, "end", text, source)'
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'batch')",
+        [
+            ("acme", "u1", "c1", "customer", 1.0, 2.0, "Je veux résilier mon contrat"),
+            ("rival", "u2", "r1", "customer", 1.0, 2.0, "résilier le contrat secret"),
+        ],
+    )
+    db.commit()
+    db.close()
+    index = SqliteIndex(path)
+    assert ids(hits(index, "resilier")) == {"u1"}
+    assert ids(hits(index, "resilier", tenant="rival")) == {"u2"}
+    assert ids(hits(index, "contrat", agent_id="a-1", direction="inbound")) == {"u1"}
+    assert ids(hits(index, "secret")) == set()
+    index.upsert_utterances([UtteranceRow("acme", "c1", "u3", "agent", 3, 4, "bien noté")])
+    assert ids(hits(index, "note")) == {"u3"}
+    index.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    old_table = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'utt_fts'")
+    assert old_table.fetchone() == (0,)
+    db.close()
+    reopened = SqliteIndex(path)  # a second open finds the new schema and keeps the rows
+    assert ids(hits(reopened, "resilier OR note")) == {"u1", "u3"}
+    reopened.close()
+
+
+def test_a_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite"
+    SqliteIndex(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(IndexSchemaError, match="newer than this callpipe"):
+        SqliteIndex(path)
+
+
+def test_late_call_metadata_reaches_the_search_filters(tmp_path: Path) -> None:
+    index = SqliteIndex(tmp_path / "i.sqlite")
+    index.upsert_utterances([UtteranceRow("t", "late", "u1", "agent", 0, 1, "résilier")])
+    assert ids(hits(index, "resilier", tenant="t", agent_id="a")) == set()
+    when = datetime(2024, 1, 2, 3, 4, tzinfo=UTC)
+    index.upsert_call(CallMeta("t", "late", started_at=when, agent_id="a", direction="outbound"))
+    found = hits(
+        index,
+        "resilier",
+        tenant="t",
+        agent_id="a",
+        direction="outbound",
+        until=datetime(2024, 1, 3, tzinfo=UTC),
+    )
+    assert ids(found) == {"u1"} and found[0].call_started_at == when
+    index.close()
+
+
+def test_past_the_cap_relevance_ranks_the_newest_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recordings.index.sqlite as backend
+
+    monkeypatch.setattr(backend, "COUNT_CAP", 2)
+    monkeypatch.setattr(backend, "RANK_WINDOW", 3)
+    index = SqliteIndex(tmp_path / "i.sqlite")
+    texts = ["prêt prêt prêt prêt", "un prêt", "prêt prêt", "un prêt de plus ici", "le prêt"]
+    index.upsert_utterances(
+        [UtteranceRow("t", "c", f"u{i}", "agent", i, i + 1, text) for i, text in enumerate(texts)]
+    )
+    q = parse_query("pret")
+    page = index.search("t", q, Filters(), "relevance", 0, 2)
+    # u0, the densest, is older than the 3-match window; u2 leads the window
+    assert (page.total, page.exact) == (2, False)
+    assert [h.utterance_id for h in page.items] == ["u2", "u4"]  # type: ignore[union-attr]
+    deeper = index.search("t", q, Filters(), "relevance", 0, 5)  # the window grows to the page
+    assert [h.utterance_id for h in deeper.items][0] == "u0"  # type: ignore[union-attr]
+    assert len(deeper.items) == 5
+    index.close()
+
+
+def test_time_order_pages_exactly_past_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recordings.index.sqlite as backend
+
+    monkeypatch.setattr(backend, "COUNT_CAP", 3)
+    index = SqliteIndex(tmp_path / "i.sqlite")
+    base = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    # calls sharing a start second, others a day apart, indexed out of time order
+    starts = {"a": 0, "b": 86400, "c": 86400, "d": 3 * 86400, "e": 2 * 86400}
+    for cid, offset in starts.items():
+        index.upsert_call(CallMeta("t", cid, started_at=base + timedelta(seconds=offset)))
+    rows = [
+        UtteranceRow("t", cid, f"{cid}{k}", "agent", start, start + 1, f"oui {cid} {k}")
+        for cid in ("c", "a", "e", "b", "d")
+        for k, start in enumerate((2.0, 0.5, 1.0))
+    ]
+    index.upsert_utterances(rows)
+    q = parse_query("oui")
+    got: list[str] = []
+    for offset in range(0, len(rows), 4):
+        page = index.search("t", q, Filters(), "time", offset, 4)
+        assert (page.total, page.exact) == (3, False)
+        got += [h.utterance_id for h in page.items]  # type: ignore[union-attr]
+    # newest call first, then speaking order; b and c started in the same second, so their
+    # utterances interleave by start (ties: c was indexed first)
+    assert got == [
+        "d1", "d2", "d0", "e1", "e2", "e0", "c1", "b1", "c2", "b2", "c0", "b0", "a1", "a2", "a0"
+    ]  # fmt: skip
+    index.close()
+
+
+def test_a_call_start_that_moves_rekeys_its_utterances(tmp_path: Path) -> None:
+    index = SqliteIndex(tmp_path / "i.sqlite")
+    index.upsert_utterances([UtteranceRow("t", "c1", "u1", "agent", 0, 1, "résilier demain")])
+    index.upsert_call(CallMeta("t", "c2", started_at=datetime(2024, 5, 2, tzinfo=UTC)))
+    index.upsert_utterances([UtteranceRow("t", "c2", "u2", "agent", 0, 1, "résilier hier")])
+    # c1 was provisional (now); its real start is older than c2's
+    index.upsert_call(CallMeta("t", "c1", started_at=datetime(2024, 5, 1, tzinfo=UTC)))
+    page = index.search("t", parse_query("resilier"), Filters(), "time", 0, 10)
+    assert [h.utterance_id for h in page.items] == ["u2", "u1"]  # type: ignore[union-attr]
+    may2 = datetime(2024, 5, 2, tzinfo=UTC)
+    assert ids(hits(index, "resilier", tenant="t", until=may2)) == {"u1"}
+    assert ids(hits(index, "resilier", tenant="t", since=may2)) == {"u2"}
+    assert ids(hits(index, "demain", tenant="t")) == {"u1"}  # indexed once, under its new id
+    # an utterance replayed into another call moves with it
+    index.upsert_utterances([UtteranceRow("t", "c2", "u1", "agent", 5, 6, "résilier demain")])
+    assert [h.call_id for h in hits(index, "demain", tenant="t")] == ["c2"]
+    assert index.delete_call("t", "c2") == 2
+    assert hits(index, "resilier", tenant="t") == []
+    index.close()

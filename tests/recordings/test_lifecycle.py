@@ -44,7 +44,9 @@ def test_ensure_lifecycle_sets_and_updates_rules(s3_endpoint: str) -> None:
     assert store.ensure_lifecycle(7, "globex/") is True
     assert store.ensure_lifecycle(14, "acme/") is True
     assert sorted(_rules(sdk, settings.bucket).values()) == [
-        ("", 90), ("acme/", 14), ("globex/", 7)
+        ("", 90),
+        ("acme/", 14),
+        ("globex/", 7),
     ]
     assert store.lifecycle_rules() == [("", 90), ("acme/", 14), ("globex/", 7)]
     assert store.ensure_lifecycle(90) is True  # idempotent

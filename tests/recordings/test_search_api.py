@@ -34,8 +34,9 @@ def wav_bytes(seconds: float = 2.0, rate: int = 8000) -> bytes:
 def test_search_hits_snippets_and_audio_links(
     search_client: TestClient, search_keys: dict[str, str]
 ) -> None:
-    r = search_client.get("/v1/search", params={"q": "electricite"},
-                          headers=auth(search_keys["analyst"]))
+    r = search_client.get(
+        "/v1/search", params={"q": "electricite"}, headers=auth(search_keys["analyst"])
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["total"] == 1 and body["page"] == 1 and body["sort"] == "relevance"
@@ -50,10 +51,14 @@ def test_search_hits_snippets_and_audio_links(
 def test_snippet_is_html_escaped(
     search_client: TestClient, search_keys: dict[str, str], search_index: TranscriptIndex
 ) -> None:
-    search_index.upsert_utterances([UtteranceRow(
-        "acme", "c3", "u-x", "agent", 9, 10, "<script>alert(1)</script> facture & co")])
-    r = search_client.get("/v1/search", params={"q": "facture"},
-                          headers=auth(search_keys["admin"]))
+    search_index.upsert_utterances(
+        [
+            UtteranceRow(
+                "acme", "c3", "u-x", "agent", 9, 10, "<script>alert(1)</script> facture & co"
+            )
+        ]
+    )
+    r = search_client.get("/v1/search", params={"q": "facture"}, headers=auth(search_keys["admin"]))
     snippet = r.json()["hits"][0]["snippet"]
     assert "<script>" not in snippet
     assert "&lt;script&gt;" in snippet and "<mark>facture</mark> &amp; co" in snippet
@@ -63,21 +68,30 @@ def test_paging_sort_and_filters(search_client: TestClient, search_keys: dict[st
     h = auth(search_keys["analyst"])
     q = "resilier OR remboursement OR contrat"
     pages = [
-        search_client.get("/v1/search", params={"q": q, "sort": "time", "page_size": 2,
-                                                "page": p}, headers=h).json()
+        search_client.get(
+            "/v1/search", params={"q": q, "sort": "time", "page_size": 2, "page": p}, headers=h
+        ).json()
         for p in (1, 2, 3)
     ]
     assert [p["total"] for p in pages] == [5, 5, 5]
     order = [hit["utterance_id"] for p in pages for hit in p["hits"]]
     assert order == ["u-c3-0", "u-c3-1", "u-c2-0", "u-c2-1", "u-c1-1"]
-    r = search_client.get("/v1/search", headers=h, params={
-        "q": q, "from": "2024-05-02", "to": "2024-05-02", "leg": "customer",
-        "direction": "outbound", "agent": "a-2"})
+    r = search_client.get(
+        "/v1/search",
+        headers=h,
+        params={
+            "q": q,
+            "from": "2024-05-02",
+            "to": "2024-05-02",
+            "leg": "customer",
+            "direction": "outbound",
+            "agent": "a-2",
+        },
+    )
     assert [hit["utterance_id"] for hit in r.json()["hits"]] == ["u-c2-1"]
     r = search_client.get("/v1/search", headers=h, params={"q": q, "call_id": "c3"})
     assert {hit["call_id"] for hit in r.json()["hits"]} == {"c3"}
-    r = search_client.get("/v1/search", headers=h,
-                          params={"q": q, "from": "2024-05-01T12:00:00Z"})
+    r = search_client.get("/v1/search", headers=h, params={"q": q, "from": "2024-05-01T12:00:00Z"})
     assert {hit["call_id"] for hit in r.json()["hits"]} == {"c2", "c3"}
 
 
@@ -126,12 +140,16 @@ def test_rejections_are_counted(
     search_client: TestClient, search_keys: dict[str, str], services: Services
 ) -> None:
     search_client.get("/v1/search", params={"q": "("}, headers=auth(search_keys["analyst"]))
-    assert services.metrics.value("api_rejections_total", route="search",
-                                  cause="bad_request") == 1
+    assert services.metrics.value("api_rejections_total", route="search", cause="bad_request") == 1
 
 
-READ_PATHS = ["/v1/search?q=contrat", "/v1/calls", "/v1/calls/c1", "/v1/calls/c1/audio",
-              "/v1/stats/terms?q=contrat"]
+READ_PATHS = [
+    "/v1/search?q=contrat",
+    "/v1/calls",
+    "/v1/calls/c1",
+    "/v1/calls/c1/audio",
+    "/v1/stats/terms?q=contrat",
+]
 
 
 def test_keys_and_roles(search_client: TestClient, search_keys: dict[str, str]) -> None:
@@ -153,8 +171,9 @@ def test_call_list_and_call_view(search_client: TestClient, search_keys: dict[st
     assert body["total"] == 3
     assert [c["call_id"] for c in body["calls"]] == ["c3", "c2", "c1"]
     assert body["calls"][2]["utterances"] == 3
-    body = search_client.get("/v1/calls", params={"agent": "a-1", "page_size": 1, "page": 2},
-                             headers=h).json()
+    body = search_client.get(
+        "/v1/calls", params={"agent": "a-1", "page_size": 1, "page": 2}, headers=h
+    ).json()
     assert body["total"] == 2 and [c["call_id"] for c in body["calls"]] == ["c1"]
     body = search_client.get("/v1/calls", params={"direction": "outbound"}, headers=h).json()
     assert [c["call_id"] for c in body["calls"]] == ["c2"]
@@ -163,15 +182,21 @@ def test_call_list_and_call_view(search_client: TestClient, search_keys: dict[st
     call = search_client.get("/v1/calls/c1", headers=h).json()
     assert call["agent_id"] == "a-1" and call["direction"] == "inbound"
     assert [(u["leg"], u["start"]) for u in call["transcript"]] == [
-        ("agent", 1.0), ("customer", 3.5), ("agent", 6.5)]
+        ("agent", 1.0),
+        ("customer", 3.5),
+        ("agent", 6.5),
+    ]
 
 
 def test_audio_streams_with_ranges(
     search_client: TestClient, search_keys: dict[str, str], services: Services
 ) -> None:
     data = wav_bytes()
-    services.store.put(call_key("acme", "c1", datetime(2024, 5, 1, 9, tzinfo=UTC),
-                                "recording.wav"), data, "audio/wav")
+    services.store.put(
+        call_key("acme", "c1", datetime(2024, 5, 1, 9, tzinfo=UTC), "recording.wav"),
+        data,
+        "audio/wav",
+    )
     h = auth(search_keys["analyst"])
     r = search_client.get("/v1/calls/c1/audio", headers=h)
     assert r.status_code == 200 and r.content == data
@@ -202,10 +227,12 @@ def test_term_stats(search_client: TestClient, search_keys: dict[str, str]) -> N
     ]
     assert series["rembours*"]["total"] == 2
     r = search_client.get("/v1/stats/terms?q=resilier&interval=month", headers=h)
-    assert r.json()["series"][0]["buckets"] == [
-        {"period": "2024-05", "utterances": 2, "calls": 2}]
-    for bad, reason in [("q=resilier&interval=year", "'interval' must be one of"),
-                        ("interval=day", "'q' is required"), ("q=(", "bad query")]:
+    assert r.json()["series"][0]["buckets"] == [{"period": "2024-05", "utterances": 2, "calls": 2}]
+    for bad, reason in [
+        ("q=resilier&interval=year", "'interval' must be one of"),
+        ("interval=day", "'q' is required"),
+        ("q=(", "bad query"),
+    ]:
         r = search_client.get(f"/v1/stats/terms?{bad}", headers=h)
         assert r.status_code == 400 and reason in r.json()["detail"]
 

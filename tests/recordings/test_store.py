@@ -142,3 +142,34 @@ def test_minio_unreachable_is_retriable() -> None:
     with pytest.raises(StoreError) as err:
         MinioStore(S3Settings(endpoint=f"127.0.0.1:{port}", bucket="nowhere"))
     assert err.value.retriable
+
+
+def test_local_delete_many_prunes_emptied_folders_only(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    gone = [f"acme/2026/11/21/call-{i}/{n}" for i in range(3) for n in ("a.wav", "b.json")]
+    kept = ["acme/2026/11/21/call-9/a.wav", "acme/calls/call-9.json"]
+    for key in gone + kept + ["acme/calls/call-0.json"]:
+        store.put(key, b"x")
+    assert store.delete_many([*gone, "acme/calls/call-0.json", "acme/2026/01/01/none/x"]) == 7
+    assert sorted(i.key for i in store.list("")) == sorted(kept)
+    root = tmp_path / "objects"
+    assert not (root / "acme/2026/11/21/call-0").exists()
+    assert (root / "acme/2026/11/21/call-9").is_dir() and (root / "acme/calls").is_dir()
+    assert store.delete_many(kept) == 2
+    assert list(root.iterdir()) == []  # every emptied folder went, the root stays
+    assert store.delete_many(kept) == 0  # deleting again is a no-op
+
+
+def test_local_delete_many_stays_inside_its_root(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_bytes(b"keep")
+    (tmp_path / "objects" / "acme").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StoreError) as err:
+        store.delete_many(["acme/victim.txt"])
+    assert not err.value.retriable
+    for bad in ("../outside/victim.txt", "/abs/key", "a//b", "a\\b", ""):
+        with pytest.raises(StoreError):
+            store.delete_many([bad])
+    assert (outside / "victim.txt").read_bytes() == b"keep"
