@@ -29,6 +29,7 @@ test: $(STAMP) system-deps
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline stt tts prompter robot recordings models tests bench
+	$(BIN)/ruff format --check pipeline stt tts prompter robot recordings models tests bench
 	$(BIN)/mypy pipeline stt tts prompter robot recordings models
 
 clean:
