@@ -37,7 +37,6 @@ class DecodeQueue:
     def __init__(self, inner: ClipDecoder, max_clips: int = 16) -> None:
         self.inner = inner
         self.max_clips = max_clips
-        self.batches = 0  # decode calls made (the benchmark reads it)
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="decode-queue", daemon=True)
         self._thread.start()
@@ -85,7 +84,6 @@ class DecodeQueue:
     def _decode(self, jobs: list[_Job], language: str | None, prompt: str | None) -> None:
         clips = [c for job in jobs for c in job.clips]
         try:
-            self.batches += 1
             results = self.inner.transcribe_clips(clips, language, prompt)
         except Exception as exc:  # each caller gets the error; the loop goes on
             log.exception("decoding %d clips failed", len(clips))
