@@ -48,9 +48,11 @@ class DecoderOptions:
     # read it right but cost up to 2.5x the encoder time on a batch of 1 s partial passes,
     # so the live worker uses it for finals only (`stt.final_min_window_s`).
     min_frames: int = 0
-    # Short answers still loop ("no. no. no."); a light penalty stops it without changing
-    # longer text (measured on Piper answers over G.711, see tests/stt/test_live_decoder.py).
+    # Short answers loop ("no. no. no."): a light penalty on repeated tokens stops it. Only
+    # for batches of short clips: on whole sentences it would also penalise the second
+    # comma or "the", and long clips do not loop that way.
     repetition_penalty: float = 1.2
+    repetition_penalty_max_s: float = 2.5
     max_tokens: int = 224
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
@@ -153,7 +155,9 @@ class ShortWindowDecoder:
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=suppress,
-            repetition_penalty=o.repetition_penalty,
+            repetition_penalty=(
+                o.repetition_penalty if max(durations) <= o.repetition_penalty_max_s else 1.0
+            ),
         )
         tokens = [[t for t in g.sequences_ids[0] if t < tok.eot] for g in generated]
         alignments = self.model.find_alignment(tok, tokens, encoded, frames)
