@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.bus.base import BusError
-from pipeline.events import CallEnded, CallStarted, Event, EventError, Hint, decode_event
+from pipeline.bus.tail import BusTail
+from pipeline.events import CallEnded, CallStarted, Event, Hint
 from pipeline.logs import ctx
 from pipeline.services import Services
 
@@ -77,63 +76,29 @@ class HintHub:
         self._agents: dict[AgentKey, _Agent] = {}
         self._call_agent: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._tail = BusTail(
+            services.bus,
+            services.metrics,
+            [services.topics.hints, services.topics.calls],
+            "prompter-delivery",
+            self.dispatch,
+            name="hint-hub",
+            metric_prefix="prompter_hub",
+            poll_s=_POLL_S,
+        )
 
     # -- the consumer thread ------------------------------------------------------------
     def start(self) -> None:
         """Start consuming (idempotent)."""
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._run, name="hint-hub", daemon=True)
-        self._thread.start()
+        self._tail.start()
 
     def wait_ready(self, timeout_s: float) -> bool:
         """True once the consumer has joined and will see every new hint."""
-        return self._ready.wait(timeout_s)
-
-    def _run(self) -> None:
-        topics = self.services.topics
-        bus = self.services.bus
-        group = f"prompter-delivery-{uuid.uuid4().hex[:12]}"
-        consumer = None
-        while not self._stop.is_set():
-            try:
-                if consumer is None:
-                    consumer = bus.consumer(
-                        [topics.hints, topics.calls], group, from_beginning=False
-                    )
-                msgs = consumer.poll(_POLL_S, 500)
-                self._ready.set()
-            except BusError as exc:
-                log.warning("hint hub: bus error, retrying: %s", exc)
-                self.metrics.inc("prompter_hub_bus_errors_total")
-                if consumer is not None:
-                    try:
-                        consumer.close()
-                    except BusError:
-                        pass
-                    consumer = None
-                self._stop.wait(1.0)
-                continue
-            for msg in msgs:
-                try:
-                    event = decode_event(msg.value)
-                except EventError as exc:
-                    self.metrics.inc("prompter_hub_bad_events_total")
-                    log.warning("hint hub: skipped a malformed event: %s", exc)
-                    continue
-                self.dispatch(event)
-        if consumer is not None:
-            consumer.close()
+        return self._tail.wait_ready(timeout_s)
 
     def close(self) -> None:
         """Stop the consumer thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        self._tail.close()
 
     # -- routing --------------------------------------------------------------------------
     def _agent(self, key: AgentKey) -> _Agent:

@@ -11,26 +11,20 @@ so finals emitted before this process started are not missing.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
-import uuid
 from dataclasses import dataclass, field
 
-from pipeline.bus.base import BusError
+from pipeline.bus.tail import BusTail
 from pipeline.events import (
     CallEnded,
     CallStarted,
     Event,
-    EventError,
     TranscriptReady,
     Utterance,
-    decode_event,
 )
 from pipeline.services import Services
 from recordings.store.base import StoreError
 from recordings.transcripts import interleave
-
-log = logging.getLogger(__name__)
 
 CallKey = tuple[str, str]
 QUEUE_SIZE = 256
@@ -69,51 +63,26 @@ class LiveHub:
         self._finals: dict[CallKey, dict[str, Utterance]] = {}
         self._subs: dict[CallKey, set[Subscriber]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
+        t = services.topics
+        self._tail = BusTail(
+            services.bus,
+            services.metrics,
+            [t.transcripts, t.calls],
+            f"{services.settings.topic_prefix}live-view",
+            self.handle,
+            name="live-hub",
+            metric_prefix="live_view",
+            poll_s=_POLL_S,
+            commit=True,
+        )
 
     def start(self) -> None:
         """Start the consumer thread (once)."""
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._run, name="live-hub", daemon=True)
-            self._thread.start()
+        self._tail.start()
 
     def wait_ready(self, timeout_s: float) -> bool:
         """True once the consumer has joined and polled (events from then on are seen)."""
-        return self._ready.wait(timeout_s)
-
-    def _run(self) -> None:
-        topics = self.services.topics
-        group = f"{self.services.settings.topic_prefix}live-view-{uuid.uuid4().hex[:12]}"
-        try:
-            consumer = self.services.bus.consumer(
-                [topics.transcripts, topics.calls], group, from_beginning=False
-            )
-        except BusError:
-            log.exception("live view cannot join the bus")
-            return
-        try:
-            while not self._stop.is_set():
-                try:
-                    msgs = consumer.poll(_POLL_S, 500)
-                except BusError:
-                    log.exception("live view poll failed")
-                    self._stop.wait(1.0)
-                    continue
-                self._ready.set()
-                for m in msgs:
-                    try:
-                        self.handle(decode_event(m.value))
-                    except EventError:
-                        self.services.metrics.inc("live_view_bad_events_total")
-                if msgs:
-                    # only to let the embedded bus drop what every group has read
-                    consumer.commit()
-        finally:
-            consumer.close()
+        return self._tail.wait_ready(timeout_s)
 
     def handle(self, event: Event) -> None:
         """Keep a live final, forget a finished call, and pass the event to its watchers."""
@@ -158,9 +127,7 @@ class LiveHub:
 
     def close(self) -> None:
         """Stop the consumer thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        self._tail.close()
 
 
 def live_hub(services: Services) -> LiveHub:
