@@ -396,14 +396,15 @@ class RtpIngest:
         # it costs nothing (no concealment is made for it) and the call goes on, but the
         # operator should hear of it, once per leg and call.
         cause = f"silent:{lp.leg}"
-        if cause in call.logged or now - max(lp.last_arrival, call.registered) <= timeout:
+        quiet_s = now - max(lp.last_arrival, call.registered)
+        if cause in call.logged or quiet_s <= timeout:
             return
         call.logged.add(cause)
         self._counts[("rtp_leg_silent_total", "")] += 1
         log.warning(
             "%s leg: no RTP for %.0f s while the call goes on",
             lp.leg,
-            now - max(lp.last_arrival, call.registered),
+            quiet_s,
             **ctx(call.tenant, call.call_id),
         )
 
