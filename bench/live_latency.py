@@ -103,7 +103,9 @@ def make_calls(n: int, lines: int, speak: Any) -> list[Call]:
     return calls
 
 
-def run(n_calls: int, n_lines: int, speak: Any, transcriber: Any) -> dict[str, float]:
+def run(
+    n_calls: int, n_lines: int, speak: Any, transcriber: Any, verbose: bool = False
+) -> dict[str, float]:
     """Stream n_calls at once; returns the figures."""
     tmp = Path(tempfile.mkdtemp(prefix="live-bench-"))
     low = 61000 + 2 * int(np.random.default_rng().integers(0, 2000))
@@ -202,11 +204,17 @@ def run(n_calls: int, n_lines: int, speak: Any, transcriber: Any) -> dict[str, f
             if partials:
                 first_partials.append(min(partials) - line.sent_first)
             errors.append(wer(line.text, " ".join(u.text for _, u in finals)))
+            if verbose:
+                print(
+                    f"  {call.call_id} {line.leg:8s} {latencies[-1]:5.2f} s "
+                    f"{len(finals)} final(s): {' | '.join(u.text for _, u in finals)}"
+                )
             clip = call.legs[line.leg][line.start : line.voiced_last + RATE // 4]
             segs = transcriber.transcribe_clips([resample(clip, RATE, 16000)], "en")
             batch_errors.append(wer(line.text, segs[0].text if segs[0] else ""))
     finals_total = services.metrics.total("live_finals_total") or 1.0
     prepared = services.metrics.total("live_finals_prepared_total") / finals_total
+    early = services.metrics.total("live_finals_early_total") / finals_total
     services.close()
     lat = np.array(latencies) if latencies else np.array([np.nan])
     fp = np.array(first_partials) if first_partials else np.array([np.nan])
@@ -224,6 +232,7 @@ def run(n_calls: int, n_lines: int, speak: Any, transcriber: Any) -> dict[str, f
         "whisper_busy": busy / wall,
         "audio_s": n / RATE,
         "prepared": prepared,
+        "early": early,
     }
 
 
@@ -232,6 +241,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--calls", type=int, action="append", help="simultaneous calls (repeat)")
     ap.add_argument("--lines", type=int, default=6, help="script lines per call")
+    ap.add_argument("--verbose", action="store_true", help="print every line's finals")
     args = ap.parse_args()
     from faster_whisper import WhisperModel
     from piper import PiperVoice
@@ -264,15 +274,15 @@ def main() -> None:
     )
     print(
         "calls legs utts missing final_p50 final_p95 partial_p50 partial_p95 "
-        "wer_live wer_batch whisper_busy prepared"
+        "wer_live wer_batch whisper_busy prepared early"
     )
     for n in args.calls or [4]:
-        r = run(n, args.lines, speak, transcriber)
+        r = run(n, args.lines, speak, transcriber, args.verbose)
         print(
             f"{r['calls']:5d} {r['legs']:4d} {r['utterances']:4d} {r['missing_finals']:7d} "
             f"{r['final_p50_s']:9.2f} {r['final_p95_s']:9.2f} {r['first_partial_p50_s']:11.2f} "
             f"{r['first_partial_p95_s']:11.2f} {r['wer_live']:8.3f} {r['wer_batch']:9.3f} "
-            f"{r['whisper_busy']:12.2f} {r['prepared']:8.2f}",
+            f"{r['whisper_busy']:12.2f} {r['prepared']:8.2f} {r['early']:5.2f}",
             flush=True,
         )
 

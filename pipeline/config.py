@@ -87,6 +87,14 @@ class LiveSettings(BaseModel):
     min_speech_ms: int = Field(default=200, ge=0)
     max_utterance_s: float = Field(default=15.0, gt=1.0)
     partial_interval_s: float = Field(default=0.8, gt=0.1)
+    # A final as soon as the pass decoded in the first 200 ms of silence ends a sentence.
+    early_final: bool = True
+    # Beam of live finals (partial passes are greedy). Greedy finals take ~0.3 s off the p95
+    # at 4 calls (bench/live_latency.py) but misread digit strings ("my numbers 4567-8").
+    beam_size: int = Field(default=5, ge=1)
+    # Endpointing: frames within this many dB of the line's noise floor are silence (None:
+    # webrtcvad alone, which hears ~100 ms of a sentence's fade as speech).
+    vad_noise_margin_db: float | None = Field(default=8.0, ge=0)
 
     @model_validator(mode="after")
     def _range(self) -> LiveSettings:

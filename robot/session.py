@@ -88,6 +88,8 @@ def streaming_options(services: Services) -> StreamingOptions:
         hangover_ms=robot.hangover_ms,
         min_speech_ms=live.min_speech_ms,
         speech_pad_ms=stt.speech_pad_ms,
+        # the answer's final pass once the whole padding is heard, as measured for the robot
+        final_pass_silence_ms=stt.speech_pad_ms,
         max_utterance_s=live.max_utterance_s,
         partial_interval_s=live.partial_interval_s,
     )

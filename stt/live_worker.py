@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 
 from pipeline.events import (
@@ -59,6 +59,11 @@ PART_S = 60.0
 FINISHED_MEMORY = 10_000
 # Partial passes decoded in one Whisper batch: a final due meanwhile waits for at most this.
 PARTIALS_PER_ROUND = 4
+# A partial pass may wait this long past its time: for a second pass to batch with (when
+# Whisper is loaded), or for the final pass of a leg that has just fallen silent.
+PARTIAL_SLACK_S = 0.3
+# Whisper is loaded when it decoded more than half of this last stretch of time.
+LOAD_WINDOW_S = 2.0
 # Only a final this long fixes the call's language (short answers are often misdetected).
 LANGUAGE_MIN_S = 2.0
 
@@ -75,6 +80,8 @@ def streaming_options(services: Services) -> StreamingOptions:
         speech_pad_ms=stt.speech_pad_ms,
         max_utterance_s=live.max_utterance_s,
         partial_interval_s=live.partial_interval_s,
+        early_final=live.early_final,
+        noise_margin_db=live.vad_noise_margin_db,
     )
 
 
@@ -82,10 +89,10 @@ def live_decoder_of(
     services: Services, *, final: bool = False, beam_size: int | None = None
 ) -> ShortWindowDecoder:
     """The process's live decoders (sharing the one Whisper model): greedy for partial
-    passes, `stt.beam_size` for finals and the passes likely to become finals. Finals are
+    passes, `live.beam_size` for finals and the passes likely to become finals. Finals are
     decoded in a window of at least `stt.final_min_window_s`. `beam_size` overrides."""
     stt = services.settings.stt
-    beam = beam_size or (stt.beam_size if final else 1)
+    beam = beam_size or (services.settings.live.beam_size if final else 1)
     min_frames = int(stt.final_min_window_s * 100) if final else 0
     return services.component(
         f"stt.live_decoder.beam{beam}.min{min_frames}",
@@ -124,6 +131,8 @@ class LiveStage(Stage):
         self._idle_s = 2 * services.settings.live.rtp_timeout_s
         self.decode_rounds = 0  # Whisper batches this stage asked for
         self._max_partials = PARTIALS_PER_ROUND
+        self._partial_slack = int(PARTIAL_SLACK_S * SAMPLE_RATE)
+        self._rounds: deque[tuple[float, float]] = deque()  # (end, seconds) of recent rounds
         self._hold_decoding = False
 
     @property
@@ -315,6 +324,7 @@ class LiveStage(Stage):
         """One Whisper batch: the finals (and passes that will likely be finals) when any
         are due, else the most overdue partial passes, so a final never waits behind more
         than one batch of partials."""
+        calls = list(calls)
         due: list[tuple[LiveCall, str, DecodeRequest]] = []
         for call in calls:
             for ls in call.legs.values():
@@ -326,6 +336,8 @@ class LiveStage(Stage):
             else:
                 due.sort(key=lambda d: d[2].end - d[2].utterance.next_pass, reverse=True)
                 due = due[: self._max_partials]
+                if self._hold_partials(calls, due):
+                    return []
         out: list[Output] = []
         by_language: dict[str | None, list[tuple[LiveCall, str, DecodeRequest]]] = {}
         for item in due:
@@ -336,12 +348,35 @@ class LiveStage(Stage):
             self.decode_rounds += 1
             started = time.perf_counter()
             segments = decoder.transcribe_clips([r.audio for _, _, r in items], language)
-            self.services.metrics.inc("live_decode_seconds_total", time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self._rounds.append((time.monotonic(), took))
+            self.services.metrics.inc("live_decode_seconds_total", took)
             self.services.metrics.inc("live_decoded_clips_total", len(items))
             for (call, leg, req), seg in zip(items, segments, strict=True):
                 stream = call.legs[leg]
-                out.extend(self._events(call, leg, stream.recogniser.apply(req, seg)))
+                hyps = stream.recogniser.apply(req, seg)
+                if not req.final and any(h.final for h in hyps):
+                    # the pass decoded in the first silence ended a sentence
+                    self.services.metrics.inc("live_finals_early_total")
+                out.extend(self._events(call, leg, hyps))
         return out
+
+    def _hold_partials(
+        self, calls: list[LiveCall], due: list[tuple[LiveCall, str, DecodeRequest]]
+    ) -> bool:
+        """Whether the partial passes due wait a little (at most PARTIAL_SLACK_S): while a
+        leg's final pass is about to be due, so it finds Whisper free; and, when Whisper is
+        loaded, a lone pass waits for a second (two clips cost about 1.4 times one)."""
+        if not due or not due[0][2].utterance.confirmed:
+            return False  # nothing shown yet for that utterance: its first partial goes now
+        if due[0][2].end - due[0][2].utterance.next_pass >= self._partial_slack:
+            return False
+        if any(ls.recogniser.final_pass_soon for c in calls for ls in c.legs.values()):
+            return True
+        now = time.monotonic()
+        while self._rounds and self._rounds[0][0] < now - LOAD_WINDOW_S:
+            self._rounds.popleft()
+        return len(due) == 1 and sum(t for _, t in self._rounds) > LOAD_WINDOW_S / 2
 
     def _events(self, call: LiveCall, leg: str, hyps: list[Hypothesis]) -> list[Output]:
         out: list[Output] = []

@@ -26,6 +26,8 @@ _NORM = re.compile(r"[^\w']+")
 # Words Whisper rewrote inside the confirmed prefix are matched by time, with this slack.
 _TIME_SLACK_S = 0.05
 _MAX_NGRAM = 5
+# What a sentence ends with; "..." is Whisper's mark of speech trailing off, not an end.
+_SENTENCE_END = re.compile(r"(?<!\.\.)[.?!。？！]['\"”)]*$")
 
 
 class ClipDecoder(Protocol):
@@ -48,6 +50,13 @@ class StreamingOptions:
     partial_interval_s: float = 0.8
     first_pass_s: float = 0.5  # speech (from the utterance start) before the first pass
     keep_before_ms: int = 1000  # audio kept while quiet, for the padding before an onset
+    # Silence after which the pass that will likely be the final is decoded (the clip up to
+    # the last voiced frame plus `speech_pad_ms`, the part not yet heard as silence).
+    final_pass_silence_ms: int = 90
+    # End an utterance after `speech_pad_ms` of silence when the pass decoded in it ends a
+    # sentence, without waiting for the rest of the hangover (semantic endpointing).
+    early_final: bool = False
+    noise_margin_db: float | None = None  # see VadOptions
 
     def vad(self) -> VadOptions:
         """The Endpointer's options."""
@@ -58,6 +67,7 @@ class StreamingOptions:
             min_silence_duration_ms=self.hangover_ms,
             speech_pad_ms=self.speech_pad_ms,
             max_speech_duration_s=self.max_utterance_s,
+            noise_margin_db=self.noise_margin_db,
         )
 
 
@@ -88,6 +98,7 @@ class _Utterance:
     last_end: int = -1  # end of the clip the last pass decoded
     last_text: str = ""
     last_exact: bool = False
+    sentence_end: bool = False  # the last pass was decoded in a pause and ends a sentence
     last_language: str | None = None
     audio: np.ndarray | None = None  # the whole clip, once ended and waiting for its final
 
@@ -140,6 +151,11 @@ def common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
     return n
 
 
+def ends_sentence(text: str) -> bool:
+    """Whether Whisper closed the text as a sentence (a full stop, question or exclamation)."""
+    return bool(_SENTENCE_END.search(text.strip()))
+
+
 def join_words(words: Sequence[Word]) -> str:
     """Text of a word list."""
     return " ".join(w.word for w in words).strip()
@@ -157,6 +173,7 @@ class StreamingRecognizer:
         self._audio = np.zeros(0, dtype=np.int16)
         self._audio_start = origin
         self._current: _Utterance | None = None
+        self._split_end = -1  # end of an utterance closed early while the endpointer stops
         self._ending: list[_Utterance] = []
         self._ready: list[Hypothesis] = []
         self._last_voiced = origin
@@ -164,6 +181,7 @@ class StreamingRecognizer:
         self._interval = int(o.partial_interval_s * SAMPLE_RATE)
         self._first = int(o.first_pass_s * SAMPLE_RATE)
         self._keep = SAMPLE_RATE * o.keep_before_ms // 1000
+        self._spec_silence = SAMPLE_RATE * min(o.final_pass_silence_ms, o.speech_pad_ms) // 1000
 
     # -- audio in ------------------------------------------------------------------------
     @property
@@ -175,6 +193,16 @@ class StreamingRecognizer:
     def busy(self) -> bool:
         """Inside an utterance, or an utterance waits for its final decode."""
         return self._current is not None or bool(self._ending)
+
+    @property
+    def final_pass_soon(self) -> bool:
+        """Silence began after speech: the pass likely to be the final is due shortly."""
+        cur = self._current
+        return (
+            cur is not None
+            and self._ep.state is VadState.STOPPING
+            and cur.last_end != self._last_voiced + self._pad
+        )
 
     def insert_audio_chunk(self, pcm: np.ndarray) -> None:
         """Append contiguous 16 kHz int16 audio."""
@@ -213,12 +241,23 @@ class StreamingRecognizer:
     def _step(self, frame: np.ndarray) -> None:
         for ev in self._ep.feed(frame):
             if isinstance(ev, SpeechStarted):
-                start = self.origin + ev.start
-                self._current = _Utterance(start=start, next_pass=start + self._first)
-            elif isinstance(ev, SpeechEnded) and self._current is not None:
-                self._end_current(self.origin + ev.end)
+                self._begin(self.origin + ev.start)
+            elif isinstance(ev, SpeechEnded):
+                if self._current is not None:
+                    self._end_current(self.origin + ev.end)
+                self._split_end = -1
         if self._ep.state is VadState.SPEAKING:
+            if self._current is None and self._split_end >= 0:
+                # speech resumed after an utterance closed early: a new one starts here
+                onset = self.origin + self._ep.position - self._frame - self._pad
+                self._begin(max(self._split_end, onset))
+                self._split_end = -1
             self._last_voiced = self.origin + self._ep.position
+        elif self._current is not None and self._closes_early(self._current):
+            self._ready.extend(self._close_early(self._current))
+
+    def _begin(self, start: int) -> None:
+        self._current = _Utterance(start=start, next_pass=start + self._first)
 
     def _end_current(self, end: int) -> None:
         utt, self._current = self._current, None
@@ -260,15 +299,15 @@ class StreamingRecognizer:
         spec_end = self._last_voiced + self._pad
         if (
             self._ep.state is VadState.STOPPING
-            and pos >= spec_end > cur.start
+            and pos >= self._last_voiced + self._spec_silence
+            and spec_end > cur.start
             and cur.last_end != spec_end
         ):
-            # Decode while the hangover runs: if no speech follows, this is the final.
-            out.append(
-                DecodeRequest(
-                    cur, cur.start, spec_end, self._clip(cur.start, spec_end), False, True
-                )
-            )
+            # Decode while the hangover runs: if no speech follows, this is the final. The
+            # padding not heard yet is silence (the endpointer says so far), so zeros.
+            clip = self._clip(cur.start, spec_end)
+            clip = np.pad(clip, (0, spec_end - cur.start - len(clip)))
+            out.append(DecodeRequest(cur, cur.start, spec_end, clip, False, True))
         elif self._ep.state is VadState.SPEAKING and pos >= cur.next_pass:
             out.append(DecodeRequest(cur, cur.start, pos, self._clip(cur.start, pos), False))
         return out
@@ -307,6 +346,9 @@ class StreamingRecognizer:
         utt.last_language = language or utt.last_language
         utt.confirmed.extend(rest[:agreed])
         utt.tentative = rest[agreed:]
+        utt.sentence_end = request.urgent and ends_sentence(text)
+        if self._closes_early(utt):
+            return self._close_early(utt)
         if not utt.confirmed:
             # nothing shown yet: the agreeing second pass comes sooner
             utt.next_pass = request.end + self._interval // 2
@@ -325,6 +367,24 @@ class StreamingRecognizer:
                 utt.last_language,
             )
         ]
+
+    def _closes_early(self, utt: _Utterance) -> bool:
+        """The pass decoded in the trailing silence ends a sentence, no speech came since,
+        and the silence has lasted `speech_pad_ms`."""
+        return (
+            self.options.early_final
+            and utt.sentence_end
+            and utt is self._current
+            and self._ep.state is VadState.STOPPING
+            and utt.last_end == self._last_voiced + self._pad
+            and self.origin + self._ep.position >= utt.last_end
+        )
+
+    def _close_early(self, utt: _Utterance) -> list[Hypothesis]:
+        """End the utterance at its pass's end; speech resuming starts a new one."""
+        utt.end = self._split_end = utt.last_end
+        self._current = None
+        return self._final_from_last(utt)
 
     def _final_from_last(self, utt: _Utterance) -> list[Hypothesis]:
         words = [*utt.confirmed, *utt.tentative]

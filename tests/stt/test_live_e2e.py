@@ -10,6 +10,7 @@ import threading
 import time
 import wave
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -103,7 +104,9 @@ def test_simulated_two_party_call_over_udp_and_kafka(
     assert ready and ready[0].source == "live", got
     utts = [e for e in got if isinstance(e, Utterance)]
     finals = [u for u in utts if u.final]
-    assert [u.leg for u in finals] == ["agent", "customer", "agent", "customer"]
+    # a final per sentence (a line of two sentences may give two), on the right leg
+    turns = [leg for leg, _ in groupby(u.leg for u in finals)]
+    assert turns == ["agent", "customer", "agent", "customer"]
     for leg in ("agent", "customer"):
         text = " ".join(u.text for u in finals if u.leg == leg)
         assert wer(rendered.text_of(leg), text) < 0.2, (leg, text)
@@ -212,9 +215,8 @@ def test_ffmpeg_rtp_to_a_registered_leg_is_transcribed(
             t.join(30)
         reader.close()
     finals = [e for e in got if isinstance(e, Utterance) and e.final]
-    assert [u.leg for u in finals] == ["customer", "customer"], finals
-    for line, u in zip(lines, finals, strict=True):
-        assert wer(line, u.text) < 0.2, u.text
+    assert 2 <= len(finals) <= 4 and all(u.leg == "customer" for u in finals), finals
+    assert wer(" ".join(lines), " ".join(u.text for u in finals)) < 0.2, finals
     # times are call-relative: the first line starts about 1 s into the stream
     assert 0.5 < finals[0].start < 2.5
     assert any(isinstance(e, TranscriptReady) and e.source == "live" for e in got)

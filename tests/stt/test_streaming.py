@@ -155,3 +155,70 @@ def test_silence_and_gaps_cost_no_decoding(speak: Callable[..., np.ndarray]) -> 
     reqs = r.requests()
     assert len(reqs) == 1 and reqs[0].final
     assert before - SAMPLE_RATE // 4 <= reqs[0].start < before + SAMPLE_RATE // 2
+
+
+class PunctuatingDecoder:
+    """A scripted decoder: one word per 0.4 s of clip, the text closed by `end`."""
+
+    def __init__(self, end: str) -> None:
+        self.end = end
+
+    def transcribe_clips(
+        self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
+    ) -> list[Segment | None]:
+        out: list[Segment | None] = []
+        for clip in clips:
+            dur = len(clip) / SAMPLE_RATE
+            words = tuple(
+                _w(f"w{i}", i * 0.4, i * 0.4 + 0.3) for i in range(max(1, int(dur / 0.4)))
+            )
+            text = " ".join(w.word for w in words) + self.end
+            out.append(Segment(0.0, dur, text, words, -0.2, 0.01, "en"))
+        return out
+
+
+def _two_sentences(speak: Callable[..., np.ndarray]) -> tuple[np.ndarray, int]:
+    """Two sentences 300 ms apart (less than the hangover); the sample where the first ends."""
+    first = speak("Thank you for waiting.")
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    audio = np.concatenate(
+        [pause, first, pause[: int(0.3 * SAMPLE_RATE)], speak("I can see two charges."), pause]
+    )
+    return float_to_int16(audio), SAMPLE_RATE + len(first)
+
+
+def _finals_with_position(
+    options: StreamingOptions, pcm: np.ndarray, decoder: Any
+) -> list[tuple[int, Hypothesis]]:
+    r = StreamingRecognizer(options)
+    out: list[tuple[int, Hypothesis]] = []
+    for i in range(0, len(pcm), STEP):
+        r.insert_audio_chunk(pcm[i : i + STEP])
+        out.extend((r.position, h) for h in r.process_iter(decoder, "en") if h.final)
+    out.extend((r.position, h) for h in r.finish(decoder, "en") if h.final)
+    return out
+
+
+def test_early_final_at_a_sentence_end(speak: Callable[..., np.ndarray]) -> None:
+    pcm, first_end = _two_sentences(speak)
+    options = StreamingOptions(hangover_ms=500, early_final=True)
+    finals = _finals_with_position(options, pcm, PunctuatingDecoder("."))
+    # the 300 ms pause ends the first sentence: its final comes before the hangover would
+    assert len(finals) == 2
+    (pos1, f1), (_, f2) = finals
+    assert pos1 < first_end + int(0.45 * SAMPLE_RATE)
+    assert f1.end <= f2.start and f1.text.endswith(".")
+    # the second sentence, which resumed within the hangover, starts where its speech does
+    assert abs(f2.start - (first_end + int(0.3 * SAMPLE_RATE))) < 0.3 * SAMPLE_RATE
+    # without early finals the same pause is inside one utterance
+    late = _finals_with_position(StreamingOptions(hangover_ms=500), pcm, PunctuatingDecoder("."))
+    assert len(late) == 1
+
+
+def test_no_early_final_without_a_sentence_end(speak: Callable[..., np.ndarray]) -> None:
+    pcm, first_end = _two_sentences(speak)
+    options = StreamingOptions(hangover_ms=500, early_final=True)
+    for end in (",", "...", ""):
+        finals = _finals_with_position(options, pcm, PunctuatingDecoder(end))
+        assert len(finals) == 1, end
+        assert finals[0][0] > first_end + SAMPLE_RATE

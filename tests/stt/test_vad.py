@@ -60,3 +60,21 @@ def test_streaming_feed_in_odd_slices_matches_states(speak: Callable[..., np.nda
     assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
     assert VadState.SPEAKING in states and ep.state is VadState.QUIET
     assert events[0].start == events[1].start
+
+
+def test_noise_margin_ends_speech_where_the_fade_ends(speak: Callable[..., np.ndarray]) -> None:
+    sentence = speak("I was charged twice in October.")
+    gap = np.zeros(SR, np.float32)
+    audio = np.concatenate([gap, sentence, gap])
+    audio += np.random.default_rng(5).normal(0, 0.003, len(audio)).astype(np.float32)
+    loud = np.nonzero(np.abs(sentence) > 0.02)[0]
+    voiced_end = SR + int(loud[-1])
+    ends = {}
+    for margin in (None, 8.0):
+        opts = VadOptions(speech_pad_ms=0, min_silence_duration_ms=500, noise_margin_db=margin)
+        segs = speech_segments(audio, opts)
+        assert len(segs) == 1, margin
+        ends[margin] = segs[0][1]
+    # webrtcvad alone hears the fade into the line noise as speech; the margin does not
+    assert abs(ends[8.0] - voiced_end) < 0.06 * SR
+    assert ends[None] > ends[8.0]
