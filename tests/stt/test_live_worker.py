@@ -8,8 +8,8 @@ import json
 import time
 import wave
 from collections.abc import Iterator, Sequence
-from itertools import groupby
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 import numpy as np
