@@ -7,8 +7,12 @@ serve` runs it. Prints, over all utterances: latency from the publication of an
 utterance's last voiced audio to its final event (p50/p95), time from its first voiced
 audio to its first partial, WER of the finals against the script and against the batch
 path (stt.transcriber.Transcriber on the same audio), and real-time headroom (Whisper
-busy time / wall time of the run). Usage:
-    python bench/live_latency.py --calls 4 [--calls 8 ...] [--lines 6]
+busy time / wall time of the run), and the share of finals that needed no decode after
+the endpoint: "prepared" (the pass run in the trailing silence, emitted when the hangover
+ends or the silence reaches the padding) and "early" (that pass ended a sentence and was
+emitted as soon as it was decoded). A line's latency is that of its last final (a line of
+two sentences may give two). Usage:
+    python bench/live_latency.py --calls 4 [--calls 8 ...] [--lines 6] [--verbose]
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ def make_calls(n: int, lines: int, speak: Any) -> list[Call]:
 
 def run(
     n_calls: int, n_lines: int, speak: Any, transcriber: Any, verbose: bool = False
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Stream n_calls at once; returns the figures."""
     tmp = Path(tempfile.mkdtemp(prefix="live-bench-"))
     low = 61000 + 2 * int(np.random.default_rng().integers(0, 2000))
@@ -233,6 +237,7 @@ def run(
         "audio_s": n / RATE,
         "prepared": prepared,
         "early": early,
+        "latencies": latencies,
     }
 
 
@@ -276,8 +281,10 @@ def main() -> None:
         "calls legs utts missing final_p50 final_p95 partial_p50 partial_p95 "
         "wer_live wer_batch whisper_busy prepared early"
     )
+    pooled: dict[int, list[float]] = {}
     for n in args.calls or [4]:
         r = run(n, args.lines, speak, transcriber, args.verbose)
+        pooled.setdefault(n, []).extend(r["latencies"])
         print(
             f"{r['calls']:5d} {r['legs']:4d} {r['utterances']:4d} {r['missing_finals']:7d} "
             f"{r['final_p50_s']:9.2f} {r['final_p95_s']:9.2f} {r['first_partial_p50_s']:11.2f} "
@@ -285,6 +292,13 @@ def main() -> None:
             f"{r['whisper_busy']:12.2f} {r['prepared']:8.2f} {r['early']:5.2f}",
             flush=True,
         )
+    for n, lat in pooled.items():
+        runs = (args.calls or [4]).count(n)
+        if runs > 1:
+            print(
+                f"{n} calls, {runs} runs pooled ({len(lat)} utterances): final p50 "
+                f"{np.percentile(lat, 50):.2f} s, p95 {np.percentile(lat, 95):.2f} s"
+            )
 
 
 if __name__ == "__main__":
