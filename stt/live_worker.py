@@ -349,7 +349,7 @@ class LiveStage(Stage):
             started = time.perf_counter()
             segments = decoder.transcribe_clips([r.audio for _, _, r in items], language)
             took = time.perf_counter() - started
-            self._rounds.append((time.monotonic(), took))
+            self._recent_decode_s(took)
             self.services.metrics.inc("live_decode_seconds_total", took)
             self.services.metrics.inc("live_decoded_clips_total", len(items))
             for (call, leg, req), seg in zip(items, segments, strict=True):
@@ -373,10 +373,16 @@ class LiveStage(Stage):
             return False
         if any(ls.recogniser.final_pass_soon for c in calls for ls in c.legs.values()):
             return True
+        return len(due) == 1 and self._recent_decode_s() > LOAD_WINDOW_S / 2
+
+    def _recent_decode_s(self, took: float = 0.0) -> float:
+        """Whisper seconds spent in the last LOAD_WINDOW_S (after recording `took` more)."""
         now = time.monotonic()
+        if took:
+            self._rounds.append((now, took))
         while self._rounds and self._rounds[0][0] < now - LOAD_WINDOW_S:
             self._rounds.popleft()
-        return len(due) == 1 and sum(t for _, t in self._rounds) > LOAD_WINDOW_S / 2
+        return sum(t for _, t in self._rounds)
 
     def _events(self, call: LiveCall, leg: str, hyps: list[Hypothesis]) -> list[Output]:
         out: list[Output] = []

@@ -195,13 +195,18 @@ class StreamingRecognizer:
         return self._current is not None or bool(self._ending)
 
     @property
+    def _final_pass_end(self) -> int:
+        """Where the utterance in progress ends if no speech follows: last voiced + pad."""
+        return self._last_voiced + self._pad
+
+    @property
     def final_pass_soon(self) -> bool:
         """Silence began after speech: the pass likely to be the final is due shortly."""
         cur = self._current
         return (
             cur is not None
             and self._ep.state is VadState.STOPPING
-            and cur.last_end != self._last_voiced + self._pad
+            and cur.last_end != self._final_pass_end
         )
 
     def insert_audio_chunk(self, pcm: np.ndarray) -> None:
@@ -296,7 +301,7 @@ class StreamingRecognizer:
         if cur is None:
             return out
         pos = self.position
-        spec_end = self._last_voiced + self._pad
+        spec_end = self._final_pass_end
         if (
             self._ep.state is VadState.STOPPING
             and pos >= self._last_voiced + self._spec_silence
@@ -376,7 +381,7 @@ class StreamingRecognizer:
             and utt.sentence_end
             and utt is self._current
             and self._ep.state is VadState.STOPPING
-            and utt.last_end == self._last_voiced + self._pad
+            and utt.last_end == self._final_pass_end
             and self.origin + self._ep.position >= utt.last_end
         )
 
