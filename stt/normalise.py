@@ -23,6 +23,10 @@ _CURRENCY_NAMES = {"$": "dollars", "€": "euros", "£": "pounds"}
 # "10:30" and Whisper's British "10.30" are both "ten thirty"; "9am", "9 a.m." are "nine am".
 _CLOCK = re.compile(r"\b([01]?\d|2[0-3])[:.]([0-5]\d)\b(?![.,]\d)")
 _MERIDIEM = re.compile(r"(?<=\d)\s?([ap])\.?\s?m\b\.?")
+# Whisper groups a number said digit by digit as "4-5678", "4567 8" or "06 12 34 56 78":
+# with five digits or more it is a phone or customer number, read digit by digit ("3-5", a
+# range, is not).
+_DIGIT_GROUPS = re.compile(r"\b\d+(?:(?:\s?-\s?|\s)\d+)+\b")
 # A script's "I am" is Whisper's "I'm" (and back): both sides get the long form.
 _CONTRACTIONS = {
     "i'm": "i am",
@@ -91,6 +95,11 @@ def _spell_number(match: re.Match[str]) -> str:
     return number_to_words(int(text))
 
 
+def _join_code(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return digits if len(digits) >= 5 else match.group(0)
+
+
 def fold_accents(text: str) -> str:
     """'résiliation' -> 'resiliation'."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -105,6 +114,7 @@ def normalise(text: str) -> str:
         lambda m: f"{m.group(1)} " + ("" if m.group(2) == "00" else f"{int(m.group(2))}"), t
     )
     t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 1,000 -> 1000
+    t = _DIGIT_GROUPS.sub(_join_code, t)
     t = _CURRENCY.sub(lambda m: f"{m.group(2)} {_CURRENCY_NAMES[m.group(1)]} ", t)
     t = t.replace("%", " percent")
     t = _NUMBER.sub(_spell_number, t)

@@ -4,7 +4,8 @@ Shaped as whisper_streaming's online processor: `insert_audio_chunk` feeds audio
 `process_iter` decodes what is due and returns what changed, `finish` closes the stream.
 Within an utterance every pass re-decodes it from its start; words two consecutive passes
 agree on are confirmed and never retracted, so partials (the confirmed words) do not
-flicker, and the final keeps them. Decoding is split out (`requests` / `apply`) so the live
+flicker. The final is the last pass's own reading of the whole utterance (beam search in the
+live worker), so it may correct a word the greedy partial passes confirmed. Decoding is split out (`requests` / `apply`) so the live
 worker can batch the passes of many legs and calls into one Whisper call.
 """
 
@@ -97,7 +98,7 @@ class _Utterance:
     next_pass: int = 0
     last_end: int = -1  # end of the clip the last pass decoded
     last_text: str = ""
-    last_exact: bool = False
+    last_words: list[Word] = field(default_factory=list)
     sentence_end: bool = False  # the last pass was decoded in a pause and ends a sentence
     last_language: str | None = None
     audio: np.ndarray | None = None  # the whole clip, once ended and waiting for its final
@@ -120,25 +121,22 @@ def norm_word(word: str) -> str:
     return _NORM.sub("", word.lower())
 
 
-def align(confirmed: Sequence[Word], words: Sequence[Word]) -> tuple[list[Word], bool]:
+def align(confirmed: Sequence[Word], words: Sequence[Word]) -> list[Word]:
     """The words of a new pass that come after the confirmed ones.
 
-    True when the pass repeats the confirmed words exactly; otherwise Whisper rewrote one of
-    them, and the new words are those after the last confirmed word's time, minus an n-gram
-    overlap with the confirmed tail (as whisper_streaming does).
+    When Whisper rewrote a confirmed word, they are those after the last confirmed word's
+    time, minus an n-gram overlap with the confirmed tail (as whisper_streaming does).
     """
     n = len(confirmed)
-    if n == 0:
-        return list(words), True
     if [norm_word(w.word) for w in words[:n]] == [norm_word(w.word) for w in confirmed]:
-        return list(words[n:]), True
+        return list(words[n:])
     t = confirmed[-1].end - _TIME_SLACK_S
     rest = [w for w in words if (w.start + w.end) / 2 >= t]
     for k in range(min(_MAX_NGRAM, len(rest), n), 0, -1):
         if [norm_word(w.word) for w in confirmed[-k:]] == [norm_word(w.word) for w in rest[:k]]:
             rest = rest[k:]
             break
-    return rest, False
+    return rest
 
 
 def common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
@@ -336,19 +334,16 @@ class StreamingRecognizer:
         )
         text = "" if segment is None else segment.text
         language = None if segment is None else segment.language
+        utt.last_text, utt.last_words = text, words
+        utt.last_language = language or utt.last_language
         if request.final:
             if utt in self._ending:
                 self._ending.remove(utt)
-            rest, exact = align(utt.confirmed, words)
-            utt.tentative, utt.last_text, utt.last_exact = rest, text, exact
-            utt.last_language = language or utt.last_language
             return self._final_from_last(utt)
-        rest, exact = align(utt.confirmed, words)
+        rest = align(utt.confirmed, words)
         agreed = common_prefix(utt.tentative, rest)
         utt.last_end = request.end
         utt.next_pass = request.end + self._interval
-        utt.last_text, utt.last_exact = text, exact
-        utt.last_language = language or utt.last_language
         utt.confirmed.extend(rest[:agreed])
         utt.tentative = rest[agreed:]
         utt.sentence_end = request.urgent and ends_sentence(text)
@@ -392,11 +387,12 @@ class StreamingRecognizer:
         return self._final_from_last(utt)
 
     def _final_from_last(self, utt: _Utterance) -> list[Hypothesis]:
-        words = [*utt.confirmed, *utt.tentative]
+        # The last pass decoded the whole utterance: its words, else (it heard no credible
+        # speech) what the partials showed.
+        words = utt.last_words or [*utt.confirmed, *utt.tentative]
         if not words:
             return []  # no credible speech; nothing was shown for it either
-        # The decoder's own text when it repeated the confirmed words, else the words joined.
-        text = utt.last_text if utt.last_exact and utt.last_text else join_words(words)
+        text = utt.last_text if utt.last_words else join_words(words)
         utt.revision += 1
         utt.audio = None
         end = utt.end if utt.end is not None else int(round(words[-1].end * SAMPLE_RATE))

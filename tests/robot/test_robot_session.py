@@ -57,7 +57,9 @@ def test_simulated_caller_completes_the_survey(
         caller.say(answer)
     assert session.wait(60), session.state()
     out = session.outcome
-    assert out is not None and out.result == "completed", session.state()
+    # on failure, the dialog as it went: when, which step, what happened, what was heard
+    dialog = [(s["at"], s["step"], s["action"], s["text"], s["answer"]) for s in session.steps]
+    assert out is not None and out.result == "completed", (out and out.result, dialog)
     assert out.slots == {"happy": "yes", "household": 4, "reason": "billing"}
     said = " ".join(t["text"] for t in out.transcript if t["who"] == "caller").lower()
     assert "bill" in said

@@ -156,15 +156,18 @@ def test_partials_then_finals_per_leg_with_artifacts(
             leg,
             [(u.final, u.text) for u in said],
         )
-    # every utterance: its partials (revisions counting up), then its final, last
+    # every utterance: its partials (revisions counting up, each extending the one before),
+    # then its final, last (the beam-search reading, which may correct them)
     for f in finals:
         mine = [u for u in utts if u.utterance_id == f.utterance_id]
         assert mine[-1] is f, [(u.final, u.text) for u in mine]
         assert [u.revision for u in mine] == sorted({u.revision for u in mine})
+        shown: list[str] = []
         for p in mine[:-1]:
             assert not p.final
-            stable = [w.word for w in p.words]
-            assert [w.word for w in f.words][: len(stable)] == stable
+            now = [w.word for w in p.words]
+            assert now[: len(shown)] == shown, (shown, now)
+            shown = now
         assert f.words and f.start <= f.words[0].start and f.words[-1].end <= f.end + 0.3
     assert [f.start for f in finals] == sorted(f.start for f in finals)
 

@@ -17,6 +17,13 @@ def test_numbers() -> None:
     assert normalise("my number is 45678") == "my number is four five six seven eight"
     assert normalise("call 0612") == "call zero six one two"
     assert normalise("1,000 people") == "one thousand people"
+    # a number said digit by digit, however Whisper groups it; a range is not one
+    assert wer("my number is four five six seven eight", "my number is 4-5678.") == 0.0
+    assert wer("my number is four five six seven eight", "My number is 4567 -8.") == 0.0
+    assert wer("my number is four five six seven eight", "My number is 4567 8.") == 0.0
+    assert normalise("3 5 days") == "three five days"
+    assert normalise("call 555-12-34") == "call five five five one two three four"
+    assert normalise("3-5 days") == "three five days"
 
 
 def test_wer() -> None:

@@ -31,11 +31,10 @@ def _w(word: str, start: float, end: float) -> Word:
 def test_align_and_agreement_helpers() -> None:
     confirmed = [_w("Hello,", 0.0, 0.3), _w("I", 0.4, 0.5)]
     same = [_w("hello", 0.0, 0.3), _w("I", 0.4, 0.5), _w("would", 0.5, 0.7)]
-    assert align(confirmed, same) == ([same[2]], True)
+    assert align(confirmed, same) == [same[2]]
     # Whisper rewrote a confirmed word: what follows the confirmed time is kept, overlap cut
     rewritten = [_w("Yellow", 0.0, 0.3), _w("I", 0.4, 0.5), _w("would", 0.55, 0.7)]
-    rest, exact = align(confirmed, rewritten)
-    assert [w.word for w in rest] == ["would"] and not exact
+    assert [w.word for w in align(confirmed, rewritten)] == ["would"]
     assert common_prefix(same, [_w("Hello", 0, 1), _w("i", 1, 2), _w("could", 2, 3)]) == 2
     words = [_w(x, i, i + 1) for i, x in enumerate("can you give me can you give me".split())]
     assert [w.word for w in trim_repetition(words)] == ["can", "you", "give", "me"]
@@ -107,13 +106,38 @@ def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -
     assert len(finals) == 1 and len(partials) >= 3
     assert hyps[-1] is finals[0]
     previous: list[str] = []
-    for h in hyps:
+    for h in partials:
         now = [w.word for w in h.words]
         assert now[: len(previous)] == previous, (previous, now)  # never retracted
-        assert not any(w.endswith("x") for w in (now if not h.final else now[:-1]))
+        assert not any(w.endswith("x") for w in now)
         previous = now
     assert [h.revision for h in hyps] == list(range(1, len(hyps) + 1))
     assert [w.word for w in finals[0].words] == words
+
+
+def test_the_final_is_the_last_pass_reading(speak: Callable[..., np.ndarray]) -> None:
+    # Greedy partial passes confirm a misheard word; the beam-search pass over the whole
+    # utterance hears it right, and the final is that reading.
+    speech = speak("I would like to cancel my contract.")
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    pcm = float_to_int16(np.concatenate([pause, speech, pause, speech, pause]))
+    spw = 0.9 * len(speech) / SAMPLE_RATE / 8
+    misheard = FlickeringDecoder("I would like to can't for my contract.".split(), spw, 0.1)
+    right = FlickeringDecoder("I would like to cancel my contract.".split(), spw, 0.1)
+    r = StreamingRecognizer(StreamingOptions(partial_interval_s=0.3))
+    hyps: list[Hypothesis] = []
+    for i in range(0, len(pcm), STEP):
+        r.insert_audio_chunk(pcm[i : i + STEP])
+        hyps.extend(r.take_ready())
+        for req in r.requests():
+            whole = req.urgent and len(req.audio) >= len(speech)
+            decoder = right if whole else misheard
+            hyps.extend(r.apply(req, decoder.transcribe_clips([req.audio], "en")[0]))
+    hyps.extend(r.finish(right, "en"))
+    partials = [h for h in hyps if not h.final]
+    finals = [h for h in hyps if h.final]
+    assert any("can't" in h.text for h in partials)
+    assert [f.text for f in finals] == ["I would like to cancel my contract."] * 2
 
 
 def test_real_speech_partials_then_finals(
