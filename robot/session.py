@@ -43,7 +43,7 @@ from pipeline.events import (
 from pipeline.ingest.receiver import Endpoint, RtpIngest
 from pipeline.ingest.stage import ingest_of
 from pipeline.logs import ctx
-from pipeline.media.resample import float_to_int16, int16_to_float, resample
+from pipeline.media.resample import StreamTo16k
 from pipeline.services import Services
 from robot.dialog import (
     Command,
@@ -161,7 +161,8 @@ class RobotSession:
         self._inputs: queue.Queue[Input] = queue.Queue()
         self._audio: queue.Queue[np.ndarray | None] = queue.Queue()
         self._vad = Endpointer(barge_in_options(services))
-        self._expected = -1  # next 16 kHz sample expected from the ingest
+        self._expected = -1  # next sample expected from the ingest (at the leg's rate)
+        self._to16k: StreamTo16k | None = None
         self._player: PromptPlayer | None = None
         self._ingest: RtpIngest | None = None
         self._ending = False
@@ -247,19 +248,22 @@ class RobotSession:
         if rec.leg != "customer" or rec.sample_rate not in (8000, 16000):
             return
         pcm = np.frombuffer(rec.pcm, dtype="<i2")
-        if rec.sample_rate != SAMPLE_RATE:
-            pcm = float_to_int16(resample(int16_to_float(pcm), rec.sample_rate, SAMPLE_RATE))
-        start = rec.start_sample * SAMPLE_RATE // rec.sample_rate
+        start, rate = rec.start_sample, rec.sample_rate
+        if self._to16k is None or self._to16k.rate != rate:
+            self._to16k, self._expected = StreamTo16k(rate, SAMPLE_RATE), -1
         if self._expected >= 0:
             if start < self._expected:
                 pcm = pcm[self._expected - start :]  # overlap: already heard
                 start = self._expected
-            elif start - self._expected <= _MAX_FILL_S * SAMPLE_RATE:
+            elif start - self._expected <= _MAX_FILL_S * rate:
                 pcm = np.concatenate([np.zeros(start - self._expected, np.int16), pcm])
                 start = self._expected
+            else:
+                self._to16k.reset()  # a jump: the stream starts again
         self._expected = start + len(pcm)
         if not len(pcm):
             return
+        pcm = self._to16k.process(pcm)
         for ev in self._vad.feed(pcm):
             if isinstance(ev, VadStarted):
                 self.speech_at = now

@@ -4,9 +4,10 @@ Shaped as whisper_streaming's online processor: `insert_audio_chunk` feeds audio
 `process_iter` decodes what is due and returns what changed, `finish` closes the stream.
 Within an utterance every pass re-decodes it from its start; words two consecutive passes
 agree on are confirmed and never retracted, so partials (the confirmed words) do not
-flicker. The final is the last pass's own reading of the whole utterance (beam search in the
-live worker), so it may correct a word the greedy partial passes confirmed. Decoding is split out (`requests` / `apply`) so the live
-worker can batch the passes of many legs and calls into one Whisper call.
+flicker. The final is the last pass's own reading of the whole utterance (beam search in
+the live worker), so it may correct a word the greedy partial passes confirmed. Decoding is
+split out (`requests` / `apply`) so the live worker can batch the passes of many legs and
+calls into one Whisper call.
 """
 
 from __future__ import annotations

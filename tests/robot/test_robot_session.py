@@ -51,18 +51,27 @@ def test_simulated_caller_completes_the_survey(
     services: Services, caller: SimCaller, survey_yaml: str
 ) -> None:
     session = _place(services, caller, survey_yaml, "robot-survey", name="Ana")
+    answers = {"happy": "Yes, I am.", "people": "Four people.", "reason": "It is about my bill."}
+    # The caller answers the question the robot asks when it stops talking, as a person does:
+    # asked again (Whisper misheard a short answer), they say it again.
+    said: list[str] = []
     last = 0.0
-    for answer in ["Yes, I am.", "Four people.", "It is about my bill."]:
+    while len(said) < 6:  # three answers, three repeats at most
         last = caller.wait_robot_done(last)
-        caller.say(answer)
+        if session.status == "ended":
+            break
+        step = session.state()["step"]
+        if step in answers:  # else the robot is between prompts ("hello" said, ask to come)
+            caller.say(answers[step])
+            said.append(step)
     assert session.wait(60), session.state()
     out = session.outcome
     # on failure, the dialog as it went: when, which step, what happened, what was heard
     dialog = [(s["at"], s["step"], s["action"], s["text"], s["answer"]) for s in session.steps]
-    assert out is not None and out.result == "completed", (out and out.result, dialog)
+    assert out is not None and out.result == "completed", (out and out.result, said, dialog)
     assert out.slots == {"happy": "yes", "household": 4, "reason": "billing"}
-    said = " ".join(t["text"] for t in out.transcript if t["who"] == "caller").lower()
-    assert "bill" in said
+    heard = " ".join(t["text"] for t in out.transcript if t["who"] == "caller").lower()
+    assert "bill" in heard
     # the goodbye was played to its end before the hang-up
     assert caller.last_heard() > caller.speech_ends[-1]
     types = [e.type for e in _robot_events(services)]
