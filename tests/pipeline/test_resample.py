@@ -15,9 +15,7 @@ def _snr_db(ref: np.ndarray, got: np.ndarray) -> float:
 
 def test_the_stream_matches_the_whole_signal_whatever_the_chunks() -> None:
     t = np.arange(16000) / 8000
-    x = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.2 * np.sin(2 * np.pi * 2900 * t)).astype(
-        np.float32
-    )
+    x = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.2 * np.sin(2 * np.pi * 2900 * t)).astype(np.float32)
     whole = resample(x, 8000, 16000)
     rng = np.random.default_rng(3)
     cuts = np.cumsum(rng.integers(80, 1300, 40))
