@@ -160,8 +160,13 @@ class RenderedCall:
 
 
 def synthesize(voice: Any, text: str, rate: int = RATE) -> np.ndarray:
-    """Piper speech for `text` as float32 at `rate`."""
-    parts = [c.audio_float_array for c in voice.synthesize(text)]
+    """Piper speech for `text` as float32 at `rate`, the same audio every time."""
+    from piper import SynthesisConfig
+
+    # Piper's noise makes every rendition a little different (and cannot be seeded): off, a
+    # simulated call, a test or a benchmark hears the same audio on every run.
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    parts = [c.audio_float_array for c in voice.synthesize(text, syn_config=steady)]
     audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return resample(np.clip(audio, -1.0, 1.0), int(voice.config.sample_rate), rate)
 
