@@ -159,14 +159,20 @@ class RenderedCall:
         return len(self.legs["agent"]) / self.rate
 
 
-def synthesize(voice: Any, text: str, rate: int = RATE) -> np.ndarray:
-    """Piper speech for `text` as float32 at `rate`, the same audio every time."""
+def steady_speech() -> Any:
+    """Piper settings that give the same audio for a text on every run.
+
+    Piper's noise makes every rendition a little different and cannot be seeded: off, a
+    simulated call, a test or a benchmark hears the same audio each time.
+    """
     from piper import SynthesisConfig
 
-    # Piper's noise makes every rendition a little different (and cannot be seeded): off, a
-    # simulated call, a test or a benchmark hears the same audio on every run.
-    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    parts = [c.audio_float_array for c in voice.synthesize(text, syn_config=steady)]
+    return SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+
+
+def synthesize(voice: Any, text: str, rate: int = RATE) -> np.ndarray:
+    """Piper speech for `text` as float32 at `rate`, the same audio every time."""
+    parts = [c.audio_float_array for c in voice.synthesize(text, syn_config=steady_speech())]
     audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return resample(np.clip(audio, -1.0, 1.0), int(voice.config.sample_rate), rate)
 

@@ -43,7 +43,6 @@ from pipeline.events import (
 from pipeline.ingest.receiver import Endpoint, RtpIngest
 from pipeline.ingest.stage import ingest_of
 from pipeline.logs import ctx
-from pipeline.media.resample import StreamTo16k
 from pipeline.services import Services
 from robot.dialog import (
     Command,
@@ -66,15 +65,14 @@ from robot.media_tap import media_tap
 from robot.player import PromptPlayer
 from robot.prompts import PromptAudio
 from robot.scenario import Scenario, placeholders, render
+from stt.live_call import LegAudio
 from stt.streaming import ClipDecoder, Hypothesis, StreamingOptions, StreamingRecognizer
 from stt.vad import Endpointer, SpeechEnded, VadOptions
 from stt.vad import SpeechStarted as VadStarted
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 TICK_S = 0.05
-_MAX_FILL_S = 2.0  # a gap in the caller's audio longer than this is skipped, not filled
 _GRACE_S = 5.0  # the control loop's own bound beyond the engine's maximum duration
 
 EventSink = Callable[[RobotStep | RobotOutcome], None]
@@ -161,8 +159,7 @@ class RobotSession:
         self._inputs: queue.Queue[Input] = queue.Queue()
         self._audio: queue.Queue[np.ndarray | None] = queue.Queue()
         self._vad = Endpointer(barge_in_options(services))
-        self._expected = -1  # next sample expected from the ingest (at the leg's rate)
-        self._to16k: StreamTo16k | None = None
+        self._leg = LegAudio()  # the caller's chunks as contiguous 16 kHz audio
         self._player: PromptPlayer | None = None
         self._ingest: RtpIngest | None = None
         self._ending = False
@@ -247,23 +244,12 @@ class RobotSession:
             return
         if rec.leg != "customer" or rec.sample_rate not in (8000, 16000):
             return
-        pcm = np.frombuffer(rec.pcm, dtype="<i2")
-        start, rate = rec.start_sample, rec.sample_rate
-        if self._to16k is None or self._to16k.rate != rate:
-            self._to16k, self._expected = StreamTo16k(rate, SAMPLE_RATE), -1
-        if self._expected >= 0:
-            if start < self._expected:
-                pcm = pcm[self._expected - start :]  # overlap: already heard
-                start = self._expected
-            elif start - self._expected <= _MAX_FILL_S * rate:
-                pcm = np.concatenate([np.zeros(start - self._expected, np.int16), pcm])
-                start = self._expected
-            else:
-                self._to16k.reset()  # a jump: the stream starts again
-        self._expected = start + len(pcm)
+        # a jump over a long gap is not skipped: the recogniser hears the audio end to end
+        pcm, _ = self._leg.feed(
+            np.frombuffer(rec.pcm, dtype="<i2"), rec.start_sample, rec.sample_rate
+        )
         if not len(pcm):
             return
-        pcm = self._to16k.process(pcm)
         for ev in self._vad.feed(pcm):
             if isinstance(ev, VadStarted):
                 self.speech_at = now

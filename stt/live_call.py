@@ -37,51 +37,67 @@ def to_16k(position: int, rate: int) -> int:
     return position * SAMPLE_RATE // rate
 
 
-class LegStream:
-    """One leg: chunks in order, resampled to 16 kHz, into the recogniser and the track.
+class LegAudio:
+    """A leg's chunks (positioned at the leg's rate) as contiguous 16 kHz audio: overlaps
+    dropped, gaps up to 2 s filled with silence, and a longer gap or a new rate starts the
+    stream again. One stream (`StreamTo16k`, 4 ms of filter delay): resampling chunk by
+    chunk left a click at every chunk boundary."""
 
-    The leg is resampled as one stream (`StreamTo16k`, 4 ms of filter delay): resampling
-    chunk by chunk left a click at every chunk boundary.
-    """
-
-    def __init__(self, leg: str, options: StreamingOptions, origin: int) -> None:
-        self.leg = leg
-        self.recogniser = StreamingRecognizer(options, origin=origin)
+    def __init__(self) -> None:
         self.rate = 0
-        self._to16k = StreamTo16k(SAMPLE_RATE)
         self.expected = -1  # next source sample wanted, at `rate`
-        self.track_start = origin  # 16 kHz position of the first sample not yet in a part
-        self.track: list[np.ndarray] = []
-        self.track_len = 0
-        self.ready_parts: list[tuple[int, np.ndarray]] = []
         self.dropped_samples = 0
+        self._to16k = StreamTo16k(SAMPLE_RATE)
 
-    def feed(self, chunk: MediaChunk) -> None:
-        """Insert one chunk: duplicates and overlaps dropped, short gaps filled with silence."""
-        pcm = np.frombuffer(chunk.pcm, dtype="<i2")
-        if self.rate != chunk.sample_rate or self.expected < 0:
-            self._restart(chunk.sample_rate, chunk.start_sample)
-        start = chunk.start_sample
+    def feed(self, pcm: np.ndarray, start: int, rate: int) -> tuple[np.ndarray, int | None]:
+        """The chunk's new audio at 16 kHz, and the 16 kHz position where the stream
+        started again (first chunk, new rate, long gap), else None."""
+        restart = None
+        if rate != self.rate or self.expected < 0:
+            restart = self._restart(rate, start)
         if start < self.expected:
             cut = self.expected - start
             self.dropped_samples += min(cut, len(pcm))
             pcm = pcm[cut:]
             start = self.expected
         if not len(pcm):
-            return
+            return pcm, restart
         gap = start - self.expected
-        if gap > _MAX_FILL_S * self.rate:
-            self._restart(self.rate, start)
+        if gap > _MAX_FILL_S * rate:
+            restart = self._restart(rate, start)
         elif gap > 0:
             pcm = np.concatenate([np.zeros(gap, dtype=np.int16), pcm])
         self.expected = start + len(pcm)
-        self._push(self._to16k.process(pcm))
+        return self._to16k.process(pcm), restart
 
-    def _restart(self, rate: int, start: int) -> None:
-        self.rate = rate
+    def _restart(self, rate: int, start: int) -> int:
+        self.rate, self.expected = rate, start
         self._to16k = StreamTo16k(rate, SAMPLE_RATE)
-        self.expected = start
-        pos = to_16k(start, rate)
+        return to_16k(start, rate)
+
+
+class LegStream:
+    """One leg: chunks in order (`LegAudio`), into the recogniser and the track."""
+
+    def __init__(self, leg: str, options: StreamingOptions, origin: int) -> None:
+        self.leg = leg
+        self.recogniser = StreamingRecognizer(options, origin=origin)
+        self.audio = LegAudio()
+        self.track_start = origin  # 16 kHz position of the first sample not yet in a part
+        self.track: list[np.ndarray] = []
+        self.track_len = 0
+        self.ready_parts: list[tuple[int, np.ndarray]] = []
+
+    def feed(self, chunk: MediaChunk) -> None:
+        """Insert one chunk: duplicates and overlaps dropped, short gaps filled with silence."""
+        pcm = np.frombuffer(chunk.pcm, dtype="<i2")
+        pcm16, restart = self.audio.feed(pcm, chunk.start_sample, chunk.sample_rate)
+        if restart is not None:
+            self._jump(restart)
+        self._push(pcm16)
+
+    def _jump(self, pos: int) -> None:
+        """The audio continues at 16 kHz position `pos`: skip the recogniser and the track."""
         if pos > self.recogniser.position:
             self.recogniser.skip_to(pos)
         if pos > self.track_start + self.track_len:

@@ -259,10 +259,10 @@ class LiveStage(Stage):
             leg = call.legs[chunk.leg] = LegStream(
                 chunk.leg, self.options, to_16k(chunk.start_sample, chunk.sample_rate)
             )
-        dropped = leg.dropped_samples
+        dropped = leg.audio.dropped_samples
         leg.feed(chunk)
-        if leg.dropped_samples > dropped:
-            metrics.inc("live_overlap_samples_total", leg.dropped_samples - dropped)
+        if leg.audio.dropped_samples > dropped:
+            metrics.inc("live_overlap_samples_total", leg.audio.dropped_samples - dropped)
         metrics.inc("audio_seconds_total", len(chunk.pcm) / 2 / chunk.sample_rate, source="live")
         ready = leg.recogniser.take_ready()
         if ready:

@@ -144,16 +144,16 @@ def piper_voice() -> Any:
 @pytest.fixture(scope="session")
 def speak(piper_voice: Any) -> Callable[..., np.ndarray]:
     """`speak(text, rate=16000)` -> float32 mono speech from Piper (cached per text/rate)."""
-    from piper import SynthesisConfig
     from scipy.signal import resample_poly
+
+    from pipeline.simulate import steady_speech
 
     cache: dict[tuple[str, int], np.ndarray] = {}
 
     def _speak(text: str, rate: int = 16000) -> np.ndarray:
         if (text, rate) not in cache:
-            # the same audio on every run (Piper's noise off), so a test's result repeats
-            steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-            chunks = piper_voice.synthesize(text, syn_config=steady)
+            # the same audio on every run, so a test's result repeats
+            chunks = piper_voice.synthesize(text, syn_config=steady_speech())
             audio = np.concatenate([c.audio_float_array for c in chunks])
             src = int(piper_voice.config.sample_rate)
             g = np.gcd(rate, src)

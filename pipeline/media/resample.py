@@ -86,17 +86,14 @@ class Interpolator:
 
 class StreamTo16k:
     """One leg's contiguous int16 audio at its own rate -> 16 kHz int16, seamless across
-    chunks (`Interpolator`) when 16 kHz is a multiple of the rate; `reset` after a jump."""
+    chunks (`Interpolator`) when 16 kHz is a multiple of the rate. After a jump in the audio,
+    start a new one."""
 
     def __init__(self, rate: int, out_rate: int = 16000) -> None:
         self.rate = rate
         self.out_rate = out_rate
-        self.reset()
-
-    def reset(self) -> None:
-        """Start a new stream (the audio jumped: no history to filter with)."""
-        r, out = self.rate, self.out_rate
-        self._up = Interpolator(out // r) if r < out and out % r == 0 else None
+        upsample = rate < out_rate and out_rate % rate == 0
+        self._up = Interpolator(out_rate // rate) if upsample else None
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         """The next chunk of the stream, resampled."""

@@ -31,10 +31,11 @@ def test_the_stream_matches_the_whole_signal_whatever_the_chunks() -> None:
     assert _snr_db(whole[400:], one_by_one[400:]) < 45
 
 
-def test_stream_to_16k_passes_16k_through_and_resets() -> None:
+def test_stream_to_16k_passes_16k_through_and_keeps_its_history() -> None:
     pcm = float_to_int16(np.full(160, 0.25, np.float32))
     assert StreamTo16k(16000).process(pcm) is pcm
     s = StreamTo16k(8000)
     first = s.process(pcm)
-    s.reset()  # after a jump the filter starts from silence again
-    assert len(first) == 320 and np.array_equal(s.process(pcm), first)
+    # a new stream (after a jump) starts from silence; the same stream goes on from its past
+    assert len(first) == 320 and np.array_equal(StreamTo16k(8000).process(pcm), first)
+    assert not np.array_equal(s.process(pcm), first)
