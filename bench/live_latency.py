@@ -33,7 +33,7 @@ from pipeline.ingest.receiver import RtpIngest
 from pipeline.media.resample import float_to_int16, resample
 from pipeline.roles import start_role
 from pipeline.services import build_services
-from pipeline.simulate import send_leg
+from pipeline.simulate import send_leg, synthesize
 from stt.normalise import wer
 
 RATE = 8000
@@ -250,7 +250,6 @@ def main() -> None:
     args = ap.parse_args()
     from faster_whisper import WhisperModel
     from piper import PiperVoice
-    from scipy.signal import resample_poly
 
     from models.piper import resolve_voice
     from models.whisper import resolve_whisper
@@ -262,10 +261,7 @@ def main() -> None:
 
     def speak(text: str) -> np.ndarray:
         if text not in cache:
-            a = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-            sr = int(voice.config.sample_rate)
-            g = np.gcd(RATE, sr)
-            cache[text] = np.clip(resample_poly(a, RATE // g, sr // g), -1, 1).astype(np.float32)
+            cache[text] = synthesize(voice, text, RATE)
         return cache[text]
 
     model = WhisperModel(

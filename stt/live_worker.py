@@ -123,6 +123,7 @@ class LiveStage(Stage):
     ) -> None:
         self.services = services
         self.options = streaming_options(services)
+        self._given = decoder  # a decoder given to the stage decodes everything
         self._decoder = decoder
         self._final_decoder: ClipDecoder | None = None
         self._clock = clock
@@ -146,7 +147,7 @@ class LiveStage(Stage):
     def final_decoder(self) -> ClipDecoder:
         """The decoder of finals (the one given to the stage, else beam search)."""
         if self._final_decoder is None:
-            self._final_decoder = self._decoder or live_decoder_of(self.services, final=True)
+            self._final_decoder = self._given or live_decoder_of(self.services, final=True)
         return self._final_decoder
 
     # -- events in -----------------------------------------------------------------------

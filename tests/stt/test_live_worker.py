@@ -27,6 +27,7 @@ from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
 from recordings.keys import call_key
+from stt.live_decoder import ShortWindowDecoder
 from stt.live_worker import LiveStage, live_decoder_of
 from stt.normalise import normalise, wer
 from stt.transcriber import Segment
@@ -188,6 +189,17 @@ def test_partials_then_finals_per_leg_with_artifacts(
     span = slice(int(first.start * 16000), int(first.end * 16000))
     assert np.abs(stereo[span, 0]).mean() > 5 * np.abs(stereo[span, 1]).mean()
     assert not list(services.store.list(call_key("acme", "live-1", STARTED, "live/")))
+
+
+def test_finals_are_decoded_with_beam_search_after_greedy_partials(services: Services) -> None:
+    stage = LiveStage(services)
+    partial = stage.decoder  # partial passes come first in every call
+    final = stage.final_decoder
+    assert isinstance(partial, ShortWindowDecoder) and isinstance(final, ShortWindowDecoder)
+    assert partial.options.beam_size == 1
+    assert final.options.beam_size == services.settings.live.beam_size == 5
+    assert final.options.min_frames == services.settings.stt.final_min_window_s * 100
+    assert final.model is partial.model
 
 
 def test_whisper_calls_are_batched_across_legs_and_calls(services: Services, speak: Any) -> None:
