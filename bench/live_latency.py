@@ -5,7 +5,9 @@ Each call is registered with the real RTP ingest and both legs are sent as PCMU 
 ingest publishes media on the embedded bus where the `live` role runs as `callpipe
 serve` runs it. Prints, over all utterances: latency from the publication of an
 utterance's last voiced audio to its final event (p50/p95), time from its first voiced
-audio to its first partial, WER of the finals against the script and against the batch
+audio to its first partial, the gaps between partials while a line is spoken (after its
+first partial: from one partial to the next, the last to the line's last voiced audio), WER
+of the finals against the script and against the batch
 path (stt.transcriber.Transcriber on the same audio), and real-time headroom (Whisper
 busy time / wall time of the run), and the share of finals that needed no decode after
 the endpoint: "prepared" (the pass run in the trailing silence, emitted when the hangover
@@ -186,7 +188,7 @@ def run(
         t.join(30)
     reader.close()
 
-    latencies, first_partials, errors, batch_errors = [], [], [], []
+    latencies, first_partials, gaps, errors, batch_errors = [], [], [], [], []
     missing = 0
     for call in calls:
         for line in call.lines:
@@ -207,6 +209,9 @@ def run(
             latencies.append(max(t for t, _ in finals) - line.sent_last)
             if partials:
                 first_partials.append(min(partials) - line.sent_first)
+                # after the first partial: the longest stretches of speech with no new one
+                shown = sorted(t for t in partials if t < line.sent_last) + [line.sent_last]
+                gaps.extend(np.diff(shown))
             errors.append(wer(line.text, " ".join(u.text for _, u in finals)))
             if verbose:
                 print(
@@ -222,6 +227,7 @@ def run(
     services.close()
     lat = np.array(latencies) if latencies else np.array([np.nan])
     fp = np.array(first_partials) if first_partials else np.array([np.nan])
+    gap = np.array(gaps) if gaps else np.array([np.nan])
     return {
         "calls": n_calls,
         "legs": 2 * n_calls,
@@ -231,6 +237,8 @@ def run(
         "final_p95_s": float(np.percentile(lat, 95)),
         "first_partial_p50_s": float(np.percentile(fp, 50)),
         "first_partial_p95_s": float(np.percentile(fp, 95)),
+        "partial_gap_p50_s": float(np.percentile(gap, 50)),
+        "partial_gap_p95_s": float(np.percentile(gap, 95)),
         "wer_live": float(np.mean(errors)),
         "wer_batch": float(np.mean(batch_errors)),
         "whisper_busy": busy / wall,
@@ -274,7 +282,7 @@ def main() -> None:
         model, TranscribeOptions(beam_size=settings.stt.beam_size), model_name=settings.stt.model
     )
     print(
-        "calls legs utts missing final_p50 final_p95 partial_p50 partial_p95 "
+        "calls legs utts missing final_p50 final_p95 partial_p50 partial_p95 gap_p50 gap_p95 "
         "wer_live wer_batch whisper_busy prepared early"
     )
     pooled: dict[int, list[float]] = {}
@@ -284,7 +292,8 @@ def main() -> None:
         print(
             f"{r['calls']:5d} {r['legs']:4d} {r['utterances']:4d} {r['missing_finals']:7d} "
             f"{r['final_p50_s']:9.2f} {r['final_p95_s']:9.2f} {r['first_partial_p50_s']:11.2f} "
-            f"{r['first_partial_p95_s']:11.2f} {r['wer_live']:8.3f} {r['wer_batch']:9.3f} "
+            f"{r['first_partial_p95_s']:11.2f} {r['partial_gap_p50_s']:7.2f} "
+            f"{r['partial_gap_p95_s']:7.2f} {r['wer_live']:8.3f} {r['wer_batch']:9.3f} "
             f"{r['whisper_busy']:12.2f} {r['prepared']:8.2f} {r['early']:5.2f}",
             flush=True,
         )

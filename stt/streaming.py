@@ -49,7 +49,7 @@ class StreamingOptions:
     min_speech_ms: int = 200
     speech_pad_ms: int = 200
     max_utterance_s: float = 15.0
-    partial_interval_s: float = 0.8
+    partial_interval_s: float = 1.0  # the most speech between two passes while speaking
     first_pass_s: float = 0.5  # speech (from the utterance start) before the first pass
     keep_before_ms: int = 1000  # audio kept while quiet, for the padding before an onset
     # Silence after which the pass that will likely be the final is decoded (the clip up to
@@ -178,6 +178,7 @@ class StreamingRecognizer:
         self._last_voiced = origin
         self._pad = SAMPLE_RATE * o.speech_pad_ms // 1000
         self._interval = int(o.partial_interval_s * SAMPLE_RATE)
+        self._chunk = 0  # size of the last chunk inserted: the next one likely matches
         self._first = int(o.first_pass_s * SAMPLE_RATE)
         self._keep = SAMPLE_RATE * o.keep_before_ms // 1000
         self._spec_silence = SAMPLE_RATE * min(o.final_pass_silence_ms, o.speech_pad_ms) // 1000
@@ -211,6 +212,7 @@ class StreamingRecognizer:
     def insert_audio_chunk(self, pcm: np.ndarray) -> None:
         """Append contiguous 16 kHz int16 audio."""
         pcm = np.asarray(pcm, dtype=np.int16)
+        self._chunk = len(pcm)
         self._audio = np.concatenate([self._audio, pcm])
         buf = np.concatenate([self._pending, pcm])
         n = len(buf) // self._frame
@@ -312,7 +314,9 @@ class StreamingRecognizer:
             clip = self._clip(cur.start, spec_end)
             clip = np.pad(clip, (0, spec_end - cur.start - len(clip)))
             out.append(DecodeRequest(cur, cur.start, spec_end, clip, False, True))
-        elif self._ep.state is VadState.SPEAKING and pos >= cur.next_pass:
+        elif self._ep.state is VadState.SPEAKING and pos + self._chunk > cur.next_pass:
+            # due now if waiting for the next chunk would overshoot the pass's time: the
+            # interval is the most speech between two passes, whatever the chunk size
             out.append(DecodeRequest(cur, cur.start, pos, self._clip(cur.start, pos), False))
         return out
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import Settings
 from pipeline.events import Word
 from pipeline.media.resample import float_to_int16
 from stt.live_decoder import ShortWindowDecoder, trim_repetition
@@ -113,6 +114,35 @@ def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -
         previous = now
     assert [h.revision for h in hyps] == list(range(1, len(hyps) + 1))
     assert [w.word for w in finals[0].words] == words
+
+
+def test_passes_come_at_least_every_second_of_speech(speak: Callable[..., np.ndarray]) -> None:
+    # The live worker's default cadence, in the ingest's 160 ms chunks: while a leg speaks,
+    # a pass (so a partial, when it confirms words) comes at least every second of audio.
+    speech = speak(
+        "I have been waiting for my refund since the beginning of last month "
+        "and nobody answers my emails at all."
+    )
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    pcm = float_to_int16(np.concatenate([pause, speech, pause]))
+    options = StreamingOptions(partial_interval_s=Settings().live.partial_interval_s)
+    r = StreamingRecognizer(options)
+    inner = FlickeringDecoder([f"w{i}" for i in range(20)], 0.05 * len(speech) / SAMPLE_RATE, 0.1)
+    at: list[int] = []
+
+    class Recording:
+        def transcribe_clips(
+            self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
+        ) -> list[Segment | None]:
+            at.extend([r.position] * len(clips))
+            return inner.transcribe_clips(clips, language)
+
+    hyps = _stream(r, pcm, Recording())
+    assert len([h for h in hyps if h.final]) == 1
+    onset = len(pause) + int(np.argmax(np.abs(speech) > 0.02))
+    spoken = [onset, *(p for p in at if p < len(pcm) - len(pause)), len(pcm) - len(pause)]
+    assert len(spoken) >= 7
+    assert max(np.diff(spoken)) <= SAMPLE_RATE, np.diff(spoken) / SAMPLE_RATE
 
 
 def test_the_final_is_the_last_pass_reading(speak: Callable[..., np.ndarray]) -> None:
