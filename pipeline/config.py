@@ -92,7 +92,7 @@ class LiveSettings(BaseModel):
     # A final as soon as the pass decoded in the first 200 ms of silence ends a sentence.
     early_final: bool = True
     # Beam of live finals (partial passes are greedy). On the latency benchmark's calls
-    # greedy finals read 7.0 % WER against 4.6 % with beam 5 (bench/live_wer.py).
+    # greedy finals read 7.0 % WER against 3.9 % with beam 5 (bench/live_wer.py).
     beam_size: int = Field(default=5, ge=1)
     # Endpointing: frames within this many dB of the line's noise floor are silence (None:
     # webrtcvad alone, which hears ~100 ms of a sentence's fade as speech).
