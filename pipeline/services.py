@@ -109,9 +109,8 @@ def build_services(settings: Settings) -> Services:
         bus: Bus = InProcessBus(settings.kafka.partitions)
         store: ObjectStore = LocalStore(settings.data_dir / "objects")
     else:
-        from recordings.store.minio import MinioStore
-
         from pipeline.bus.kafka import KafkaBus
+        from recordings.store.minio import MinioStore
 
         bus = KafkaBus(settings.kafka)
         store = MinioStore(settings.s3)
