@@ -5,10 +5,10 @@ Each call is registered with the real RTP ingest and both legs are sent as PCMU 
 ingest publishes media on the embedded bus where the `live` role runs as `callpipe
 serve` runs it. Prints, over all utterances: latency from the publication of an
 utterance's last voiced audio to its final event (p50/p95), time from its first voiced
-audio to its first partial, the gaps between partials while a line is spoken (after its
-first partial: from one partial to the next, the last to the line's last voiced audio), WER
-of the finals against the script and against the batch
-path (stt.transcriber.Transcriber on the same audio), and real-time headroom (Whisper
+audio to its first partial with stable words (two passes agreed on them), the gaps between
+partials while a line is spoken (after its first partial: from one partial to the next,
+the last to the line's last voiced audio), WER of the finals against the script and
+against the batch path (stt.transcriber.Transcriber on the same audio), and real-time headroom (Whisper
 busy time / wall time of the run), and the share of finals that needed no decode after
 the endpoint: "prepared" (the pass run in the trailing silence, emitted when the hangover
 ends or the silence reaches the padding) and "early" (that pass ended a sentence and was
@@ -202,14 +202,16 @@ def run(
             ]
             finals = [(t, u) for t, u in mine if u.final]
             partials = [t for t, u in mine if not u.final]
+            stable = [t for t, u in mine if not u.final and u.words]
             if not finals:
                 missing += 1
                 errors.append(1.0)
                 continue
             latencies.append(max(t for t, _ in finals) - line.sent_last)
+            if stable:
+                first_partials.append(min(stable) - line.sent_first)
             if partials:
-                first_partials.append(min(partials) - line.sent_first)
-                # after the first partial: the longest stretches of speech with no new one
+                # after the first partial: the stretches of speech with no new partial
                 shown = sorted(t for t in partials if t < line.sent_last) + [line.sent_last]
                 gaps.extend(np.diff(shown))
             errors.append(wer(line.text, " ".join(u.text for _, u in finals)))

@@ -91,6 +91,9 @@ class LiveSettings(BaseModel):
     partial_interval_s: float = Field(default=1.0, gt=0.1)
     # A final as soon as the pass decoded in the first 200 ms of silence ends a sentence.
     early_final: bool = True
+    # A partial on every pass that hears something new (the confirmed words, then the rest
+    # as `tentative`), not only when words are confirmed.
+    tentative_partials: bool = True
     # Beam of live finals (partial passes are greedy). On the latency benchmark's calls
     # greedy finals read 7.0 % WER against 3.9 % with beam 5 (bench/live_wer.py).
     beam_size: int = Field(default=5, ge=1)

@@ -138,6 +138,9 @@ class Utterance(Event):
     language: str | None = None
     source: Literal["live", "batch"] = "batch"
     revision: int = 0  # partials of one utterance count up; the final is the last
+    # Partials: the words after `text` that the last pass heard but not yet twice (they may
+    # change in the next partial); a UI shows them apart. Empty in finals.
+    tentative: str = ""
 
 
 class TranscriptReady(Event):

@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -260,7 +261,9 @@ class RobotSession:
 
     # -- STT thread ----------------------------------------------------------------------------
     def _stt(self) -> None:
-        rec = StreamingRecognizer(streaming_options(self.services))
+        # The dialog acts on partials (barge-in, early answers): stable words only.
+        options = replace(streaming_options(self.services), tentative_partials=False)
+        rec = StreamingRecognizer(options)
         language = self.scenario.language
         try:
             while not self._done.is_set():

@@ -46,7 +46,14 @@ from stt.live_call import (
     to_16k,
 )
 from stt.live_decoder import DecoderOptions, ShortWindowDecoder
-from stt.streaming import SAMPLE_RATE, ClipDecoder, DecodeRequest, Hypothesis, StreamingOptions
+from stt.streaming import (
+    SAMPLE_RATE,
+    ClipDecoder,
+    DecodeRequest,
+    Hypothesis,
+    StreamingOptions,
+    join_words,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,7 @@ def streaming_options(services: Services) -> StreamingOptions:
         partial_interval_s=live.partial_interval_s,
         early_final=live.early_final,
         noise_margin_db=live.vad_noise_margin_db,
+        tentative_partials=live.tentative_partials,
     )
 
 
@@ -401,6 +409,7 @@ class LiveStage(Stage):
                 language=h.language or call.language,
                 source="live",
                 revision=h.revision,
+                tentative=join_words(h.tentative),
             )
             if h.final:
                 call.finals[u.utterance_id] = u

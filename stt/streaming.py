@@ -59,6 +59,10 @@ class StreamingOptions:
     # sentence, without waiting for the rest of the hangover (semantic endpointing).
     early_final: bool = False
     noise_margin_db: float | None = None  # see VadOptions
+    # A partial on every pass that hears something new: the confirmed words, then the rest
+    # of the pass's reading as `tentative` (may change); off, partials only when words are
+    # confirmed.
+    tentative_partials: bool = False
 
     def vad(self) -> VadOptions:
         """The Endpointer's options."""
@@ -87,6 +91,7 @@ class Hypothesis:
     final: bool
     revision: int
     language: str | None = None
+    tentative: tuple[Word, ...] = ()  # partials: words after `words`, not yet agreed on
 
 
 @dataclass
@@ -96,6 +101,7 @@ class _Utterance:
     confirmed: list[Word] = field(default_factory=list)
     tentative: list[Word] = field(default_factory=list)
     revision: int = 0
+    shown: tuple[int, str] = (0, "")  # what the last partial showed: confirmed count, rest
     next_pass: int = 0
     last_end: int = -1  # end of the clip the last pass decoded
     last_text: str = ""
@@ -357,10 +363,15 @@ class StreamingRecognizer:
         if not utt.confirmed:
             # nothing shown yet: the agreeing second pass comes sooner
             utt.next_pass = request.end + self._interval // 2
-        if agreed == 0:
+        tentative = tuple(utt.tentative) if self.options.tentative_partials else ()
+        shown = (len(utt.confirmed), join_words(tentative))
+        if agreed == 0 and (not tentative or shown == utt.shown):
             return []
+        utt.shown = shown
         utt.revision += 1
-        end = max(request.start, int(round(utt.confirmed[-1].end * SAMPLE_RATE)))
+        end = request.start
+        if utt.confirmed:
+            end = max(end, int(round(utt.confirmed[-1].end * SAMPLE_RATE)))
         return [
             Hypothesis(
                 utt.start,
@@ -370,6 +381,7 @@ class StreamingRecognizer:
                 False,
                 utt.revision,
                 utt.last_language,
+                tentative,
             )
         ]
 

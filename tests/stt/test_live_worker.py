@@ -168,9 +168,13 @@ def test_partials_then_finals_per_leg_with_artifacts(
             assert not p.final
             now = [w.word for w in p.words]
             assert now[: len(shown)] == shown, (shown, now)
+            assert p.text == " ".join(now)  # the tentative rest is apart, in `tentative`
             shown = now
         assert f.words and f.start <= f.words[0].start and f.words[-1].end <= f.end + 0.3
     assert [f.start for f in finals] == sorted(f.start for f in finals)
+    # partials also show what the last pass heard beyond the stable words (live default)
+    assert any(u.tentative for u in utts if not u.final)
+    assert not any(f.tentative for f in finals)
 
     ready = [e for e in events if isinstance(e, TranscriptReady)]
     assert len(ready) == 1 and ready[0].source == "live" and ready[0].utterances == len(finals)

@@ -116,6 +116,41 @@ def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -
     assert [w.word for w in finals[0].words] == words
 
 
+def test_tentative_partials_show_every_new_reading(speak: Callable[..., np.ndarray]) -> None:
+    speech = speak(
+        "I have been waiting for my refund since the beginning of last month "
+        "and nobody answers my emails at all."
+    )
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    pcm = float_to_int16(np.concatenate([pause, speech, pause]))
+    words = [f"w{i}" for i in range(20)]
+    spw = 0.9 * len(speech) / SAMPLE_RATE / 20
+
+    def partials(tentative: bool) -> list[Hypothesis]:
+        r = StreamingRecognizer(StreamingOptions(tentative_partials=tentative))
+        hyps = _stream(r, pcm, FlickeringDecoder(words, spw, 0.1))
+        assert hyps[-1].final and [w.word for w in hyps[-1].words] == words
+        assert [h.revision for h in hyps] == list(range(1, len(hyps) + 1))
+        return [h for h in hyps if not h.final]
+
+    stable, live = partials(False), partials(True)
+    assert not any(h.tentative for h in stable)
+    # every pass that heard something new is shown; the stable words are the same ones, in
+    # the same order, and the first one comes no later
+    assert len(live) > len(stable) and any(h.tentative for h in live)
+    seen: list[tuple[str, ...]] = []
+    for h in live:
+        now = tuple(w.word for w in h.words)
+        assert not seen or now[: len(seen[-1])] == seen[-1]
+        if not seen or now != seen[-1]:
+            seen.append(now)
+    assert [s for s in seen if s] == [tuple(w.word for w in h.words) for h in stable]
+    first_live = next(h for h in live if h.words or h.tentative)
+    assert first_live.end <= stable[0].end
+    shown = [(len(h.words), tuple(w.word for w in h.tentative)) for h in live]
+    assert len(shown) == len(set(shown))  # a partial only when something changed
+
+
 def test_passes_come_at_least_every_second_of_speech(speak: Callable[..., np.ndarray]) -> None:
     # The live worker's default cadence, in the ingest's 160 ms chunks: while a leg speaks,
     # a pass (so a partial, when it confirms words) comes at least every second of audio.
