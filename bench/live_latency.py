@@ -8,8 +8,8 @@ utterance's last voiced audio to its final event (p50/p95), time from its first 
 audio to its first partial with stable words (two passes agreed on them), the gaps between
 partials while a line is spoken (after its first partial: from one partial to the next,
 the last to the line's last voiced audio), WER of the finals against the script and
-against the batch path (stt.transcriber.Transcriber on the same audio), and real-time headroom (Whisper
-busy time / wall time of the run), and the share of finals that needed no decode after
+against the batch path (stt.transcriber.Transcriber on the same audio), and real-time
+headroom (Whisper busy time / wall time of the run), and the share of finals that needed no decode after
 the endpoint: "prepared" (the pass run in the trailing silence, emitted when the hangover
 ends or the silence reaches the padding) and "early" (that pass ended a sentence and was
 emitted as soon as it was decoded). A line's latency is that of its last final (a line of
