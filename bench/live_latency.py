@@ -1,19 +1,19 @@
 """Live latency benchmark: N simultaneous two-party calls streamed in real time.
 
-Each call is registered with the real RTP ingest and both legs are sent as PCMU RTP in
-20 ms packets, paced in real time over loopback UDP (pipeline.simulate.send_leg); the
-ingest publishes media on the embedded bus where the `live` role runs as `callpipe
-serve` runs it. Prints, over all utterances: latency from the publication of an
-utterance's last voiced audio to its final event (p50/p95), time from its first voiced
-audio to its first partial with stable words (two passes agreed on them), the gaps between
-partials while a line is spoken (after its first partial: from one partial to the next,
-the last to the line's last voiced audio), WER of the finals against the script and
-against the batch path (stt.transcriber.Transcriber on the same audio), and real-time
-headroom (Whisper busy time / wall time of the run), and the share of finals that needed no decode after
-the endpoint: "prepared" (the pass run in the trailing silence, emitted when the hangover
-ends or the silence reaches the padding) and "early" (that pass ended a sentence and was
-emitted as soon as it was decoded). A line's latency is that of its last final (a line of
-two sentences may give two). Usage:
+Each call is registered with the real RTP ingest and both legs are sent as PCMU RTP in 20 ms
+packets, paced in real time over loopback UDP (pipeline.simulate.send_leg); the ingest
+publishes media on the embedded bus where the `live` role runs as `callpipe serve` runs it.
+Prints, over all utterances: latency from the publication of an utterance's last voiced
+audio to its final event (p50/p95), time from its first voiced audio to its first partial
+with stable words (two passes agreed on them), the gaps between partials while a line is
+spoken (after its first partial: from one partial to the next, the last to the line's last
+voiced audio), WER of the finals against the script and against the batch path
+(stt.transcriber.Transcriber on the same audio), and real-time headroom (Whisper busy time /
+wall time of the run), and the share of finals that needed no decode after the endpoint:
+"prepared" (the pass run in the trailing silence, emitted when the hangover ends or the
+silence reaches the padding) and "early" (that pass ended a sentence and was emitted as soon
+as it was decoded). A line's latency is that of its last final (a line of two sentences may
+give two). Usage:
     python bench/live_latency.py --calls 4 [--calls 8 ...] [--lines 6] [--verbose]
 """
 
