@@ -66,7 +66,10 @@ def to_document(
         "source": source,
         "info": info,
         "utterances": [
-            u.model_dump(mode="json", exclude={"v", "tenant", "call_id", "type", "revision"})
+            u.model_dump(
+                mode="json",
+                exclude={"v", "tenant", "call_id", "type", "revision", "tentative"},
+            )
             for u in interleave(utterances)
         ],
     }
