@@ -58,7 +58,10 @@ function showUtterance(u) {
     box.append(line);
   }
   line.className = "utt" + (u.final ? "" : " partial");
-  line.replaceChildren(el("span", "leg", u.leg), document.createTextNode(u.text));
+  const parts = [el("span", "leg", u.leg), document.createTextNode(u.text)];
+  // words heard once, not yet stable: shown apart, replaced by the next partial
+  if (u.tentative) parts.push(el("span", "tentative", (u.text ? " " : "") + u.tentative));
+  line.replaceChildren(...parts);
 }
 
 function watchCall(callId) {
