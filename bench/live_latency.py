@@ -109,6 +109,13 @@ def make_calls(n: int, lines: int, speak: Any) -> list[Call]:
     return calls
 
 
+def batch_wer(transcriber: Any, call: Call, line: Line) -> float:
+    """WER of the batch path (`Transcriber`) on one line's audio, a quarter second after it."""
+    clip = call.legs[line.leg][line.start : line.voiced_last + RATE // 4]
+    seg = transcriber.transcribe_clips([resample(clip, RATE, 16000)], "en")[0]
+    return wer(line.text, seg.text if seg else "")
+
+
 def run(
     n_calls: int, n_lines: int, speak: Any, transcriber: Any, verbose: bool = False
 ) -> dict[str, Any]:
@@ -220,9 +227,7 @@ def run(
                     f"  {call.call_id} {line.leg:8s} {latencies[-1]:5.2f} s "
                     f"{len(finals)} final(s): {' | '.join(u.text for _, u in finals)}"
                 )
-            clip = call.legs[line.leg][line.start : line.voiced_last + RATE // 4]
-            segs = transcriber.transcribe_clips([resample(clip, RATE, 16000)], "en")
-            batch_errors.append(wer(line.text, segs[0].text if segs[0] else ""))
+            batch_errors.append(batch_wer(transcriber, call, line))
     finals_total = services.metrics.total("live_finals_total") or 1.0
     prepared = services.metrics.total("live_finals_prepared_total") / finals_total
     early = services.metrics.total("live_finals_early_total") / finals_total

@@ -19,12 +19,12 @@ import time
 from typing import Any
 
 import numpy as np
-from live_latency import RATE, Call, make_calls
+from live_latency import RATE, Call, batch_wer, make_calls
 
 from pipeline.config import Settings
 from pipeline.events import MediaChunk
 from pipeline.media.g711 import ulaw_decode, ulaw_encode
-from pipeline.media.resample import float_to_int16, resample
+from pipeline.media.resample import float_to_int16
 from pipeline.services import build_services
 from pipeline.simulate import synthesize
 from stt.live_call import LegStream
@@ -122,12 +122,7 @@ def main() -> None:
         cpu_threads=settings.stt.cpu_threads,
     )
     batch = Transcriber(model, TranscribeOptions(beam_size=settings.stt.beam_size))
-    batch_errors = []
-    for call in calls:
-        for line in call.lines:
-            clip = call.legs[line.leg][line.start : line.voiced_last + RATE // 4]
-            seg = batch.transcribe_clips([resample(clip, RATE, 16000)], "en")[0]
-            batch_errors.append(wer(line.text, seg.text if seg else ""))
+    batch_errors = [batch_wer(batch, call, line) for call in calls for line in call.lines]
     partial = ShortWindowDecoder(model, DecoderOptions(beam_size=1))
     window = int(settings.stt.final_min_window_s * 100)
     print("final_beam lines wer_live wer_batch final_decode_ms")

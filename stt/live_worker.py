@@ -131,9 +131,9 @@ class LiveStage(Stage):
     ) -> None:
         self.services = services
         self.options = streaming_options(services)
-        self._given = decoder  # a decoder given to the stage decodes everything
+        # A decoder given to the stage decodes everything; else each kind loads its own.
         self._decoder = decoder
-        self._final_decoder: ClipDecoder | None = None
+        self._final_decoder = decoder
         self._clock = clock
         self.calls: dict[CallKey, LiveCall] = {}
         self._finished: OrderedDict[CallKey, float] = OrderedDict()
@@ -155,7 +155,7 @@ class LiveStage(Stage):
     def final_decoder(self) -> ClipDecoder:
         """The decoder of finals (the one given to the stage, else beam search)."""
         if self._final_decoder is None:
-            self._final_decoder = self._given or live_decoder_of(self.services, final=True)
+            self._final_decoder = live_decoder_of(self.services, final=True)
         return self._final_decoder
 
     # -- events in -----------------------------------------------------------------------

@@ -92,13 +92,18 @@ def _stream(r: StreamingRecognizer, pcm: np.ndarray, decoder: Any) -> list[Hypot
     return out
 
 
-def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -> None:
+def _long_sentence(speak: Callable[..., np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A long sentence with no pause in it, and the same as int16 between 1 s silences."""
     speech = speak(
         "I have been waiting for my refund since the beginning of last month "
         "and nobody answers my emails at all."
     )
     pause = np.zeros(SAMPLE_RATE, np.float32)
-    pcm = float_to_int16(np.concatenate([pause, speech, pause]))
+    return speech, float_to_int16(np.concatenate([pause, speech, pause]))
+
+
+def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -> None:
+    speech, pcm = _long_sentence(speak)
     words = [f"w{i}" for i in range(20)]
     decoder = FlickeringDecoder(words, 0.9 * len(speech) / SAMPLE_RATE / 20, 0.1)
     hyps = _stream(StreamingRecognizer(StreamingOptions(partial_interval_s=0.5)), pcm, decoder)
@@ -117,12 +122,7 @@ def test_confirmed_prefix_is_never_retracted(speak: Callable[..., np.ndarray]) -
 
 
 def test_tentative_partials_show_every_new_reading(speak: Callable[..., np.ndarray]) -> None:
-    speech = speak(
-        "I have been waiting for my refund since the beginning of last month "
-        "and nobody answers my emails at all."
-    )
-    pause = np.zeros(SAMPLE_RATE, np.float32)
-    pcm = float_to_int16(np.concatenate([pause, speech, pause]))
+    speech, pcm = _long_sentence(speak)
     words = [f"w{i}" for i in range(20)]
     spw = 0.9 * len(speech) / SAMPLE_RATE / 20
 
@@ -154,12 +154,7 @@ def test_tentative_partials_show_every_new_reading(speak: Callable[..., np.ndarr
 def test_passes_come_at_least_every_second_of_speech(speak: Callable[..., np.ndarray]) -> None:
     # The live worker's default cadence, in the ingest's 160 ms chunks: while a leg speaks,
     # a pass (so a partial, when it confirms words) comes at least every second of audio.
-    speech = speak(
-        "I have been waiting for my refund since the beginning of last month "
-        "and nobody answers my emails at all."
-    )
-    pause = np.zeros(SAMPLE_RATE, np.float32)
-    pcm = float_to_int16(np.concatenate([pause, speech, pause]))
+    speech, pcm = _long_sentence(speak)
     options = StreamingOptions(partial_interval_s=Settings().live.partial_interval_s)
     r = StreamingRecognizer(options)
     inner = FlickeringDecoder([f"w{i}" for i in range(20)], 0.05 * len(speech) / SAMPLE_RATE, 0.1)
@@ -174,8 +169,9 @@ def test_passes_come_at_least_every_second_of_speech(speak: Callable[..., np.nda
 
     hyps = _stream(r, pcm, Recording())
     assert len([h for h in hyps if h.final]) == 1
-    onset = len(pause) + int(np.argmax(np.abs(speech) > 0.02))
-    spoken = [onset, *(p for p in at if p < len(pcm) - len(pause)), len(pcm) - len(pause)]
+    onset = SAMPLE_RATE + int(np.argmax(np.abs(speech) > 0.02))
+    end = len(pcm) - SAMPLE_RATE
+    spoken = [onset, *(p for p in at if p < end), end]
     assert len(spoken) >= 7
     assert max(np.diff(spoken)) <= SAMPLE_RATE, np.diff(spoken) / SAMPLE_RATE
 
