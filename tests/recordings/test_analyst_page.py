@@ -10,11 +10,11 @@ import time
 import wave
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 import uvicorn
-from playwright.sync_api import sync_playwright
 
 from pipeline.api.app import create_app
 from pipeline.events import CallStarted, Utterance
@@ -25,17 +25,6 @@ from recordings.index import index_of
 from recordings.index.worker import IndexStage
 from recordings.keys import call_key
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RATE = 16000
 STARTED = datetime(2025, 2, 3, 10, 30, tzinfo=UTC)
 LINES = [
@@ -97,7 +86,7 @@ def served(services: Services) -> Iterator[str]:
 
 
 def test_click_a_hit_and_the_player_is_at_it(
-    services: Services, speak: Callable[..., np.ndarray], served: str
+    services: Services, speak: Callable[..., np.ndarray], served: str, browser: Any
 ) -> None:
     wav, timed = recorded_call(speak)
     services.store.put(call_key("acme", "web-1", STARTED, "recording.wav"), wav, "audio/wav")
@@ -131,48 +120,43 @@ def test_click_a_hit_and_the_player_is_at_it(
     hit_start = round(timed[1][1], 3)  # "cancel my contract"
     assert hit_start > 2.0  # far enough from 0 that a player left at the start would fail
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(served + "/")
-            page.fill("#api-key", key)
-            page.fill("#q", "contract")
-            page.click("#search-button")
-            page.wait_for_selector("#results li.hit")
-            hits = page.locator("#results li.hit")
-            assert hits.count() == 1
-            assert hits.first.locator("mark").inner_text() == "contract"
-            hits.first.click()
-            page.wait_for_function(
-                "(t) => { const a = document.getElementById('player');"
-                " return a.readyState >= 1 && Math.abs(a.currentTime - t) < 0.3; }",
-                arg=hit_start,
-                timeout=20_000,
-            )
-            current = page.evaluate("document.getElementById('player').currentTime")
-            assert abs(current - hit_start) <= 0.3
-            duration = page.evaluate("document.getElementById('player').duration")
-            assert abs(duration - len(wav[44:]) / 2 / RATE) < 0.1  # the call's own audio
-            # the two-speaker transcript, the hit's utterance marked
-            assert page.locator("#transcript li.agent").count() == 2
-            assert page.locator("#transcript li.customer").count() == 2
-            assert "cancel my contract" in page.locator("#transcript li.current").inner_text()
-            # clicking another utterance seeks there
-            later = round(timed[3][1], 3)
-            page.locator("#transcript li").nth(3).click()
-            page.wait_for_function(
-                "(t) => Math.abs(document.getElementById('player').currentTime - t) < 0.3",
-                arg=later,
-                timeout=10_000,
-            )
-            # the key was kept for the next visit
-            page.reload()
-            assert page.input_value("#api-key") == key
-            # a malformed query shows the API's reason, not a crash
-            page.fill("#q", '"cancel my')
-            page.click("#search-button")
-            page.wait_for_selector("#status.error")
-            assert "unbalanced quote" in page.inner_text("#status")
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(served + "/")
+    page.fill("#api-key", key)
+    page.fill("#q", "contract")
+    page.click("#search-button")
+    page.wait_for_selector("#results li.hit")
+    hits = page.locator("#results li.hit")
+    assert hits.count() == 1
+    assert hits.first.locator("mark").inner_text() == "contract"
+    hits.first.click()
+    page.wait_for_function(
+        "(t) => { const a = document.getElementById('player');"
+        " return a.readyState >= 1 && Math.abs(a.currentTime - t) < 0.3; }",
+        arg=hit_start,
+        timeout=20_000,
+    )
+    current = page.evaluate("document.getElementById('player').currentTime")
+    assert abs(current - hit_start) <= 0.3
+    duration = page.evaluate("document.getElementById('player').duration")
+    assert abs(duration - len(wav[44:]) / 2 / RATE) < 0.1  # the call's own audio
+    # the two-speaker transcript, the hit's utterance marked
+    assert page.locator("#transcript li.agent").count() == 2
+    assert page.locator("#transcript li.customer").count() == 2
+    assert "cancel my contract" in page.locator("#transcript li.current").inner_text()
+    # clicking another utterance seeks there
+    later = round(timed[3][1], 3)
+    page.locator("#transcript li").nth(3).click()
+    page.wait_for_function(
+        "(t) => Math.abs(document.getElementById('player').currentTime - t) < 0.3",
+        arg=later,
+        timeout=10_000,
+    )
+    # the key was kept for the next visit
+    page.reload()
+    assert page.input_value("#api-key") == key
+    # a malformed query shows the API's reason, not a crash
+    page.fill("#q", '"cancel my')
+    page.click("#search-button")
+    page.wait_for_selector("#status.error")
+    assert "unbalanced quote" in page.inner_text("#status")
