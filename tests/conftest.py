@@ -117,7 +117,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-# --- real models ---------------------------------------------------------------------------
+# --- a real browser ------------------------------------------------------------------------
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -144,6 +144,9 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+# --- real models ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
