@@ -68,6 +68,7 @@ def cmd_retention_sweep(args: argparse.Namespace) -> int:
         "calls_deleted": report.calls_deleted,
         "utterances_deleted": report.utterances_deleted,
         "held_kept": report.held_kept,
+        "prompts_deleted": report.prompts_deleted,
         "tenants": report.tenants,
         "seconds": round(report.seconds, 3),
         "lifecycle_rule": lifecycle,

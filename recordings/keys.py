@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Rendered prompts (TTS and IVR), outside every tenant: a tenant id cannot start with "_".
+PROMPT_CACHE_PREFIX = "_tts/"
 
 
 def check_id(value: str, what: str) -> str:

@@ -28,7 +28,7 @@ from pipeline.services import Services
 from recordings.catalog import MANIFEST_DIR, load_manifest, manifest_key
 from recordings.index import index_of
 from recordings.index.base import CallMeta, CallRow, TranscriptIndex
-from recordings.keys import check_id, parse_key
+from recordings.keys import PROMPT_CACHE_PREFIX, check_id, parse_key
 from recordings.store.base import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class SweepReport:
     calls_deleted: int = 0
     utterances_deleted: int = 0
     held_kept: int = 0
+    prompts_deleted: int = 0  # rendered prompts (the TTS cache) older than retention.days
     tenants: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -211,7 +212,15 @@ def sweep(services: Services, now: datetime | None = None) -> SweepReport:
         return tenants[name]
 
     doomed: list[str] = []
+    # A prompt can speak personal data (a robot greets the callee by name): the cache is
+    # kept no longer than the default retention, then rendered again when next asked for.
+    prompt_cutoff = now - timedelta(days=services.settings.retention.days)
     for info in store.list(""):
+        if info.key.startswith(PROMPT_CACHE_PREFIX):
+            if info.last_modified < prompt_cutoff:
+                doomed.append(info.key)
+                report.prompts_deleted += 1
+            continue
         ts = tenant_of(info.key.split("/", 1)[0])
         if ts is None:
             continue

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator
 
 from pipeline.services import Services
+from recordings.keys import PROMPT_CACHE_PREFIX
 from recordings.store.base import ObjectNotFound
 from tts.formats import Format, decode_audio, normalise_level, render, wav_header
 from tts.synth import Synthesizer
@@ -23,7 +24,7 @@ class PromptCache:
         """Object key of a prompt; hashes the prepared text so equivalent spellings share it."""
         prepared = cache_text(prepare(text, self.synth.max_chars))
         raw = "\n".join([self.synth.voice_name, prepared, fmt.name, f"{rate:.3f}"])
-        return f"_tts/{hashlib.sha256(raw.encode()).hexdigest()}.{fmt.ext}"
+        return f"{PROMPT_CACHE_PREFIX}{hashlib.sha256(raw.encode()).hexdigest()}.{fmt.ext}"
 
     def lookup(self, key: str) -> bytes | None:
         """The cached audio, counting the hit or miss."""
@@ -51,7 +52,7 @@ class PromptCache:
         Raises AudioError when the source cannot be decoded.
         """
         digest = hashlib.sha256(source).hexdigest()
-        key = f"_tts/audio-{digest}-{fmt.name}.{fmt.ext}"
+        key = f"{PROMPT_CACHE_PREFIX}audio-{digest}-{fmt.name}.{fmt.ext}"
         data = self.lookup(key)
         if data is None:
             audio, rate = decode_audio(source)

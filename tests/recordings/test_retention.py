@@ -29,6 +29,8 @@ from recordings.keys import call_key
 from recordings.retention import apply_lifecycle, delete_call_data, set_hold, sweep
 from recordings.store.local import LocalStore
 from recordings.store.minio import MinioStore
+from tts.cache import PromptCache
+from tts.formats import get_format
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NAMES = ("recording.wav", "transcript.json", "transcript.vtt")
@@ -116,6 +118,22 @@ def test_hold_marker_alone_protects_a_call(services: Services) -> None:
     sweep(services, now=NOW)
     assert len(objects_of(services, "acme", "m1", started)) == 4
     assert index_of(services).get_call("acme", "m1") is not None
+
+
+def test_rendered_prompts_expire_with_the_default_retention(services: Services) -> None:
+    """A prompt may speak personal data: the TTS cache is kept retention.days at most."""
+    cache = PromptCache(services)
+    text = "Hello Mister Dupont, this is a call about your contract."
+    cache.get(text, get_format("ulaw8k"), 1.0)
+    key = cache.key(text, get_format("ulaw8k"), 1.0)
+    assert key.startswith("_tts/") and services.store.exists(key)
+    now = datetime.now(UTC)
+    assert sweep(services, now=now + timedelta(days=89)).prompts_deleted == 0
+    assert services.store.exists(key)
+    report = sweep(services, now=now + timedelta(days=91))
+    assert (report.prompts_deleted, report.objects_deleted) == (1, 1)
+    assert not services.store.exists(key)
+    assert report.tenants == []  # the cache is not taken for a tenant
 
 
 def search_only_client(services: Services) -> TestClient:
