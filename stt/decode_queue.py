@@ -23,6 +23,10 @@ from stt.transcriber import Segment
 log = logging.getLogger(__name__)
 
 
+class DecodeQueueClosed(RuntimeError):
+    """The queue was closed: nothing decodes a clip sent after that."""
+
+
 @dataclass
 class _Job:
     clips: list[np.ndarray]
@@ -38,22 +42,32 @@ class DecodeQueue:
         self.inner = inner
         self.max_clips = max_clips
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._closing = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="decode-queue", daemon=True)
         self._thread.start()
 
     def transcribe_clips(
         self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
     ) -> list[Segment | None]:
-        """Decode `clips` (with whatever other threads sent meanwhile); blocks until done."""
+        """Decode `clips` (with whatever other threads sent meanwhile); blocks until done.
+
+        Raises DecodeQueueClosed after `close` (a caller would otherwise wait forever).
+        """
         if not clips:
             return []
         job = _Job(list(clips), language, prompt)
-        self._jobs.put(job)
+        with self._closing:
+            if self._closed:
+                raise DecodeQueueClosed("the decode queue is closed")
+            self._jobs.put(job)
         return job.done.result()
 
     def close(self) -> None:
         """Stop the loop once the jobs already queued are done."""
-        self._jobs.put(None)
+        with self._closing:
+            self._closed = True
+            self._jobs.put(None)
         self._thread.join(10)
 
     def _run(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from stt.decode_queue import DecodeQueue
+from stt.decode_queue import DecodeQueue, DecodeQueueClosed
 from stt.transcriber import Segment
 
 
@@ -87,3 +87,33 @@ def test_languages_apart_and_errors_reach_only_their_batch() -> None:
     with pytest.raises(RuntimeError):
         q.transcribe_clips([np.zeros(13)], "de")  # the loop survived the error
     q.close()
+
+
+def test_a_call_after_close_is_refused_not_left_waiting() -> None:
+    inner = Recorder()
+    q = DecodeQueue(inner)
+    answered: list[str] = []
+
+    def call() -> None:
+        res = q.transcribe_clips([np.zeros(40)], "en")
+        answered.extend(s.text for s in res if s is not None)
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.01)  # queued (or decoding) before the close: still answered
+    q.close()
+    t.join(5)
+    assert answered == ["40"]
+    outcome: list[object] = []
+
+    def late_call() -> None:
+        try:
+            outcome.append(q.transcribe_clips([np.zeros(50)], "en"))
+        except DecodeQueueClosed as exc:
+            outcome.append(exc)
+
+    late = threading.Thread(target=late_call)
+    late.start()
+    late.join(5)
+    assert not late.is_alive(), "a call after close waits forever"
+    assert isinstance(outcome[0], DecodeQueueClosed)
