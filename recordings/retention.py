@@ -212,8 +212,8 @@ def sweep(services: Services, now: datetime | None = None) -> SweepReport:
         return tenants[name]
 
     doomed: list[str] = []
-    # A prompt can speak personal data (a robot greets the callee by name): the cache is
-    # kept no longer than the default retention, then rendered again when next asked for.
+    # A prompt's text can hold personal data (a name, an amount said to one caller): the
+    # cache is kept no longer than the default retention, and rendered again when next asked.
     prompt_cutoff = now - timedelta(days=services.settings.retention.days)
     for info in store.list(""):
         if info.key.startswith(PROMPT_CACHE_PREFIX):
