@@ -92,6 +92,21 @@ def test_list_by_prefix_and_delete(store: ObjectStore) -> None:
     assert [o.key for o in store.list("acme/2026/11/21/")] == [keys[1]]
 
 
+def test_delete_many_removes_the_keys_given_and_nothing_else(store: ObjectStore) -> None:
+    # more keys than one S3 multi-object delete request takes (1,000)
+    doomed = [f"acme/2026/11/21/c{i:04d}/recording.wav" for i in range(1_003)]
+    kept = ["acme/2026/11/21/c1003/recording.wav", "globex/2026/11/21/c0000/recording.wav"]
+    for k in doomed + kept:
+        store.put(k, b"x")
+    delete_many = store.delete_many  # type: ignore[attr-defined]
+    assert delete_many([*doomed, "acme/2026/11/21/never/recording.wav"]) >= len(doomed)
+    assert sorted(o.key for o in store.list()) == kept
+    assert delete_many([]) == 0
+    with pytest.raises(StoreError, match="invalid key"):
+        delete_many(["acme/../escape"])
+    assert sorted(o.key for o in store.list()) == kept
+
+
 def test_invalid_keys_are_refused(store: ObjectStore) -> None:
     for bad in ("", "/abs/key", "acme/../../etc/passwd", "a\\b"):
         with pytest.raises(StoreError) as err:
