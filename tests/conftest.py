@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import Settings
+from pipeline.events import Event
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services, build_services
 
@@ -261,6 +262,20 @@ def distributed_services(
     svc = _share_models(build_services(distributed_settings), request)
     yield svc
     svc.close()
+
+
+@pytest.fixture
+def publish_events() -> Callable[..., None]:
+    """`publish_events(services, *events)`: each event to its topic, as a stage's outputs
+    go, flushed (on Kafka, sent once it returns)."""
+
+    def publish(services: Services, *events: Event) -> None:
+        producer = services.bus.producer()
+        for ev in events:
+            producer.send(services.topics.for_event(ev), ev.key, ev.encode())
+        producer.flush(10.0)
+
+    return publish
 
 
 # --- recordings made from Piper speech ----------------------------------------------------

@@ -6,20 +6,14 @@ and hints arrive beside it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from pipeline.events import Event, Hint, Utterance
+from pipeline.events import Hint, Utterance
 from pipeline.services import Services
 from prompter.delivery import hint_hub
 from stt.live_call import LiveCall, ensure_manifest
 from stt.live_state import live_hub
-
-
-def _publish(services: Services, *events: Event) -> None:
-    p = services.bus.producer()
-    for e in events:
-        p.send(services.topics.for_event(e), e.key, e.encode())
-    p.flush(5.0)
 
 
 def _utterance(text: str, final: bool, revision: int, tentative: str = "") -> Utterance:
@@ -49,7 +43,11 @@ def _words_shown(page: Any) -> str:
 
 
 def test_the_agent_sees_stable_then_tentative_words_then_the_final(
-    server: Any, services: Services, browser: Any, make_call: Any
+    server: Any,
+    services: Services,
+    browser: Any,
+    make_call: Any,
+    publish_events: Callable[..., None],
 ) -> None:
     assert hint_hub(services).wait_ready(10) and live_hub(services).wait_ready(10)
     key = services.keys.create("acme", "agent", agent_id="a-7")
@@ -64,7 +62,7 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
     live = LiveCall(tenant="acme", call_id="c-1", started_at=call.started_at)
     live.apply_started(call)
     ensure_manifest(services.store, live)
-    _publish(services, call)
+    publish_events(services, call)
     page.wait_for_function("document.getElementById('call').textContent === 'call c-1'")
 
     partial = _utterance("I would like", False, 1, tentative="to cancel my")
@@ -72,7 +70,7 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
     deadline = time.monotonic() + 15
     while not line.count():  # the page opens the call's socket once told of the call
         assert time.monotonic() < deadline, "no partial reached the page"
-        _publish(services, partial)  # a replay of the same revision: the same line
+        publish_events(services, partial)  # a replay of the same revision: the same line
         page.wait_for_timeout(300)
     assert line.count() == 1 and "partial" in (line.get_attribute("class") or "")
     assert line.locator(".leg").inner_text() == "customer"
@@ -83,11 +81,13 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
     unsure = page.evaluate("getComputedStyle(document.querySelector('.utt .tentative')).color")
     assert stable != unsure
 
-    _publish(services, _utterance("I would like to cancel", False, 2, tentative="my contract"))
+    publish_events(
+        services, _utterance("I would like to cancel", False, 2, tentative="my contract")
+    )
     page.wait_for_function(
         "document.querySelector('#transcript .tentative')?.textContent.trim() === 'my contract'"
     )
-    _publish(services, _utterance("I would like to cancel my contract.", True, 3))
+    publish_events(services, _utterance("I would like to cancel my contract.", True, 3))
     page.wait_for_function(
         "(() => { const u = document.querySelector('#transcript .utt');"
         " return u && !u.classList.contains('partial'); })()"
@@ -96,7 +96,7 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
     assert line.locator(".tentative").count() == 0
     assert _words_shown(page) == "I would like to cancel my contract."
 
-    _publish(
+    publish_events(
         services,
         Hint(
             tenant="acme",

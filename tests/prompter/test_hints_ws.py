@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from pipeline.events import CallEnded, Event, Hint, HintTrigger
+from pipeline.events import CallEnded, Hint, HintTrigger
 from pipeline.services import Services
 from prompter.delivery import hint_hub
 
@@ -30,12 +30,6 @@ def keys(services: Services) -> dict[str, str]:
         "analyst": k.create("acme", "analyst"),
         "rival_agent": k.create("rival", "agent", agent_id="a-7"),
     }
-
-
-def _publish(services: Services, *events: Event) -> None:
-    p = services.bus.producer()
-    for e in events:
-        p.send(services.topics.for_event(e), e.key, e.encode())
 
 
 def _hint(
@@ -108,7 +102,11 @@ def test_who_may_watch(server: Any, services: Services, keys: dict[str, str]) ->
 
 
 def test_live_hints_and_call_events_tenants_apart(
-    server: Any, services: Services, keys: dict[str, str], make_call: Any
+    server: Any,
+    services: Services,
+    keys: dict[str, str],
+    make_call: Any,
+    publish_events: Callable[..., None],
 ) -> None:
     _ready(services)
     with _open(server, keys["agent"]) as mine, _open(server, keys["rival_agent"]) as rival:
@@ -120,7 +118,7 @@ def test_live_hints_and_call_events_tenants_apart(
             "gap": False,
         }
         json.loads(rival.recv(timeout=5))
-        _publish(
+        publish_events(
             services,
             make_call("c-1"),
             _hint(1),
@@ -134,29 +132,33 @@ def test_live_hints_and_call_events_tenants_apart(
         assert [m["call_id"] for m in got if m["type"] == "call.started"] == ["c-1"]
         first = next(m for m in got if m["type"] == "hint")
         assert first["title"] == "hint 1" and first["trigger"]["rule"] == "frontline/retention"
-        _publish(services, CallEnded(tenant="acme", call_id="c-1"))
+        publish_events(services, CallEnded(tenant="acme", call_id="c-1"))
         assert _recv(mine, lambda m: True)[0] == {"type": "call.ended", "call_id": "c-1"}
         other = _recv(rival, lambda m: m["type"] == "hint")
         assert [m["hint_id"] for m in other] == ["h-2"]
 
 
 def test_reconnect_replays_what_was_missed(
-    server: Any, services: Services, keys: dict[str, str], make_call: Any
+    server: Any,
+    services: Services,
+    keys: dict[str, str],
+    make_call: Any,
+    publish_events: Callable[..., None],
 ) -> None:
     _ready(services)
     with _open(server, keys["agent"]) as ws:
         ws.recv(timeout=5)
-        _publish(services, make_call("c-1"), _hint(1), _hint(2))
+        publish_events(services, make_call("c-1"), _hint(1), _hint(2))
         got = _recv(ws, lambda m: m.get("hint_id") == "h-2")
         last = got[-1]["hint_id"]
-    _publish(services, _hint(3), _hint(4), _hint(2))  # h-2 again: a replay upstream
+    publish_events(services, _hint(3), _hint(4), _hint(2))  # h-2 again: a replay upstream
     time.sleep(0.5)
     with _open(server, keys["agent"], last_hint_id=last) as ws:
         hello = json.loads(ws.recv(timeout=5))
         assert hello["replayed"] == 2 and hello["gap"] is False
         assert [c["call_id"] for c in hello["calls"]] == ["c-1"]
         assert [json.loads(ws.recv(timeout=5))["hint_id"] for _ in range(2)] == ["h-3", "h-4"]
-        _publish(services, _hint(5))
+        publish_events(services, _hint(5))
         assert json.loads(ws.recv(timeout=5))["hint_id"] == "h-5"
     # No last id: the current call's hints; an id no longer known: everything, and a gap.
     with _open(server, keys["agent"]) as ws:

@@ -86,7 +86,11 @@ def served(services: Services) -> Iterator[str]:
 
 
 def test_click_a_hit_and_the_player_is_at_it(
-    services: Services, speak: Callable[..., np.ndarray], served: str, browser: Any
+    services: Services,
+    speak: Callable[..., np.ndarray],
+    served: str,
+    browser: Any,
+    publish_events: Callable[..., None],
 ) -> None:
     wav, timed = recorded_call(speak)
     services.store.put(call_key("acme", "web-1", STARTED, "recording.wav"), wav, "audio/wav")
@@ -108,10 +112,7 @@ def test_click_a_hit_and_the_player_is_at_it(
     runner = WorkerRunner(
         IndexStage(services, index_of(services)), services.bus, services.topics, services.metrics
     )
-    producer = services.bus.producer()
-    for ev in events:
-        producer.send(services.topics.for_event(ev), ev.key, ev.encode())
-    producer.flush(5.0)
+    publish_events(services, *events)
     deadline = time.monotonic() + 20
     while len(index_of(services).call_utterances("acme", "web-1")) < len(LINES):
         assert time.monotonic() < deadline, "the index worker did not index the call"

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pipeline.events import (
     CallStarted,
     DeadLetter,
-    Event,
     TranscriptReady,
     Utterance,
     decode_event,
@@ -28,13 +27,6 @@ from recordings.index.worker import IndexStage
 from recordings.keys import call_key
 
 WHEN = datetime(2024, 6, 3, 8, 15, tzinfo=UTC)
-
-
-def publish(services: Services, *events: Event) -> None:
-    producer = services.bus.producer()
-    for ev in events:
-        producer.send(services.topics.for_event(ev), ev.key, ev.encode())
-    producer.flush(10.0)
 
 
 def run_until(runner: WorkerRunner, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -77,11 +69,13 @@ def test_role_is_registered() -> None:
     assert STAGES["index"] == "recordings.index.worker:stages"
 
 
-def test_finals_indexed_once_partials_skipped_metadata_merged(services: Services) -> None:
+def test_finals_indexed_once_partials_skipped_metadata_merged(
+    services: Services, publish_events: Callable[..., None]
+) -> None:
     runner = WorkerRunner(
         IndexStage(services, index_of(services)), services.bus, services.topics, services.metrics
     )
-    publish(
+    publish_events(
         services,
         utt("k1", "u-1", "je veux résil", final=False),
         utt("k1", "u-1", "je veux résilier mon abonnement"),
@@ -115,7 +109,9 @@ def test_finals_indexed_once_partials_skipped_metadata_merged(services: Services
     assert services.metrics.value("index_skipped_total", reason="empty") == 1
 
 
-def test_transcript_ready_takes_the_manifest(services: Services) -> None:
+def test_transcript_ready_takes_the_manifest(
+    services: Services, publish_events: Callable[..., None]
+) -> None:
     runner = WorkerRunner(
         IndexStage(services, index_of(services)), services.bus, services.topics, services.metrics
     )
@@ -135,7 +131,7 @@ def test_transcript_ready_takes_the_manifest(services: Services) -> None:
             status="transcribed",
         ),
     )
-    publish(
+    publish_events(
         services,
         utt("b1", "u-b1", "un remboursement s'il vous plaît", source="batch"),
         TranscriptReady(
@@ -161,7 +157,9 @@ def test_transcript_ready_takes_the_manifest(services: Services) -> None:
     assert [c.call_id for c in listed.items] == ["b1"]  # type: ignore[union-attr]
 
 
-def test_bad_input_is_dead_lettered_and_others_go_on(services: Services) -> None:
+def test_bad_input_is_dead_lettered_and_others_go_on(
+    services: Services, publish_events: Callable[..., None]
+) -> None:
     runner = WorkerRunner(
         IndexStage(services, index_of(services)), services.bus, services.topics, services.metrics
     )
@@ -178,7 +176,7 @@ def test_bad_input_is_dead_lettered_and_others_go_on(services: Services) -> None
     producer = services.bus.producer()
     producer.send(services.topics.transcripts, "k2", b"{not json")
     producer.flush(5.0)
-    publish(services, bad_times, bad_id, utt("k3", "u-z", "tout va bien"))
+    publish_events(services, bad_times, bad_id, utt("k3", "u-z", "tout va bien"))
     run_until(runner, lambda: count(services, "bien") == 1)
     dead = services.bus.consumer([services.topics.deadletter], "dl-reader")
     reasons = sorted(DeadLetter.model_validate_json(m.value).reason for m in dead.poll(1.0, 10))
@@ -189,7 +187,9 @@ def test_bad_input_is_dead_lettered_and_others_go_on(services: Services) -> None
     assert count(services, "envers") == 0
 
 
-def test_kafka_index_worker(distributed_services: Services) -> None:
+def test_kafka_index_worker(
+    distributed_services: Services, publish_events: Callable[..., None]
+) -> None:
     services = distributed_services
     runner = WorkerRunner(
         IndexStage(services, index_of(services)),
@@ -199,7 +199,7 @@ def test_kafka_index_worker(distributed_services: Services) -> None:
         poll_timeout_s=0.2,
     )
     events = [utt(f"q{i}", f"u-q{i}", f"appel numéro {i} résiliation") for i in range(5)]
-    publish(services, *events, *events)  # at-least-once: duplicates overwrite
+    publish_events(services, *events, *events)  # at-least-once: duplicates overwrite
     transcripts = services.topics.transcripts
     run_until(
         runner,
@@ -224,12 +224,14 @@ class FlakyIndex(SqliteIndex):
         super().upsert_utterances(rows)
 
 
-def test_a_failed_batch_is_kept_and_written_next_round(services: Services) -> None:
+def test_a_failed_batch_is_kept_and_written_next_round(
+    services: Services, publish_events: Callable[..., None]
+) -> None:
     index = FlakyIndex(services.settings.data_dir / "flaky.sqlite")
     runner = WorkerRunner(
         IndexStage(services, index), services.bus, services.topics, services.metrics
     )
-    publish(services, utt("f1", "u-f1", "appel important"))
+    publish_events(services, utt("f1", "u-f1", "appel important"))
     run_until(runner, lambda: services.metrics.total("index_flush_errors_total") == 1)
     assert index.call_utterances("acme", "f1") == []
     run_until(runner, lambda: len(index.call_utterances("acme", "f1")) == 1)
