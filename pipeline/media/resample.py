@@ -86,19 +86,22 @@ class Interpolator:
 
 class StreamTo16k:
     """One leg's contiguous int16 audio at its own rate -> 16 kHz int16, seamless across
-    chunks (`Interpolator`) when 16 kHz is a multiple of the rate. After a jump in the audio,
-    start a new one."""
+    chunks (`Interpolator` up, `Decimator` down) when one rate is a multiple of the other;
+    any other rate is resampled chunk by chunk. After a jump in the audio, start a new one."""
 
     def __init__(self, rate: int, out_rate: int = 16000) -> None:
         self.rate = rate
         self.out_rate = out_rate
-        upsample = rate < out_rate and out_rate % rate == 0
-        self._up = Interpolator(out_rate // rate) if upsample else None
+        self._filter: Interpolator | Decimator | None = None
+        if rate < out_rate and out_rate % rate == 0:
+            self._filter = Interpolator(out_rate // rate)
+        elif rate > out_rate and rate % out_rate == 0:
+            self._filter = Decimator(rate // out_rate)
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         """The next chunk of the stream, resampled."""
         if self.rate == self.out_rate:
             return pcm
         x = int16_to_float(pcm)
-        y = self._up.process(x) if self._up else resample(x, self.rate, self.out_rate)
+        y = self._filter.process(x) if self._filter else resample(x, self.rate, self.out_rate)
         return float_to_int16(y)

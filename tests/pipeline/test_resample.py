@@ -1,4 +1,4 @@
-"""Streaming 8 -> 16 kHz: the same signal as resampling it whole, with no seams at chunks."""
+"""Streaming to 16 kHz (8 kHz up, 48 kHz down): the same signal as resampling it whole, no seams."""
 
 from __future__ import annotations
 
@@ -39,3 +39,23 @@ def test_stream_to_16k_passes_16k_through_and_keeps_its_history() -> None:
     # a new stream (after a jump) starts from silence; the same stream goes on from its past
     assert len(first) == 320 and np.array_equal(StreamTo16k(8000).process(pcm), first)
     assert not np.array_equal(s.process(pcm), first)
+
+
+def test_a_48k_stream_is_decimated_seamlessly_whatever_the_chunks() -> None:
+    t = np.arange(3 * 16000) / 48000
+    x = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.2 * np.sin(2 * np.pi * 3100 * t)).astype(np.float32)
+    pcm = float_to_int16(x)
+    whole = resample(x, 48000, 16000)
+    rng = np.random.default_rng(5)
+    cuts = np.cumsum(rng.integers(100, 4000, 40))
+    parts = np.split(pcm, cuts[cuts < len(pcm)])
+    s = StreamTo16k(48000)
+    y = np.concatenate([s.process(part) for part in parts]).astype(np.float32) / 32768
+    assert len(y) == len(pcm) // 3
+    delay = 30  # (181 - 1) / 2 input samples, a third of that at 16 kHz
+    assert _snr_db(whole[400 : len(whole) - delay], y[400 + delay :]) > 55
+    # resampling chunk by chunk (as it was done) leaves a click at each boundary
+    one_by_one = np.concatenate(
+        [resample(p.astype(np.float32) / 32768, 48000, 16000) for p in parts]
+    )
+    assert _snr_db(whole[400:], one_by_one[400 : len(whole)]) < 45
