@@ -33,6 +33,8 @@ _TOKENS_PER_S = 8
 _END_GUARD_S = 0.15  # a word starting this close to the clip end is a squeezed repeat
 _MIN_REPEAT = 3
 _WORDY = re.compile(r"\w")
+_CONTEXT_TOKENS = 448  # Whisper's decoder positions
+_MAX_PROMPT_TOKENS = 128  # of text said before, so that the prompt leaves room to answer
 
 
 @dataclass(frozen=True)
@@ -73,18 +75,22 @@ class ShortWindowDecoder:
     ) -> list[Segment | None]:
         """Decode 16 kHz float32 clips; None where a clip holds no credible speech.
 
-        Times of each result are relative to the start of its own clip.
+        Times of each result are relative to the start of its own clip. `prompt` is text said
+        before the clips (the question a caller answers): Whisper reads them in its context.
         """
         out: list[Segment | None] = [None] * len(clips)
         order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
         step = self.options.batch_size
         for b in range(0, len(order), step):
             idx = order[b : b + step]
-            for i, seg in zip(idx, self._batch([clips[i] for i in idx], language), strict=True):
+            batch = self._batch([clips[i] for i in idx], language, prompt)
+            for i, seg in zip(idx, batch, strict=True):
                 out[i] = seg
         return out
 
-    def _batch(self, clips: list[np.ndarray], language: str | None) -> list[Segment | None]:
+    def _batch(
+        self, clips: list[np.ndarray], language: str | None, prompt: str | None
+    ) -> list[Segment | None]:
         from faster_whisper.transcribe import get_ctranslate2_storage
 
         self.calls += 1
@@ -114,13 +120,18 @@ class ShortWindowDecoder:
             members = [i for i, la in enumerate(languages) if la == lang]
             sub = encoded if len(members) == len(clips) else _select(encoded, members)
             durations = [len(clips[i]) / SAMPLE_RATE for i in members]
-            decoded = self._decode(sub, durations, lang, frames)
+            decoded = self._decode(sub, durations, lang, frames, prompt)
             for i, seg in zip(members, decoded, strict=True):
                 results[i] = seg
         return results
 
     def _decode(
-        self, encoded: Any, durations: list[float], language: str, frames: int
+        self,
+        encoded: Any,
+        durations: list[float],
+        language: str,
+        frames: int,
+        prompt_text: str | None,
     ) -> list[Segment | None]:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, merge_punctuations
@@ -132,7 +143,12 @@ class ShortWindowDecoder:
             task="transcribe",
             language=language,
         )
-        prompt = [*tok.sot_sequence, tok.no_timestamps]
+        previous: list[int] = []
+        if prompt_text and prompt_text.strip():
+            # As openai/whisper's initial prompt: the text's last tokens.
+            text_tokens = tok.encode(" " + prompt_text.strip())[-(_MAX_PROMPT_TOKENS - 1) :]
+            previous = [tok.sot_prev, *text_tokens]
+        prompt = [*previous, *tok.sot_sequence, tok.no_timestamps]
         suppress = sorted(
             {
                 *tok.non_speech_tokens,
@@ -144,8 +160,10 @@ class ShortWindowDecoder:
                 tok.no_speech,
             }
         )
-        # Speech holds at most ~6 tokens a second; a longer output is a repetition loop.
-        max_length = min(o.max_tokens, len(prompt) + int(_TOKENS_PER_S * max(durations)) + 8)
+        # Speech holds at most ~6 tokens a second; a longer output is a repetition loop. The
+        # length counts the prompt's tokens too.
+        budget = min(o.max_tokens, int(_TOKENS_PER_S * max(durations)) + 8)
+        max_length = min(_CONTEXT_TOKENS, len(prompt) + budget)
         generated = self.model.model.generate(
             encoded,
             [prompt] * len(durations),

@@ -49,3 +49,20 @@ def test_short_answers_are_read_once(
     assert len(wrong) <= 1, wrong
     for w, t in wrong:
         assert t and len(t.split()) <= len(w.split()) + 1, (w, t)
+
+
+def test_a_prompt_is_heard_as_what_was_said_before(
+    whisper_model: Any, speak: Callable[..., np.ndarray]
+) -> None:
+    decoder = ShortWindowDecoder(whisper_model, DecoderOptions(beam_size=5, min_frames=300))
+    clip = _phone_clip(speak, "My name is Siobhan Ferguson.")
+    plain = decoder.transcribe_clips([clip], "en")[0]
+    prompted = decoder.transcribe_clips([clip], "en", "Could you spell Siobhan for me?")[0]
+    assert plain is not None and prompted is not None
+    # Whisper base has no way to know the spelling of the name but from the prompt
+    assert "siobhan" not in plain.text.lower(), plain.text
+    assert "Siobhan Ferguson" in prompted.text, prompted.text
+    assert [w.word.strip(".") for w in prompted.words][-2:] == ["Siobhan", "Ferguson"]
+    # a prompt longer than Whisper's context is cut to its end, not refused
+    long = decoder.transcribe_clips([clip], "en", "Hello there. " * 300 + "Spell Siobhan?")[0]
+    assert long is not None and "Siobhan Ferguson" in long.text, long
