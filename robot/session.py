@@ -66,6 +66,7 @@ from robot.media_tap import media_tap
 from robot.player import PromptPlayer
 from robot.prompts import PromptAudio
 from robot.scenario import Scenario, placeholders, render
+from stt.decode_queue import DecodeQueueClosed
 from stt.live_call import LegAudio
 from stt.streaming import ClipDecoder, Hypothesis, StreamingOptions, StreamingRecognizer
 from stt.vad import Endpointer, SpeechEnded, VadOptions
@@ -287,6 +288,8 @@ class RobotSession:
                 for h in rec.process_iter(self.decoder, language):
                     cls = Final if h.final else Partial
                     self._inputs.put(cls(h.text, h.start, time.time(), confidence(h)))
+        except DecodeQueueClosed:  # the process is stopping: not a failure of this session
+            log.info("robot STT stopped: the decode queue closed", **ctx(self.tenant, self.call_id))
         except Exception:  # decoding trouble ends this session's hearing, not the process
             log.exception("robot STT failed", **ctx(self.tenant, self.call_id))
             self.services.metrics.inc("robot_stt_errors_total")

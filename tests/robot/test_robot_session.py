@@ -3,6 +3,7 @@ robot session that hears it through the ingest, the barge-in VAD and streaming W
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from pipeline.events import MediaPeer, RobotStart, decode_event
 from pipeline.services import Services
-from robot.calls import prompts_of, sessions_of
+from robot.calls import prompts_of, robot_decoder_of, sessions_of
 from robot.session import RobotSession
 from robot.simcaller import SimCaller
 
@@ -178,3 +179,19 @@ def test_silent_peer_and_cough_end_on_no_input(
     # Whisper may spell a cough as a word ("I'm", "Oh"), heard too unsurely to be an answer
     assert s2.outcome is not None and s2.outcome.result == "no_input", s2.state()
     assert s2.outcome.slots == {}
+
+
+def test_a_decode_queue_closed_by_shutdown_is_no_session_failure(
+    services: Services, caller: SimCaller, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    session = _place(services, caller, SHORT, "robot-closing")
+    last = caller.wait_robot_done(0.0, quiet_s=0.3)
+    robot_decoder_of(services).close()  # as the process's shutdown does
+    caller.say("Yes.")
+    caller.wait_robot_done(last, quiet_s=0.3)  # heard nothing: the robot asks again
+    assert session.wait(20), session.state()
+    assert session.outcome is not None and session.outcome.result == "no_input"
+    assert services.metrics.value("robot_stt_errors_total") == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "robot STT stopped: the decode queue closed" in caplog.text
