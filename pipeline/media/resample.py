@@ -25,7 +25,22 @@ def float_to_int16(audio: np.ndarray) -> np.ndarray:
     return (np.clip(audio, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
 
 
-class Decimator:
+class _FirStream:
+    """A FIR filter over a stream: the last taps - 1 inputs are kept from call to call, so
+    chunk boundaries leave no seam."""
+
+    def __init__(self, h: np.ndarray) -> None:
+        self._h = h.astype(np.float32)[::-1].copy()
+        self._hist = np.zeros(len(h) - 1, dtype=np.float32)
+
+    def _windows(self, x: np.ndarray) -> np.ndarray:
+        """Every full filter window over the history then `x`, one per row."""
+        buf = np.concatenate([self._hist, x])
+        self._hist = buf[len(buf) - len(self._hist) :]
+        return np.lib.stride_tricks.sliding_window_view(buf, len(self._h))
+
+
+class Decimator(_FirStream):
     """Streaming integer-factor downsampler (windowed-sinc FIR, state kept across calls).
 
     Inputs that are whole multiples of `factor` give exactly len(x) / factor samples, so
@@ -38,23 +53,18 @@ class Decimator:
 
         self.factor = factor
         # `cutoff` is a fraction of the output Nyquist frequency.
-        self._h = firwin(taps, cutoff / factor).astype(np.float32)[::-1].copy()
-        self._hist = np.zeros(taps - 1, dtype=np.float32)
+        super().__init__(firwin(taps, cutoff / factor))
         self._consumed = 0
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Filter float32 input and keep the samples whose index is a multiple of `factor`."""
         x = np.asarray(x, dtype=np.float32)
-        buf = np.concatenate([self._hist, x])
         first = -self._consumed % self.factor
-        windows = np.lib.stride_tricks.sliding_window_view(buf, len(self._h))
-        out = windows[first :: self.factor] @ self._h
         self._consumed += len(x)
-        self._hist = buf[len(buf) - len(self._hist) :]
-        return np.asarray(out, dtype=np.float32)
+        return np.asarray(self._windows(x)[first :: self.factor] @ self._h, dtype=np.float32)
 
 
-class Interpolator:
+class Interpolator(_FirStream):
     """Streaming integer-factor upsampler (8 -> 16 kHz for G.711 legs), state kept across calls.
 
     Resampling each chunk on its own leaves a seam at every chunk boundary (a click every
@@ -69,19 +79,14 @@ class Interpolator:
         self.factor = factor
         # `cutoff` is a fraction of the input Nyquist frequency; the gain makes up for the
         # zeros stuffed between input samples.
-        h = firwin(taps, cutoff / factor) * factor
-        self._h = h.astype(np.float32)[::-1].copy()
-        self._hist = np.zeros(taps - 1, dtype=np.float32)
+        super().__init__(firwin(taps, cutoff / factor) * factor)
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """float32 input at the low rate -> float32 output at `factor` times the rate."""
         x = np.asarray(x, dtype=np.float32)
         up = np.zeros(len(x) * self.factor, dtype=np.float32)
         up[:: self.factor] = x
-        buf = np.concatenate([self._hist, up])
-        out = np.lib.stride_tricks.sliding_window_view(buf, len(self._h)) @ self._h
-        self._hist = buf[len(buf) - len(self._hist) :]
-        return np.asarray(out, dtype=np.float32)
+        return np.asarray(self._windows(up) @ self._h, dtype=np.float32)
 
 
 class StreamTo16k:
