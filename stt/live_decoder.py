@@ -75,8 +75,8 @@ class ShortWindowDecoder:
     ) -> list[Segment | None]:
         """Decode 16 kHz float32 clips; None where a clip holds no credible speech.
 
-        Times of each result are relative to the start of its own clip. `prompt` is text said
-        before the clips (the question a caller answers): Whisper reads them in its context.
+        Times of each result are relative to the start of its own clip. `prompt`: text said
+        before the clips (a question the caller answers), given to Whisper as previous text.
         """
         out: list[Segment | None] = [None] * len(clips)
         order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
