@@ -160,10 +160,11 @@ class ShortWindowDecoder:
                 tok.no_speech,
             }
         )
-        # Speech holds at most ~6 tokens a second; a longer output is a repetition loop. The
-        # length counts the prompt's tokens too.
+        # Speech holds at most ~6 tokens a second; a longer output is a repetition loop.
+        # CTranslate2 generates at most half of `max_length` (openai/whisper's sample_len),
+        # and no more than what the prompt before the last task token leaves of it.
         budget = min(o.max_tokens, int(_TOKENS_PER_S * max(durations)) + 8)
-        max_length = min(_CONTEXT_TOKENS, len(prompt) + budget)
+        max_length = min(_CONTEXT_TOKENS, max(2 * budget, len(prompt) - 1 + budget))
         generated = self.model.model.generate(
             encoded,
             [prompt] * len(durations),

@@ -66,3 +66,27 @@ def test_a_prompt_is_heard_as_what_was_said_before(
     # a prompt longer than Whisper's context is cut to its end, not refused
     long = decoder.transcribe_clips([clip], "en", "Hello there. " * 300 + "Spell Siobhan?")[0]
     assert long is not None and "Siobhan Ferguson" in long.text, long
+
+
+FAST = (
+    "So the first thing is that the router keeps restarting at night, the second thing is"
+    " that the bill for October shows two charges of forty nine ninety nine, and the third"
+    " thing is that nobody called me back on Tuesday even though your colleague promised a"
+    " technician would phone before noon."
+)
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_fast_speech_is_read_to_its_last_word(
+    whisper_model: Any, piper_voice: Any, beam: int
+) -> None:
+    from piper import SynthesisConfig
+
+    # 52 words in 12.5 s (a fast talker), within the 15 s of the longest live utterance
+    quick = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=0.85)
+    audio = np.concatenate([c.audio_float_array for c in piper_voice.synthesize(FAST, quick)])
+    clip = resample(audio, int(piper_voice.config.sample_rate), 16000)
+    assert 11.0 < len(clip) / 16000 < 15.0
+    decoder = ShortWindowDecoder(whisper_model, DecoderOptions(beam_size=beam, min_frames=300))
+    seg = decoder.transcribe_clips([clip], "en")[0]
+    assert seg is not None and normalise(seg.text).endswith("before noon"), seg
