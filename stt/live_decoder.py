@@ -161,8 +161,8 @@ class ShortWindowDecoder:
             }
         )
         # Speech holds at most ~6 tokens a second; a longer output is a repetition loop.
-        # CTranslate2 generates at most half of `max_length` (openai/whisper's sample_len),
-        # and no more than what the prompt before the last task token leaves of it.
+        # CTranslate2 generates at most max_length / 2 tokens (openai/whisper's sample_len),
+        # and at most max_length less the prompt's tokens before its last task token.
         budget = min(o.max_tokens, int(_TOKENS_PER_S * max(durations)) + 8)
         max_length = min(_CONTEXT_TOKENS, max(2 * budget, len(prompt) - 1 + budget))
         generated = self.model.model.generate(

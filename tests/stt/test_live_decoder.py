@@ -1,5 +1,5 @@
-"""The short-window decoder on short answers over the phone, as finals are decoded (a 3 s
-minimum window): one reading each, no loops."""
+"""The short-window decoder as finals use it (a 3 s minimum window): short phone answers
+read once, no loops; a prompt heard as what was said before; fast speech read to its end."""
 
 from __future__ import annotations
 
