@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +33,6 @@ from recordings.store.base import ObjectInfo, ObjectStore
 log = logging.getLogger(__name__)
 
 HOLDS_DIR = "holds"
-DELETE_THREADS = 8
 _DAY = timedelta(days=1)
 
 
@@ -119,19 +117,6 @@ def set_hold(services: Services, tenant: str, call_id: str, held: bool, by: str 
     return True
 
 
-def delete_objects(store: ObjectStore, keys: list[str]) -> None:
-    """Delete keys in bulk where the store can (local: folder by folder, one open and one
-    rmdir each; S3: multi-object delete, 1,000 keys a request), else one by one."""
-    delete_many: Callable[[list[str]], int] | None = getattr(store, "delete_many", None)
-    if delete_many is not None:
-        delete_many(keys)
-        return
-    # One request per object: a few threads overlap their waits.
-    with ThreadPoolExecutor(max_workers=DELETE_THREADS, thread_name_prefix="delete") as pool:
-        for _ in pool.map(store.delete, keys):
-            pass
-
-
 def delete_call_data(services: Services, tenant: str, call_id: str) -> dict[str, int] | None:
     """Delete a call's objects, then its index rows; None when the tenant has no such call.
 
@@ -157,7 +142,7 @@ def delete_call_data(services: Services, tenant: str, call_id: str) -> dict[str,
         if single:
             keys.add(single)
     keys.add(manifest_key(tenant, call_id))
-    delete_objects(store, sorted(keys))
+    store.delete_many(sorted(keys))
     removed = index.delete_call(tenant, call_id)
     services.metrics.inc("calls_deleted_total", reason="request")
     log.info(
@@ -241,7 +226,7 @@ def sweep(services: Services, now: datetime | None = None) -> SweepReport:
             report.held_kept += 1
         elif verdict:
             doomed.append(info.key)
-    delete_objects(store, doomed)
+    store.delete_many(doomed)
     report.objects_deleted = len(doomed)
     for name in index.tenants():
         tenant_of(name)

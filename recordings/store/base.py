@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -56,6 +56,10 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove an object; absent objects are not an error."""
+        ...
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove objects in bulk (absent ones are not an error); returns how many."""
         ...
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
