@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,20 +29,19 @@ rules:
 class Rig:
     """A prompter stage driven round by round, and a reader of what it published."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, publish: Callable[..., None]) -> None:
         self.services = services
+        self._publish = publish
         self.stage = PrompterStage(services)
         self.runner = WorkerRunner(
             self.stage, services.bus, services.topics, services.metrics, poll_timeout_s=0.05
         )
-        self.producer = services.bus.producer()
         topics = services.topics
         self.hints = services.bus.consumer([topics.hints], "test-hints")
         self.dead = services.bus.consumer([topics.deadletter], "test-dead")
 
     def send(self, *events: Event) -> None:
-        for e in events:
-            self.producer.send(self.services.topics.for_event(e), e.key, e.encode())
+        self._publish(self.services, *events)
 
     def run(self, rounds: int = 3) -> list[Hint]:
         for _ in range(rounds):
@@ -64,10 +63,12 @@ def _put(services: Services, tenant: str, name: str, text: str) -> None:
 
 
 @pytest.fixture
-def rig(services: Services, playbook_yaml: str) -> Iterator[Rig]:
+def rig(
+    services: Services, playbook_yaml: str, publish_events: Callable[..., None]
+) -> Iterator[Rig]:
     _put(services, "acme", "frontline", playbook_yaml)
     _put(services, "rival", "frontline", RIVAL)
-    yield Rig(services)
+    yield Rig(services, publish_events)
 
 
 def _now_call(make_call: Any, call_id: str, tenant: str = "acme", ago_s: float = 1.0) -> Any:
