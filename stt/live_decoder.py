@@ -33,7 +33,6 @@ _TOKENS_PER_S = 8
 _END_GUARD_S = 0.15  # a word starting this close to the clip end is a squeezed repeat
 _MIN_REPEAT = 3
 _WORDY = re.compile(r"\w")
-_CONTEXT_TOKENS = 448  # Whisper's decoder positions
 _MAX_PROMPT_TOKENS = 128  # of text said before, so that the prompt leaves room to answer
 
 
@@ -146,9 +145,8 @@ class ShortWindowDecoder:
         previous: list[int] = []
         if prompt_text and prompt_text.strip():
             # As openai/whisper's initial prompt: the text's last tokens.
-            text_tokens = tok.encode(" " + prompt_text.strip())[-(_MAX_PROMPT_TOKENS - 1) :]
-            previous = [tok.sot_prev, *text_tokens]
-        prompt = [*previous, *tok.sot_sequence, tok.no_timestamps]
+            previous = tok.encode(" " + prompt_text.strip())[-(_MAX_PROMPT_TOKENS - 1) :]
+        prompt = self.model.get_prompt(tok, previous, without_timestamps=True)
         suppress = sorted(
             {
                 *tok.non_speech_tokens,
@@ -164,7 +162,7 @@ class ShortWindowDecoder:
         # CTranslate2 generates at most max_length / 2 tokens (openai/whisper's sample_len),
         # and at most max_length less the prompt's tokens before its last task token.
         budget = min(o.max_tokens, int(_TOKENS_PER_S * max(durations)) + 8)
-        max_length = min(_CONTEXT_TOKENS, max(2 * budget, len(prompt) - 1 + budget))
+        max_length = min(self.model.max_length, max(2 * budget, len(prompt) - 1 + budget))
         generated = self.model.model.generate(
             encoded,
             [prompt] * len(durations),
