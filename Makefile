@@ -15,11 +15,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 # Debian's Chromium drives the page tests; ffmpeg is the third-party RTP sender in the
-# live tests. Installed only when missing (CI runs as root).
+# live tests; the Asterisk sound packs (a real French voice and its transcripts, real music
+# on hold) and espeak-ng make the evaluation corpus (sim/corpus.py). Installed only when
+# missing (CI runs as root).
+DEBS := chromium ffmpeg espeak-ng asterisk-core-sounds-fr-wav asterisk-core-sounds-fr \
+	asterisk-moh-opsound-wav
 system-deps:
-	@command -v chromium >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 || { \
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  (apt-get update -qq || true) && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ffmpeg >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/callpipe serve --demo
@@ -28,9 +34,9 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline stt tts prompter robot recordings models tests bench
-	$(BIN)/ruff format --check pipeline stt tts prompter robot recordings models tests bench
-	$(BIN)/mypy pipeline stt tts prompter robot recordings models
+	$(BIN)/ruff check pipeline stt tts prompter robot recordings models sim tests bench
+	$(BIN)/ruff format --check pipeline stt tts prompter robot recordings models sim tests bench
+	$(BIN)/mypy pipeline stt tts prompter robot recordings models sim
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

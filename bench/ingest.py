@@ -109,7 +109,7 @@ def run(n: int, seconds: float, pin: bool) -> dict[str, float]:
     drops = services.metrics.render().splitlines()
     drops = [line for line in drops if line.startswith("callpipe_rtp_dropped_total")]
     for i in range(n):
-        ingest.end(f"c{i}", publish=False)
+        ingest.end("bench", f"c{i}", publish=False)
     stop.set()
     d.join(10)
     ingest.close()

@@ -112,8 +112,8 @@ def make_calls(n: int, lines: int, speak: Any) -> list[Call]:
 def batch_wer(transcriber: Any, call: Call, line: Line) -> float:
     """WER of the batch path (`Transcriber`) on one line's audio, a quarter second after it."""
     clip = call.legs[line.leg][line.start : line.voiced_last + RATE // 4]
-    seg = transcriber.transcribe_clips([resample(clip, RATE, 16000)], "en")[0]
-    return wer(line.text, seg.text if seg else "")
+    segments, _ = transcriber.transcribe(resample(clip, RATE, 16000), "en")
+    return wer(line.text, " ".join(s.text for s in segments))
 
 
 def run(
@@ -187,7 +187,7 @@ def run(
     busy = services.metrics.total("live_decode_seconds_total") - decode_before
     time.sleep(0.3)
     for call in calls:
-        ingest.end(call.call_id)
+        ingest.end("bench", call.call_id)
     time.sleep(3.0)
     ingest.close()
     stop.set()
@@ -263,12 +263,12 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=6, help="script lines per call")
     ap.add_argument("--verbose", action="store_true", help="print every line's finals")
     args = ap.parse_args()
-    from faster_whisper import WhisperModel
     from piper import PiperVoice
 
     from models.piper import resolve_voice
-    from models.whisper import resolve_whisper
-    from stt.transcriber import TranscribeOptions, Transcriber
+    from models.whisper import load_whisper
+    from stt.batch import options_from
+    from stt.transcriber import Transcriber
 
     settings = Settings()
     voice = PiperVoice.load(str(resolve_voice(None)))
@@ -279,15 +279,11 @@ def main() -> None:
             cache[text] = synthesize(voice, text, RATE)
         return cache[text]
 
-    model = WhisperModel(
-        str(resolve_whisper(settings.stt.model, settings.model_cache)),
-        device="cpu",
-        compute_type=settings.stt.compute_type,
-        cpu_threads=settings.stt.cpu_threads,
+    st = settings.stt
+    model = load_whisper(
+        st.model, settings.model_cache, st.compute_type, st.cpu_threads, st.workers
     )
-    transcriber = Transcriber(
-        model, TranscribeOptions(beam_size=settings.stt.beam_size), model_name=settings.stt.model
-    )
+    transcriber = Transcriber(model, options_from(st), model_name=st.model, workers=st.workers)
     print(
         "calls legs utts missing final_p50 final_p95 partial_p50 partial_p95 gap_p50 gap_p95 "
         "wer_live wer_batch whisper_busy prepared early"

@@ -1,48 +1,54 @@
-"""Live WER without the clock: the latency benchmark's calls through the live recognition,
-decoded as fast as Whisper goes.
+"""Live WER without the clock: corpus calls through the live recogniser, as fast as Whisper goes.
 
-Every leg of `bench/live_latency.py`'s calls is coded as PCMU, cut into the ingest's
-160 ms chunks and fed to a `LegStream` (endpointing, local agreement, semantic endpoints)
-as the live worker does; partial passes are decoded greedily as in the worker, finals and
-hangover passes with each `--final` decoder. With no real time and no load, the finals
-depend only on the audio and the decoders: two settings' WER compare without the latency
-run's noise. Prints, per decoder, the WER of the finals against the script, the batch
-path's WER on the same lines, and the mean time of a final decode. Usage:
-    python bench/live_wer.py --calls 4 --lines 12 --final 5 --final 1 [--verbose]
+Every leg of the evaluation corpus (sim/corpus.py) is cut into the ingest's 160 ms chunks
+and fed to a `LegStream` (endpointing, local agreement) as the live worker does; partial
+passes are decoded greedily, finals and hangover passes with beam search in a window of
+`--window` seconds. With no real time and no load, the finals depend only on the audio and
+the options: settings compare without the latency run's noise. Plain faster-whisper (whole
+leg, beam 5, the language given, CTranslate2 seeded) is the reference, in the same run.
+This is how the live defaults were chosen (docs/benchmarks.md):
+
+    python bench/live_wer.py --sets fr-human,en-espeak,en-noisy,en-piper \\
+        [--window 8] [--early] [--onset-ms 500] [--vad silero|webrtc] [--verbose]
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
 
+import ctranslate2
 import numpy as np
-from live_latency import RATE, Call, batch_wer, make_calls
 
 from pipeline.config import Settings
 from pipeline.events import MediaChunk
-from pipeline.media.g711 import ulaw_decode, ulaw_encode
-from pipeline.media.resample import float_to_int16
-from pipeline.services import build_services
-from pipeline.simulate import synthesize
+from pipeline.media.resample import float_to_int16, resample
+from sim import corpus
 from stt.live_call import LegStream
-from stt.live_worker import streaming_options
-from stt.normalise import wer
-from stt.streaming import ClipDecoder, Hypothesis, StreamingOptions
+from stt.normalise import WordErrors, normalise, word_errors
+from stt.streaming import ClipDecoder, StreamingOptions
 
-CHUNK = RATE * 160 // 1000
+CHUNK = corpus.RATE * 160 // 1000
 
 
 def leg_finals(
-    audio: np.ndarray, options: StreamingOptions, partial: ClipDecoder, final: Any
-) -> tuple[list[Hypothesis], list[float]]:
-    """One leg through a LegStream: its finals, and the seconds each final decode took."""
-    pcm = ulaw_decode(ulaw_encode(float_to_int16(audio)))
+    audio: np.ndarray,
+    language: str,
+    options: StreamingOptions,
+    partial: ClipDecoder,
+    final: ClipDecoder,
+) -> tuple[str, list[float]]:
+    """One leg through a LegStream: the text of its finals, and each final decode's time."""
+    pcm = float_to_int16(audio)
     leg = LegStream("leg", options, 0)
-    hyps: list[Hypothesis] = []
+    finals: list[str] = []
     took: list[float] = []
+
+    def keep(hyps: list) -> None:  # type: ignore[type-arg]
+        finals.extend(h.text for h in hyps if h.final)
+
     for start in range(0, len(pcm), CHUNK):
         leg.feed(
             MediaChunk(
@@ -50,7 +56,7 @@ def leg_finals(
                 call_id="replay",
                 leg="agent",
                 codec="PCMU",
-                sample_rate=RATE,  # type: ignore[arg-type]
+                sample_rate=corpus.RATE,  # type: ignore[arg-type]
                 start_sample=start,
                 seq_first=0,
                 seq_last=0,
@@ -61,7 +67,7 @@ def leg_finals(
             )
         )
         rec = leg.recogniser
-        hyps += rec.take_ready()
+        keep(rec.take_ready())
         reqs = rec.requests()
         for urgent in (True, False):
             group = [r for r in reqs if r.urgent == urgent]
@@ -69,78 +75,119 @@ def leg_finals(
                 continue
             began = time.perf_counter()
             segments = (final if urgent else partial).transcribe_clips(
-                [r.audio for r in group], "en"
+                [r.audio for r in group], language
             )
             if urgent:
                 took.append((time.perf_counter() - began) / len(group))
             for r, seg in zip(group, segments, strict=True):
-                hyps += rec.apply(r, seg)
+                keep(rec.apply(r, seg))
     leg.close()
-    hyps += leg.recogniser.take_ready()
+    keep(leg.recogniser.take_ready())
     for r in leg.recogniser.requests():
-        hyps += leg.recogniser.apply(r, final.transcribe_clips([r.audio], "en")[0])
-    return [h for h in hyps if h.final], took
-
-
-def line_texts(call: Call, finals: dict[str, list[Hypothesis]]) -> list[str]:
-    """Per script line, the text of the finals that overlap its voiced audio."""
-    to8k = RATE / 16000
-    return [
-        " ".join(
-            h.text
-            for h in finals[line.leg]
-            if h.start * to8k < line.voiced_last and h.end * to8k > line.voiced_first
-        )
-        for line in call.lines
-    ]
+        keep(leg.recogniser.apply(r, final.transcribe_clips([r.audio], language)[0]))
+    return " ".join(finals), took
 
 
 def main() -> None:
-    """Replay the calls once per --final decoder and print one line each."""
+    """Replay each set and print plain's WER and the live finals' WER."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--calls", type=int, default=4)
-    ap.add_argument("--lines", type=int, default=12, help="script lines per call")
-    ap.add_argument("--final", type=int, action="append", help="beam size of finals (repeat)")
-    ap.add_argument("--verbose", action="store_true", help="print every line that has errors")
+    ap.add_argument("--sets", default="fr-human,en-espeak,en-noisy,en-piper")
+    ap.add_argument("--window", type=float, default=None, help="final window, s (the setting's)")
+    ap.add_argument("--early", action="store_true", help="semantic early finals on")
+    ap.add_argument("--onset-ms", type=int, default=None, help="pre-roll (the setting's)")
+    ap.add_argument("--vad", choices=("silero", "webrtc"), default=None)
+    ap.add_argument(
+        "--fallback",
+        default=None,
+        help="temperatures finals are decoded again at when unsure, e.g. 0.2,0.4,0.6 "
+        "('' = none; default the setting's)",
+    )
+    ap.add_argument(
+        "--corpus-cache",
+        type=Path,
+        default=Path.home() / ".cache" / "callpipe" / "corpus",
+        help="where built sets are kept, so runs hear the same Piper renditions ('' = none)",
+    )
+    ap.add_argument("--small", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="print every leg, normalised")
     args = ap.parse_args()
     from faster_whisper import WhisperModel
-    from piper import PiperVoice
 
-    from models.piper import resolve_voice
-    from models.whisper import resolve_whisper
+    from models.whisper import load_whisper, resolve_whisper
+    from pipeline.services import build_services
     from stt.live_decoder import DecoderOptions, ShortWindowDecoder
-    from stt.transcriber import TranscribeOptions, Transcriber
+    from stt.live_worker import streaming_options
 
-    settings = Settings(data_dir=tempfile.mkdtemp(prefix="live-wer-"))
+    settings = Settings()
+    st = settings.stt
     options = streaming_options(build_services(settings))
-    voice = PiperVoice.load(str(resolve_voice(None)))
-    calls = make_calls(args.calls, args.lines, lambda text: synthesize(voice, text, RATE))
-    model = WhisperModel(
-        str(resolve_whisper(settings.stt.model, settings.model_cache)),
-        device="cpu",
-        compute_type=settings.stt.compute_type,
-        cpu_threads=settings.stt.cpu_threads,
+    options = replace(
+        options,
+        early_final=args.early,
+        onset_pad_ms=args.onset_ms if args.onset_ms is not None else options.onset_pad_ms,
+        vad_model=args.vad or options.vad_model,
     )
-    batch = Transcriber(model, TranscribeOptions(beam_size=settings.stt.beam_size))
-    batch_errors = [batch_wer(batch, call, line) for call in calls for line in call.lines]
+    window = args.window if args.window is not None else st.final_min_window_s
+    plain_model = WhisperModel(
+        str(resolve_whisper(st.model, settings.model_cache)),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=2,
+    )
+    model = load_whisper(
+        st.model, settings.model_cache, st.compute_type, st.cpu_threads, st.workers
+    )
     partial = ShortWindowDecoder(model, DecoderOptions(beam_size=1))
-    window = int(settings.stt.final_min_window_s * 100)
-    print("final_beam lines wer_live wer_batch final_decode_ms")
-    for beam in args.final or [settings.live.beam_size]:
-        final = ShortWindowDecoder(model, DecoderOptions(beam_size=beam, min_frames=window))
-        errors, took = [], []
-        for call in calls:
-            finals = {}
-            for leg, audio in call.legs.items():
-                finals[leg], t = leg_finals(audio, options, partial, final)
+    temps = (
+        settings.live.final_temperatures
+        if args.fallback is None
+        else tuple(float(t) for t in args.fallback.split(",") if t)
+    )
+    final = ShortWindowDecoder(
+        model,
+        DecoderOptions(
+            beam_size=settings.live.beam_size, min_frames=int(window * 100), temperatures=temps
+        ),
+    )
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: window {window} s, early "
+        f"finals {'on' if args.early else 'off'}, onset pad {options.onset_pad_ms} ms, VAD "
+        f"{options.vad_model}, hangover {options.hangover_ms} ms, fallback {temps}"
+    )
+    print("set         words  plain_wer  live_wer  diff  final_decode_ms(mean/p95)")
+    for name in args.sets.split(","):
+        plain = live = WordErrors(0, 0, 0)
+        took: list[float] = []
+        cache = args.corpus_cache if str(args.corpus_cache) else None
+        for call in corpus.build(name, small=args.small, cache=cache):
+            call_plain = call_live = WordErrors(0, 0, 0)
+            for leg in corpus.LEGS:
+                ref = call.text_of(leg)
+                ctranslate2.set_random_seed(1)
+                segs, _ = plain_model.transcribe(
+                    resample(call.legs[leg], corpus.RATE, 16000),
+                    language=call.language,
+                    beam_size=5,
+                )
+                p_text = " ".join(s.text for s in segs)
+                l_text, t = leg_finals(call.legs[leg], call.language, options, partial, final)
                 took += t
-            for line, text in zip(call.lines, line_texts(call, finals), strict=True):
-                errors.append(wer(line.text, text))
-                if args.verbose and errors[-1]:
-                    print(f"  {errors[-1]:.2f} {line.text} | {text}")
+                call_plain += word_errors(ref, p_text, call.language)
+                call_live += word_errors(ref, l_text, call.language)
+                if args.verbose:
+                    for tag, text in (("REF", ref), ("PLN", p_text), ("LIV", l_text)):
+                        print(f"  {call.name} {leg} {tag} {normalise(text, call.language)}")
+            plain += call_plain
+            live += call_live
+            if args.verbose:
+                print(
+                    f"  {call.name}: {call_plain.words} words, plain {call_plain.rate:.1%}, "
+                    f"live {call_live.rate:.1%}"
+                )
         print(
-            f"{beam:10d} {len(errors):5d} {np.mean(errors):8.3f} {np.mean(batch_errors):9.3f} "
-            f"{np.mean(took) * 1000:15.0f}",
+            f"{name:10s} {plain.words:6d} {plain.rate * 100:9.1f}% {live.rate * 100:8.1f}% "
+            f"{(live.rate - plain.rate) * 100:+5.1f}  {np.mean(took) * 1000:6.0f} / "
+            f"{np.percentile(took, 95) * 1000:4.0f}",
             flush=True,
         )
 

@@ -228,6 +228,20 @@ def barge_in(services: Services, voice: Any, speech: np.ndarray, i: int) -> tupl
         caller.close()
 
 
+def speaker(name: str, piper_caller: SimCaller) -> Any:
+    """text -> int16 8 kHz speech of the voice `name` (piper, or espeak:VOICE)."""
+    if name == "piper":
+        return piper_caller.speech
+    if name.startswith("espeak:"):
+        from pipeline.media.resample import float_to_int16
+        from robot.simcaller import trim_silence
+        from sim.corpus import espeak
+
+        voice = name.split(":", 1)[1]
+        return lambda text: trim_silence(float_to_int16(espeak(voice, text, 165)))
+    raise SystemExit(f"unknown voice {name!r}: piper or espeak:VOICE")
+
+
 def pct(xs: list[float], q: float) -> float:
     """Percentile in milliseconds."""
     return float(np.percentile(np.asarray(xs) * 1000, q)) if xs else float("nan")
@@ -238,6 +252,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--concurrency", type=int, action="append", default=None)
     ap.add_argument("--barge", type=int, default=5, help="barge-in trials")
+    ap.add_argument(
+        "--voice",
+        action="append",
+        default=None,
+        help="the callers' voice: piper (Piper en_US-joe, noise off) or espeak:VOICE "
+        "(an espeak-ng voice, e.g. espeak:en-us+f3); repeat for several (default piper)",
+    )
     ap.add_argument(
         "--batch-ms",
         type=int,
@@ -263,7 +284,7 @@ def main() -> None:
         prompts_of(services).render("warm up", "PCMU")
         print(f"models loaded in {time.time() - t0:.1f} s")
         caller_voice = SimCaller(voice)
-        speech = {a: [caller_voice.speech(a) for _ in range(TAKES)] for a in ANSWERS.values()}
+        voices = {name: speaker(name, caller_voice) for name in args.voice or ["piper"]}
         barge_speech = caller_voice.speech("Yes, I am happy to continue.")
         caller_voice.close()
         trials = [barge_in(services, voice, barge_speech, i) for i in range(args.barge)]
@@ -278,28 +299,30 @@ def main() -> None:
                 f"max {max(xs) * 1000:.0f} ms over {len(xs)} trials"
             )
         print(
-            "concurrency | tasks ok | answers/question | response p50 | response p95 |"
-            " RTP lateness p99 / max | real-time"
+            "voice             | concurrency | tasks ok | answers/question | response p50 |"
+            " response p95 | RTP lateness p99 / max | real-time"
         )
-        for n in levels:
-            runs = run_level(services, voice, n, speech, "bench")
-            lat = [x for r in runs for x in r.latencies]
-            ok = sum(r.success for r in runs)
-            late = [x for r in runs for x in r.lateness_ms]
-            p99 = float(np.percentile(late, 99)) if late else float("nan")
-            worst = max(late, default=float("nan"))
-            turns = sum(r.turns for r in runs) / (len(ANSWERS) * n)
-            rt = p99 < 40 and pct(lat, 95) < 1500
-            print(
-                f"{n:11d} | {ok:3d}/{n:<4d} | {turns:16.2f} | {pct(lat, 50):9.0f} ms |"
-                f" {pct(lat, 95):9.0f} ms | {p99:8.0f} / {worst:4.0f} ms | "
-                f"{'yes' if rt else 'no'}"
-            )
-            for r in runs:
-                if not r.success:
-                    print(f"    failed: {r.result} {r.slots} {r.transcript}")
-                elif r.turns > len(ANSWERS):
-                    print(f"    retried: {r.transcript}")
+        for vi, (name, speak) in enumerate(voices.items()):
+            speech = {a: [speak(a) for _ in range(TAKES)] for a in ANSWERS.values()}
+            for n in levels:
+                runs = run_level(services, voice, n, speech, f"bench-v{vi}")
+                lat = [x for r in runs for x in r.latencies]
+                ok = sum(r.success for r in runs)
+                late = [x for r in runs for x in r.lateness_ms]
+                p99 = float(np.percentile(late, 99)) if late else float("nan")
+                worst = max(late, default=float("nan"))
+                turns = sum(r.turns for r in runs) / (len(ANSWERS) * n)
+                rt = p99 < 40 and pct(lat, 95) < 1500
+                print(
+                    f"{name:17s} | {n:11d} | {ok:3d}/{n:<4d} | {turns:16.2f} | "
+                    f"{pct(lat, 50):9.0f} ms | {pct(lat, 95):9.0f} ms | "
+                    f"{p99:8.0f} / {worst:4.0f} ms | {'yes' if rt else 'no'}"
+                )
+                for r in runs:
+                    if not r.success:
+                        print(f"    failed: {r.result} {r.slots} {r.transcript}")
+                    elif r.turns > len(ANSWERS):
+                        print(f"    retried: {r.transcript}")
         sessions_of(services).close()
         services.close()
 

@@ -235,8 +235,8 @@ def bench_wer(services: Services, synth: Synthesizer, count: int) -> None:
             pcm = np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)])
         clips.append(resample(pcm.astype(np.float32) / 32768.0, 8000, 16000))
     synth_s = time.perf_counter() - t0
-    res = transcriber_of(services).transcribe_clips(clips, "en")
-    hyps = [r.text if r else "" for r in res]
+    transcriber = transcriber_of(services)
+    hyps = [" ".join(s.text for s in transcriber.transcribe(c, "en")[0]) for c in clips]
     per = [wer(p, h) for p, h in zip(prompts, hyps, strict=True)]
     total = wer(" ".join(prompts), " ".join(hyps))
     print(

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from models.errors import WeightsNotFound
 
@@ -121,3 +122,20 @@ def resolve_whisper(model: str, cache_dir: Path) -> Path:
     if model in PACKAGED:
         return check_folder(assemble(model, cache_dir))
     return check_folder(Path(model).expanduser())
+
+
+def load_whisper(model: str, cache_dir: Path, compute_type: str, threads: int, workers: int) -> Any:
+    """The faster-whisper model: `workers` decodes may run at once, each on `threads` threads."""
+    from faster_whisper import WhisperModel
+
+    folder = resolve_whisper(model, cache_dir)
+    log.info(
+        "loading Whisper from %s (%s, %d x %d threads)", folder, compute_type, workers, threads
+    )
+    return WhisperModel(
+        str(folder),
+        device="cpu",
+        compute_type=compute_type,
+        cpu_threads=threads,
+        num_workers=workers,
+    )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from fastapi import HTTPException, Request, WebSocket
 
+from pipeline.sqlite_db import private_file
 from recordings.keys import check_id
 
 if TYPE_CHECKING:
@@ -44,8 +45,9 @@ class KeyStore:
     """API keys in SQLite, hashed."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(private_file(path)), check_same_thread=False, isolation_level=None
+        )
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(

@@ -9,13 +9,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.events import CallStarted, LegInfo
 from pipeline.ingest.receiver import CallExists, NoFreePort
 from pipeline.ingest.stage import ingest_of
+from pipeline.languages import check_language
 from pipeline.logs import ctx
 from pipeline.media.codec import canonical_codec
 from pipeline.services import Services
+from recordings.catalog import load_manifest, new_manifest, save_manifest
 from recordings.keys import check_id
 from recordings.retention import CallHeld, delete_call_data
 
@@ -50,11 +53,18 @@ class CallRequest(BaseModel):
     callee: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default=None, max_length=64)  # IP the PBX sends RTP from
     legs: list[LegRequest] = Field(min_length=1, max_length=2)
+    # What the call is spoken in; None: the tenant's language, else detected per leg.
+    language: str | None = Field(default=None, max_length=8)
 
     @field_validator("call_id")
     @classmethod
     def _call_id(cls, v: str | None) -> str | None:
         return None if v is None else check_id(v, "call_id")
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if v is None else check_language(v)
 
     @model_validator(mode="after")
     def _distinct_legs(self) -> CallRequest:
@@ -72,7 +82,7 @@ def router(services: Services) -> APIRouter:
     """POST /v1/calls and DELETE /v1/calls/{call_id}."""
     r = APIRouter()
 
-    @r.post("/v1/calls", status_code=201)
+    @r.post("/v1/calls", status_code=201, responses=errors(409, 503))
     def register_call(
         body: CallRequest,
         principal: Annotated[Principal, Depends(require("pbx", "admin"))],
@@ -98,6 +108,7 @@ def router(services: Services) -> APIRouter:
                 LegInfo(leg=leg.leg, codec=leg.codec, payload_type=leg.payload_type)
                 for leg in body.legs
             ),
+            language=services.settings.stt.language_for(principal.tenant, body.language),
         )
         try:
             endpoints = ingest.register(started, via="api", source_host=body.source)
@@ -105,6 +116,25 @@ def router(services: Services) -> APIRouter:
             raise _reject(services, 409, f"call {call_id!r} is already live", "exists") from None
         except NoFreePort as exc:
             raise _reject(services, 503, str(exc), "no_port") from None
+        # The call's manifest at once (the live worker fills in the rest): its agent may open
+        # the live view the moment the PBX has registered the call, not when a worker
+        # has read the call.started.
+        if load_manifest(services.store, principal.tenant, call_id) is None:
+            save_manifest(
+                services.store,
+                new_manifest(
+                    principal.tenant,
+                    call_id,
+                    started.started_at,
+                    channels={"0": "agent", "1": "customer"},
+                    agent_id=body.agent_id,
+                    direction=body.direction,
+                    caller=body.caller,
+                    callee=body.callee,
+                    language=started.language,
+                    status="live",
+                ),
+            )
         log.info("call registered over HTTP", **ctx(principal.tenant, call_id))
         return {
             "call_id": call_id,
@@ -122,7 +152,7 @@ def router(services: Services) -> APIRouter:
             ],
         }
 
-    @r.delete("/v1/calls/{call_id}")
+    @r.delete("/v1/calls/{call_id}", responses=errors(409))
     def end_or_delete_call(
         call_id: str,
         principal: Annotated[Principal, Depends(require("pbx", "admin"))],
@@ -130,16 +160,25 @@ def router(services: Services) -> APIRouter:
         """A PBX ends a live call (hang-up); an admin deletes a finished call's objects and
         index rows together (a live call is ended first). One path, two roles' meanings."""
         ingest = ingest_of(services)
-        started = ingest.call(call_id)
         ended: dict[str, Any] | None = None
-        if started is not None and started.tenant == principal.tenant:
-            summary = ingest.end(call_id, "hangup")
+        if ingest.call(principal.tenant, call_id) is not None:
+            summary = ingest.end(principal.tenant, call_id, "hangup")
             if summary is not None:
                 ended = {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
         if principal.role != "admin":
-            if ended is None:
+            if ended is not None:
+                return ended
+            # A hang-up is idempotent: a call already ended (by an earlier hang-up, an RTP
+            # timeout, or closed after a restart) is answered with how it ended.
+            manifest = load_manifest(services.store, principal.tenant, call_id)
+            if manifest is None:
                 raise _reject(services, 404, "no such live call", "unknown")
-            return ended
+            return {
+                "call_id": call_id,
+                "reason": "already ended",
+                "ended_by": manifest.end_reason,
+                "legs": {},
+            }
         try:
             removed = delete_call_data(services, principal.tenant, call_id)
         except CallHeld as exc:

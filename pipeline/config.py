@@ -54,20 +54,35 @@ class SttSettings(BaseModel):
 
     model: str = "base"  # base | small | a folder holding a CTranslate2 Whisper model
     compute_type: str = "int8"
-    cpu_threads: int = Field(default=2, ge=1)
+    # Each decode runs on `cpu_threads` threads, and `workers` decodes run at once (the legs
+    # of a recording; live finals beside live partials). On two cores two one-thread decodes
+    # do much more than one two-thread decode (bench/decode_speed.py).
+    cpu_threads: int = Field(default=1, ge=1)
+    workers: int = Field(default=2, ge=1)
     beam_size: int = Field(default=5, ge=1)
-    batch_size: int = Field(default=8, ge=1)
-    language: str | None = None  # None: detect per recording
-    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
-    min_speech_duration_ms: int = Field(default=250, ge=0)
+    language: str | None = None  # None: detect per recording / per live leg
+    # Languages per tenant, used when a call or upload names none (before `language`).
+    tenant_languages: dict[str, str] = Field(default_factory=dict)
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)  # webrtcvad (robot barge-in)
+    # Batch: Silero VAD keeps this much silence on each side of speech, so a pause is cut
+    # to at most twice it; pauses shorter than min_silence_duration_ms are kept whole.
+    batch_pad_ms: int = Field(default=500, ge=0)
     min_silence_duration_ms: int = Field(default=500, ge=0)
-    speech_pad_ms: int = Field(default=200, ge=0)
-    max_utterance_s: float = Field(default=25.0, gt=1.0)
+    speech_pad_ms: int = Field(default=200, ge=0)  # live: silence kept after speech
+    # live: audio kept before an utterance's first speech frame. Silero hears a soft first
+    # word a few frames late; 200 ms lost it ("vous", "pour") on the real French voice.
+    onset_pad_ms: int = Field(default=500, ge=0)
     no_speech_threshold: float = 0.6
     min_word_probability: float = 0.0
-    # Live finals (and robot answers) are decoded in a window of at least this many seconds:
-    # shorter windows misread short answers (see stt/live_decoder.py).
-    final_min_window_s: float = Field(default=3.0, ge=0, le=30)
+    # Live finals are decoded in a window of at least this many seconds: shorter windows
+    # misread short answers (see stt/live_decoder.py), and on unfamiliar voices 3 s read
+    # 1-4 WER points worse than 8 s (docs/benchmarks.md).
+    final_min_window_s: float = Field(default=8.0, ge=0, le=30)
+
+    def language_for(self, tenant: str, requested: str | None = None) -> str | None:
+        """The language a call or recording is decoded in: the one asked for, else the
+        tenant's, else the deployment's (None: detected)."""
+        return requested or self.tenant_languages.get(tenant) or self.language
 
 
 class LiveSettings(BaseModel):
@@ -89,14 +104,21 @@ class LiveSettings(BaseModel):
     # The most speech between two partial passes (with 160 ms media batches: one every
     # 0.96 s). Fewer passes leave Whisper free for the finals sooner.
     partial_interval_s: float = Field(default=1.0, gt=0.1)
+    # Which frames are speech: Silero VAD (music, tones and line noise are not) or webrtcvad.
+    vad: Literal["silero", "webrtc"] = "silero"
     # A final as soon as the pass decoded in the first 200 ms of silence ends a sentence.
-    early_final: bool = True
+    # Off: cutting a turn at each sentence leaves Whisper short clips without their context
+    # ("Good afternoon." read "Don't have to move."), 2-7 WER points on unfamiliar voices.
+    early_final: bool = False
     # A partial on every pass that hears something new (the confirmed words, then the rest
     # as `tentative`), not only when words are confirmed.
     tentative_partials: bool = True
     # Beam of live finals (partial passes are greedy). On the latency benchmark's calls
     # greedy finals read 7.0 % WER against 3.9 % with beam 5 (bench/live_wer.py).
     beam_size: int = Field(default=5, ge=1)
+    # A final read with low confidence (or looping) is decoded again by sampling at these
+    # temperatures, as faster-whisper's transcribe does; () = never.
+    final_temperatures: tuple[float, ...] = ()
     # Endpointing: frames within this many dB of the line's noise floor are silence (None:
     # webrtcvad alone, which hears ~100 ms of a sentence's fade as speech).
     vad_noise_margin_db: float | None = Field(default=8.0, ge=0)
@@ -134,6 +156,9 @@ class RobotSettings(BaseModel):
     timezone: str = "Europe/Paris"
     # End of the caller's turn for the recogniser (shorter than live calls: a bot must reply).
     hangover_ms: int = Field(default=400, ge=100)
+    # Every pass of a robot session may decide an answer: decoded greedily in a window of at
+    # least this many seconds (short answers are misread in shorter windows).
+    decode_window_s: float = Field(default=3.0, ge=0, le=30)
     # Barge-in VAD: speech this long stops a prompt; silence this long ends the caller's turn.
     barge_in_min_speech_ms: int = Field(default=90, ge=30)
     barge_in_silence_ms: int = Field(default=300, ge=60)
@@ -178,7 +203,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     max_upload_mb: float = Field(default=200.0, gt=0)
+    # The longest recording accepted (checked on the file's header before any decoding).
+    max_recording_s: float = Field(default=4 * 3600.0, gt=0)
     auth_enabled: bool = True
+    # /metrics needs an admin key; series carry no tenant label unless this is on.
+    metrics_tenant_labels: bool = False
     log_level: str = "INFO"
     default_tenant: str = "default"
 

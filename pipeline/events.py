@@ -70,6 +70,9 @@ class CallStarted(Event):
     callee: str | None = None
     legs: tuple[LegInfo, ...] = ()
     started_at: datetime = Field(default_factory=utcnow)
+    # What the call is spoken in (ISO 639-1, as Whisper names languages); None: detected
+    # on each leg's first speech, then held.
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
 
 
 class CallEnded(Event):

@@ -9,16 +9,22 @@ Labels = tuple[tuple[str, str], ...]
 
 
 class Metrics:
-    """A small thread-safe registry; one instance per process, passed down with the services."""
+    """A small thread-safe registry; one instance per process, passed down with the services.
 
-    def __init__(self) -> None:
+    A `tenant` label is dropped unless `tenant_labels`: the series would tell whoever reads
+    /metrics which tenants exist and how busy each is.
+    """
+
+    def __init__(self, tenant_labels: bool = False) -> None:
         self._lock = threading.Lock()
         self._counters: dict[str, dict[Labels, float]] = defaultdict(dict)
         self._gauges: dict[str, dict[Labels, float]] = defaultdict(dict)
+        self.tenant_labels = tenant_labels
 
-    @staticmethod
-    def _labels(labels: dict[str, str]) -> Labels:
-        return tuple(sorted((k, str(v)) for k, v in labels.items()))
+    def _labels(self, labels: dict[str, str]) -> Labels:
+        return tuple(
+            sorted((k, str(v)) for k, v in labels.items() if k != "tenant" or self.tenant_labels)
+        )
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         """Add to a counter."""

@@ -26,6 +26,7 @@ STAGES: dict[str, str] = {
 BACKGROUND: dict[str, str] = {
     "ingest": "pipeline.ingest.stage:background",
     "retention": "recordings.retention:background",
+    "recovery": "recordings.recovery:background",
 }
 
 

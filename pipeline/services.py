@@ -62,15 +62,11 @@ class Services:
         """The one Whisper model of this process (batch and live share it)."""
 
         def load() -> WhisperModel:
-            from faster_whisper import WhisperModel
-
-            from models.whisper import resolve_whisper
+            from models.whisper import load_whisper
 
             st = self.settings.stt
-            folder = resolve_whisper(st.model, self.settings.model_cache)
-            log.info("loading Whisper from %s (%s)", folder, st.compute_type)
-            return WhisperModel(
-                str(folder), device="cpu", compute_type=st.compute_type, cpu_threads=st.cpu_threads
+            return load_whisper(  # type: ignore[no-any-return]
+                st.model, self.settings.model_cache, st.compute_type, st.cpu_threads, st.workers
             )
 
         return self.component("whisper", load)
@@ -115,4 +111,6 @@ def build_services(settings: Settings) -> Services:
         bus = KafkaBus(settings.kafka)
         store = MinioStore(settings.s3)
     bus.ensure_topics(Topics(settings.topic_prefix).all())
-    return Services(settings=settings, bus=bus, store=store)
+    return Services(
+        settings=settings, bus=bus, store=store, metrics=Metrics(settings.metrics_tenant_labels)
+    )

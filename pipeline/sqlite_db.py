@@ -4,6 +4,7 @@ IMMEDIATE transactions so check-then-write steps cannot interleave."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -11,9 +12,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def private_file(path: Path) -> Path:
+    """`path` readable by its owner only (created empty when missing), in a folder that
+    exists. API keys, playbooks, robot state and the index are nobody else's business;
+    SQLite gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+    return path
+
+
 def open_shared(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.Connection:
     """Open (and create) a WAL database for use by several threads under one lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)
     db = sqlite3.connect(
         str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
     )

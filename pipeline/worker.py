@@ -57,6 +57,8 @@ class Stage:
     name: str = "stage"
     #: short topic names consumed (`media`, `transcripts`, ...)
     topics: Sequence[str] = ()
+    #: the longest wait for messages before `tick` runs again (None: the runner's)
+    poll_timeout_s: float | None = None
 
     def process(self, event: Event | MediaChunk) -> Iterable[Output]:
         """Handle one event; yield what it produces."""
@@ -65,6 +67,10 @@ class Stage:
     def tick(self, now: float) -> Iterable[Output]:
         """Called between polls: timers, timeouts, absences."""
         return ()
+
+    def failed(self, event: Event | MediaChunk, reason: str) -> None:
+        """The event was dead-lettered with `reason`: record it where its sender looks (a
+        job's status). Must not raise."""
 
     def revoked(self, partitions: set[tuple[str, int]]) -> Iterable[Output]:
         """Partitions moved to another worker: flush or drop per-call state for them."""
@@ -95,7 +101,7 @@ class WorkerRunner:
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
-        self.poll_timeout_s = poll_timeout_s
+        self.poll_timeout_s = min(poll_timeout_s, stage.poll_timeout_s or poll_timeout_s)
         self.max_records = max_records
         self._media_topic = topics.media
         self._bus = bus
@@ -163,17 +169,25 @@ class WorkerRunner:
                 return list(self.stage.process(event))
             except ProcessingError as exc:
                 if not exc.retriable or attempt == self.max_attempts:
-                    self._dead_letter(msg, str(exc), tenant)
+                    self._give_up(msg, event, str(exc))
                     return []
                 self.metrics.inc("retries_total", worker=self.stage.name)
             except Exception as exc:  # a bug must not stop other calls' messages
                 log.exception("stage %s failed", self.stage.name, **ctx(tenant, msg.key))
                 if attempt == self.max_attempts:
-                    self._dead_letter(msg, f"{type(exc).__name__}: {exc}", tenant)
+                    self._give_up(msg, event, f"{type(exc).__name__}: {exc}")
                     return []
                 self.metrics.inc("retries_total", worker=self.stage.name)
             time.sleep(self.retry_backoff_s * attempt)
         return []
+
+    def _give_up(self, msg: Message, event: Event | MediaChunk, reason: str) -> None:
+        """Dead-letter the message and let the stage tell its sender."""
+        self._dead_letter(msg, reason, event.tenant)
+        try:
+            self.stage.failed(event, reason)
+        except Exception:  # telling is best effort; the dead letter holds the reason
+            log.exception("stage %s failed to record a failure", self.stage.name)
 
     def _publish(self, outputs: Iterable[Output]) -> None:
         for out in outputs:

@@ -5,22 +5,26 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.events import RecordingReady, Utterance
+from pipeline.languages import check_language
 from pipeline.logs import ctx
 from pipeline.services import Services
 from recordings.catalog import CallManifest, load_manifest, new_manifest, save_manifest
 from recordings.keys import call_key, check_id
 from recordings.store.base import ObjectNotFound
 from recordings.transcripts import from_document, to_document, to_txt, to_vtt
-from stt.audio import AudioError, load_audio
-from stt.batch import ChannelMismatch, legs_of, parse_channels
+from stt.audio import AudioError, AudioLimits, AudioRefused, probe_audio
+from stt.batch import ChannelMismatch, check_channels, parse_channels
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +59,56 @@ def visible_manifest(services: Services, p: Principal, call_id: str) -> CallMani
     return m
 
 
+def _store_and_queue(
+    services: Services,
+    event: RecordingReady,
+    key: str,
+    data: bytes,
+    content_type: str | None,
+    fields: Mapping[str, object],
+) -> None:
+    """The recording and its `queued` manifest stored, then the job on the bus (flushed):
+    a restart re-drives every manifest still queued (recordings/recovery.py)."""
+    store = services.store
+    existing = load_manifest(store, event.tenant, event.call_id)
+    if existing is not None and existing.recording_key and existing.recording_key != key:
+        store.delete(existing.recording_key)
+    store.put(key, data, content_type or "application/octet-stream")
+    save_manifest(
+        store,
+        new_manifest(event.tenant, event.call_id, event.started_at, recording_key=key, **fields),
+    )
+    producer = services.bus.producer()
+    producer.send(services.topics.recordings, event.key, event.encode())
+    producer.flush(30.0)
+
+
 def router(services: Services) -> APIRouter:
     """POST /v1/recordings and GET /v1/calls/{call_id}/transcript."""
     r = APIRouter()
     max_bytes = int(services.settings.max_upload_mb * 1024 * 1024)
+    limits = AudioLimits(max_seconds=services.settings.max_recording_s)
 
-    @r.post("/v1/recordings", status_code=202)
+    @r.post("/v1/recordings", status_code=202, responses=errors(415))
     async def upload_recording(
         request: Request,
         file: Annotated[UploadFile, File(description="the recording")],
         principal: Annotated[Principal, Depends(require("pbx", "admin"))],
-        call_id: Annotated[str | None, Form()] = None,
-        channels: Annotated[str, Form()] = "mono",
-        language: Annotated[str | None, Form()] = None,
-        agent_id: Annotated[str | None, Form()] = None,
+        call_id: Annotated[str | None, Form(max_length=128)] = None,
+        channels: Annotated[str, Form(max_length=32)] = "mono",
+        language: Annotated[str | None, Form(max_length=8)] = None,
+        agent_id: Annotated[str | None, Form(max_length=128)] = None,
         direction: Annotated[Literal["inbound", "outbound", "internal"], Form()] = "inbound",
-        caller: Annotated[str | None, Form()] = None,
-        callee: Annotated[str | None, Form()] = None,
+        caller: Annotated[str | None, Form(max_length=64)] = None,
+        callee: Annotated[str | None, Form(max_length=64)] = None,
         started_at: Annotated[datetime | None, Form()] = None,
     ) -> dict[str, object]:
-        """Store a finished recording and queue it for transcription."""
+        """Store a finished recording and queue it for transcription.
+
+        The file's header is checked here (readable, 8-48 kHz, one channel per leg named,
+        a sample size PBXs write, at most `max_recording_s`); it is decoded once, by the
+        batch worker. A job that fails there reads `failed` with its reason.
+        """
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
             raise _bad(services, 413, f"upload larger than {max_bytes} bytes", "too_large")
@@ -87,66 +121,54 @@ def router(services: Services) -> APIRouter:
         try:
             check_id(cid, "call_id")
             chan = parse_channels(channels)
+            if language is not None:
+                check_language(language)
         except ValueError as exc:
             raise _bad(services, 422, str(exc), "bad_field") from None
-        if language is not None and not (2 <= len(language) <= 3 and language.isalpha()):
-            raise _bad(
-                services, 422, f"language must be an ISO 639-1 code, got {language!r}", "bad_field"
-            )
         try:
-            audio = load_audio(bytes(data))
-            legs_of(audio, chan)
+            header = await run_in_threadpool(probe_audio, bytes(data), limits)
+            check_channels(chan, header.channels)
+        except AudioRefused as exc:
+            status = 413 if exc.kind == "length" else 422
+            raise _bad(services, status, str(exc), f"audio_{exc.kind}") from None
         except AudioError as exc:
             raise _bad(services, 415, f"unreadable audio: {exc}", "bad_audio") from None
         except ChannelMismatch as exc:
             raise _bad(services, 422, str(exc), "channels") from None
-        if audio.duration <= 0:
-            raise _bad(services, 422, "the recording holds no audio (0 seconds)", "empty")
         when = (started_at or datetime.now(UTC)).astimezone(UTC)
-        ext = _EXT.get(audio.container, "bin")
+        ext = _EXT.get(header.container, "bin")
         key = call_key(principal.tenant, cid, when, f"recording.{ext}")
-        existing = load_manifest(services.store, principal.tenant, cid)
-        if existing is not None and existing.recording_key and existing.recording_key != key:
-            services.store.delete(existing.recording_key)
-        uri = services.store.put(key, bytes(data), file.content_type or "application/octet-stream")
-        save_manifest(
-            services.store,
-            new_manifest(
-                principal.tenant,
-                cid,
-                when,
-                recording_key=key,
-                channels=chan,
-                agent_id=agent_id,
-                direction=direction,
-                caller=caller,
-                callee=callee,
-                language=language,
-            ),
-        )
+        fields = {
+            "channels": chan,
+            "language": language,
+            "agent_id": agent_id,
+            "direction": direction,
+            "caller": caller,
+            "callee": callee,
+        }
         event = RecordingReady(
             tenant=principal.tenant,
             call_id=cid,
-            uri=uri,
-            channels=chan,
+            uri=services.store.uri(key),
             started_at=when,
-            language=language,
-            agent_id=agent_id,
-            direction=direction,
-            caller=caller,
-            callee=callee,
+            **fields,  # type: ignore[arg-type]
         )
-        producer = services.bus.producer()
-        producer.send(services.topics.recordings, event.key, event.encode())
-        producer.flush(30.0)
+        await run_in_threadpool(
+            _store_and_queue, services, event, key, bytes(data), file.content_type, fields
+        )
         services.metrics.inc("recordings_received_total")
         log.info(
-            "recording stored (%.1f s, %d ch)",
-            audio.duration,
-            len(audio.channels),
+            "recording queued (%.1f s, %d ch)",
+            header.seconds,
+            header.channels,
             **ctx(principal.tenant, cid),
         )
-        return {"call_id": cid, "status": "queued", "uri": uri, "duration": audio.duration}
+        return {
+            "call_id": cid,
+            "status": "queued",
+            "duration": round(header.seconds, 3),
+            "channels": header.channels,
+        }
 
     @r.get("/v1/calls/{call_id}/transcript")
     def get_transcript(

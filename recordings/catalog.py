@@ -35,8 +35,9 @@ class CallManifest(BaseModel):
     caller: str | None = None
     callee: str | None = None
     language: str | None = None
-    status: Literal["queued", "live", "transcribed", "failed"] = "queued"
+    status: Literal["queued", "running", "live", "transcribed", "failed"] = "queued"
     error: str | None = None
+    end_reason: str | None = None  # a live call: hangup, rtp_timeout, restart ...
 
 
 def manifest_key(tenant: str, call_id: str) -> str:

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.events import MediaPeer, RobotStart
 from pipeline.ingest.receiver import CallExists, NoFreePort
@@ -59,7 +60,7 @@ class CheckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant: str | None = None
+    tenant: str | None = Field(default=None, max_length=64)
     callee: str = Field(max_length=64)
     caller_id: str = Field(max_length=64)
     sector: str = Field(min_length=1, max_length=128)
@@ -89,10 +90,10 @@ class CallBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    call_id: str | None = None
-    tenant: str | None = None
-    scenario: str = Field(min_length=1)
-    variables: dict[str, Any] = Field(default_factory=dict)
+    call_id: str | None = Field(default=None, max_length=128)
+    tenant: str | None = Field(default=None, max_length=64)
+    scenario: str = Field(min_length=1, max_length=64 * 1024)  # a name, or the document
+    variables: dict[str, Any] = Field(default_factory=dict, max_length=64)
     media: Media
     callee: str | None = Field(default=None, max_length=64)
     caller_id: str | None = Field(default=None, max_length=64)
@@ -150,7 +151,7 @@ def router(services: Services) -> APIRouter:
             raise _reject(services, 422, str(exc), "bad_number") from None
         return {**d.as_dict(), "callee": d.callee, "caller_id": d.caller_id}
 
-    @r.post("/v1/robot/calls", status_code=201)
+    @r.post("/v1/robot/calls", status_code=201, responses=errors(404, 409, 503))
     def place_call(body: CallBody, principal: Caller) -> dict[str, Any]:
         """Guard, then a robot session: returns where the caller's RTP must be sent."""
         tenant = _tenant(services, principal, body.tenant)

@@ -187,12 +187,16 @@ class SessionManager:
 
 def robot_decoder_of(services: Services) -> DecodeQueue:
     """Whisper for robot sessions: one queue batching every session's clips. Every pass may
-    decide an answer, so all get the finals' minimum window, greedily for speed."""
+    decide an answer, so all get a window of `robot.decode_window_s`, greedily for speed."""
     from stt.live_worker import live_decoder_of
 
+    window = services.settings.robot.decode_window_s
     return services.component(
         "robot.decoder",
-        lambda: DecodeQueue(live_decoder_of(services, final=True, beam_size=1)),
+        lambda: DecodeQueue(
+            live_decoder_of(services, final=True, beam_size=1, min_window_s=window),
+            loops=services.settings.stt.workers,
+        ),
     )
 
 

@@ -84,10 +84,12 @@ def streaming_options(services: Services) -> StreamingOptions:
     """The recogniser's options for robot sessions (shorter hangover than live calls)."""
     live, stt, robot = services.settings.live, services.settings.stt, services.settings.robot
     return StreamingOptions(
+        vad_model=live.vad,
         vad_aggressiveness=stt.vad_aggressiveness,
         hangover_ms=robot.hangover_ms,
         min_speech_ms=live.min_speech_ms,
         speech_pad_ms=stt.speech_pad_ms,
+        onset_pad_ms=stt.onset_pad_ms,
         # the answer's final pass once the whole padding is heard, as measured for the robot
         final_pass_silence_ms=stt.speech_pad_ms,
         max_utterance_s=live.max_utterance_s,
@@ -99,6 +101,7 @@ def barge_in_options(services: Services) -> VadOptions:
     """The barge-in VAD: quick to say "speaking", quick to say "stopped"."""
     r = services.settings.robot
     return VadOptions(
+        model="webrtc",  # 20 ms frames: a prompt stops within 100 ms of the caller's voice
         aggressiveness=services.settings.stt.vad_aggressiveness,
         frame_ms=20,
         min_speech_duration_ms=r.barge_in_min_speech_ms,
@@ -351,7 +354,7 @@ class RobotSession:
         self._audio.put(None)
         result = self.engine.result or "failed"
         if self._ingest is not None:
-            self._ingest.end(self.call_id, result)
+            self._ingest.end(self.tenant, self.call_id, result)
         self.status = "ended"
         self.services.metrics.inc("robot_sessions_total", result=result)
         log.info("robot session ended: %s", result, **ctx(self.tenant, self.call_id))

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from pipeline.graph import cycles
 from prompter.patterns import PatternError, check_pattern
 from robot.scenario import DTMF_KEYS, PLACEHOLDER, Scenario, Step
 
@@ -175,6 +176,17 @@ def _check(
                     )
                 )
         edges[s.id] = out
+    # Steps that do not wait for the caller (say) must not lead back to themselves, nor any
+    # step straight to itself: the call would repeat until it is cut.
+    kinds = {s.id: s.kind for _, s in steps}
+    for i, s in steps:
+        if s.next == s.id and s.kind != "say":
+            errors.append(ScenarioError(f"steps[{i}].next", f"step {s.id!r} leads to itself"))
+    silent = {n: [t for t in out if kinds.get(t) == "say"] for n, out in edges.items()}
+    for cycle in cycles({n: t for n, t in silent.items() if kinds.get(n) == "say"}):
+        errors.append(
+            ScenarioError(f"steps[{ids[cycle[0]]}]", "loop without input: " + " -> ".join(cycle))
+        )
     if steps and n_raw == len(steps):
         start = head.start or steps[0][1].id
         if head.start is not None and head.start not in ids:

@@ -3,12 +3,18 @@
 One edge function, one inside format (as faster-whisper's `decode_audio`): WAV PCM at any
 rate, WAV mu-law/A-law, MP3, OGG/Opus, FLAC... all go through PyAV. Channels are kept
 apart, because in a two-channel call recording each channel is one leg.
+
+A file is probed before it is decoded (`probe_audio`): its sample rate, channels, sample
+size and length must fall within `AudioLimits`, so that a 48 KB WAV whose header says 1 Hz
+is refused at once rather than resampled as 24,000 s of audio; decoding stops where the
+length limit is reached, whatever the header said.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +26,112 @@ from pipeline.media.resample import resample
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-MAX_CHANNELS = 8
+MAX_CHANNELS = 2  # a call has two legs at most
+# WAV sample sizes PBXs and recorders write: PCM 8/16/24/32 bits, float 32/64, G.711 8.
+_WAV_BITS = {1: (8, 16, 24, 32), 3: (32, 64), 6: (8,), 7: (8,)}
+_WAV_EXTENSIBLE = 0xFFFE
 
 
 class AudioError(ValueError):
     """Audio that cannot be decoded; the message says why (corrupt, empty, unsupported)."""
+
+
+class AudioRefused(AudioError):
+    """Audio that decodes but lies outside the limits; `kind` is rate, channels, bits or
+    length."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """What a recording may be; checked on the header, before any decoding."""
+
+    max_seconds: float = 4 * 3600.0
+    min_rate: int = 8000
+    max_rate: int = 48000
+    max_channels: int = MAX_CHANNELS
+
+
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a file says it holds."""
+
+    codec: str
+    container: str
+    rate: int
+    channels: int
+    seconds: float  # estimated from the bytes present, not the header's claimed length
+    bits: int | None = None  # declared sample size of a WAV
+
+
+def _wav_format(data: bytes) -> tuple[int, int] | None:
+    """(format tag, bits per sample) of a RIFF/WAVE file's fmt chunk, else None. PyAV does
+    not expose the declared sample size, and ffmpeg reads a 3-bit PCM WAV as 8-bit."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if cid == b"fmt " and pos + 24 <= len(data):
+            tag, _, _, _, _, bits = struct.unpack_from("<HHIIHH", data, pos + 8)
+            if tag == _WAV_EXTENSIBLE and size >= 26 and pos + 34 <= len(data):
+                tag = struct.unpack_from("<H", data, pos + 32)[0]  # the sub-format GUID
+            return tag, bits
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def probe_audio(data: bytes, limits: AudioLimits | None = None) -> AudioHeader:
+    """The file's header, checked against `limits`; AudioError (unreadable) or AudioRefused
+    (outside the limits) with the reason. Decodes nothing beyond the header."""
+    limits = limits or AudioLimits()
+    if not data:
+        raise AudioError("empty file")
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except av.error.FFmpegError as exc:
+        raise AudioError(f"not a readable audio file ({exc.strerror or exc})") from None
+    with container:
+        if not container.streams.audio:
+            raise AudioError("the file holds no audio stream")
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        if ctx is None or ctx.name is None:
+            raise AudioError("unsupported audio codec")
+        rate, channels = int(ctx.sample_rate or 0), int(ctx.channels or 1)
+        claimed = float(container.duration or 0) / av.time_base
+        bit_rate = container.bit_rate or ctx.bit_rate or 0
+        header = AudioHeader(ctx.name, container.format.name, rate, channels, claimed)
+    if not rate:
+        raise AudioError("the audio stream has no sample rate")
+    if not limits.min_rate <= rate <= limits.max_rate:
+        raise AudioRefused(
+            f"sample rate {rate} Hz: recordings must be {limits.min_rate}-{limits.max_rate} Hz",
+            "rate",
+        )
+    if channels > limits.max_channels:
+        raise AudioRefused(
+            f"{channels} channels: at most {limits.max_channels} (one per leg) are supported",
+            "channels",
+        )
+    wav = _wav_format(data)
+    bits = None
+    if wav is not None:
+        tag, bits = wav
+        if tag in _WAV_BITS and bits not in _WAV_BITS[tag]:
+            raise AudioRefused(f"{bits}-bit samples: WAV PCM must be 8, 16, 24 or 32-bit", "bits")
+    seconds = claimed
+    if bit_rate:  # what the bytes present can hold, whatever length the header claims
+        seconds = min(claimed or float("inf"), len(data) * 8 / bit_rate)
+    if seconds > limits.max_seconds:
+        raise AudioRefused(
+            f"{seconds:.0f} s of audio: recordings may be at most {limits.max_seconds:.0f} s",
+            "length",
+        )
+    return AudioHeader(header.codec, header.container, rate, channels, seconds, bits)
 
 
 @dataclass(frozen=True)
@@ -52,11 +159,12 @@ class DecodedAudio:
         return np.asarray(mix / len(self.channels), dtype=np.float32)
 
 
-def load_audio(source: bytes | Path | str) -> DecodedAudio:
-    """Decode a whole file; raises AudioError with the reason when it cannot."""
+def load_audio(source: bytes | Path | str, limits: AudioLimits | None = None) -> DecodedAudio:
+    """Decode a whole file within `limits`; raises AudioError with the reason when it
+    cannot (AudioRefused when it lies outside the limits)."""
     data = Path(source).read_bytes() if isinstance(source, Path | str) else source
-    if not data:
-        raise AudioError("empty file")
+    limits = limits or AudioLimits()
+    probe_audio(data, limits)
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except av.error.FFmpegError as exc:
@@ -69,15 +177,19 @@ def load_audio(source: bytes | Path | str) -> DecodedAudio:
         if ctx is None or stream.codec_context.name is None:
             raise AudioError("unsupported audio codec")
         n_channels = ctx.channels or 1
-        if n_channels > MAX_CHANNELS:
-            raise AudioError(f"{n_channels} channels; at most {MAX_CHANNELS} are supported")
         rate = ctx.sample_rate
-        if not rate:
-            raise AudioError("the audio stream has no sample rate")
         planes: list[list[np.ndarray]] = [[] for _ in range(n_channels)]
         decoded_frames = 0
+        decoded_samples = 0
         try:
             for frame in container.decode(stream):
+                decoded_samples += frame.samples
+                if decoded_samples > (limits.max_seconds + 1) * rate:
+                    raise AudioRefused(
+                        f"more than {limits.max_seconds:.0f} s of audio: recordings may be "
+                        f"at most {limits.max_seconds:.0f} s",
+                        "length",
+                    )
                 arr = frame.to_ndarray()
                 arr = _to_float(arr)
                 if frame.format.is_planar:

@@ -10,7 +10,6 @@ from pipeline.config import SttSettings
 from pipeline.events import Utterance, utterance_id
 from stt.audio import SAMPLE_RATE, DecodedAudio
 from stt.transcriber import TranscribeOptions, Transcriber, TranscriptionInfo
-from stt.vad import VadOptions
 
 LegName = Literal["agent", "customer"]
 Channels = Mapping[str, LegName] | Literal["mono"]
@@ -37,32 +36,34 @@ def options_from(stt: SttSettings) -> TranscribeOptions:
     """Transcriber options from the settings."""
     return TranscribeOptions(
         beam_size=stt.beam_size,
-        batch_size=stt.batch_size,
-        vad=VadOptions(
-            aggressiveness=stt.vad_aggressiveness,
-            min_speech_duration_ms=stt.min_speech_duration_ms,
-            min_silence_duration_ms=stt.min_silence_duration_ms,
-            speech_pad_ms=stt.speech_pad_ms,
-            max_speech_duration_s=stt.max_utterance_s,
-        ),
+        batch_pad_ms=stt.batch_pad_ms,
+        min_silence_duration_ms=stt.min_silence_duration_ms,
         no_speech_threshold=stt.no_speech_threshold,
         min_word_probability=stt.min_word_probability,
     )
+
+
+def check_channels(channels: Channels, present: int) -> None:
+    """ChannelMismatch unless the map fits a recording of `present` channels: a leg per
+    channel, no channel named that is not there."""
+    if channels == "mono":
+        return
+    for idx, leg in channels.items():
+        if int(idx) >= present:
+            raise ChannelMismatch(
+                f"channel {idx} ({leg}) named but the recording has {present} channel(s)"
+            )
 
 
 def legs_of(audio: DecodedAudio, channels: Channels) -> list[tuple[str, Any]]:
     """(leg, samples) per transcribed channel; refuses a map that names missing channels."""
     if channels == "mono":
         return [("mono", audio.mono())]
-    out: list[tuple[str, Any]] = []
-    for idx, leg in sorted(channels.items(), key=lambda kv: int(kv[0])):
-        i = int(idx)
-        if i >= len(audio.channels):
-            raise ChannelMismatch(
-                f"channel {i} ({leg}) named but the recording has {len(audio.channels)} channel(s)"
-            )
-        out.append((leg, audio.channels[i]))
-    return out
+    check_channels(channels, len(audio.channels))
+    return [
+        (leg, audio.channels[int(idx)])
+        for idx, leg in sorted(channels.items(), key=lambda kv: int(kv[0]))
+    ]
 
 
 def transcribe_recording(

@@ -13,7 +13,7 @@ from pipeline.worker import BadInput, Output, ProcessingError, Stage
 from recordings.catalog import load_manifest, new_manifest, save_manifest
 from recordings.store.base import ObjectNotFound, StoreError
 from recordings.transcripts import JSON_NAME, write_transcript
-from stt.audio import AudioError, load_audio
+from stt.audio import AudioError, AudioLimits, load_audio
 from stt.batch import ChannelMismatch, info_dict, transcribe_recording
 from stt.transcriber import transcriber_of
 
@@ -45,14 +45,16 @@ class BatchStage(Stage):
             raise ProcessingError(
                 f"store error reading {event.uri}: {exc}", retriable=exc.retriable
             ) from exc
+        self._set_status(event, "running")
         try:
-            audio = load_audio(data)
+            audio = load_audio(
+                data, AudioLimits(max_seconds=self.services.settings.max_recording_s)
+            )
         except AudioError as exc:
             metrics.inc("batch_errors_total", reason="bad_audio")
-            self._mark_failed(event, f"bad audio: {exc}")
-            raise BadInput(f"bad audio in {event.uri}: {exc}") from None
+            raise BadInput(f"bad audio: {exc}") from None
         transcriber = transcriber_of(self.services)
-        language = event.language or self.services.settings.stt.language
+        language = self.services.settings.stt.language_for(event.tenant, event.language)
         try:
             utterances_iter, info = transcribe_recording(
                 transcriber, audio, event.channels, event.tenant, event.call_id, language
@@ -60,7 +62,6 @@ class BatchStage(Stage):
             utterances = list(utterances_iter)
         except ChannelMismatch as exc:
             metrics.inc("batch_errors_total", reason="channels")
-            self._mark_failed(event, str(exc))
             raise BadInput(str(exc)) from None
         json_uri, vtt_uri = write_transcript(
             store,
@@ -114,11 +115,16 @@ class BatchStage(Stage):
             language=info.language,
         )
 
-    def _mark_failed(self, event: RecordingReady, reason: str) -> None:
+    def failed(self, event: Event | MediaChunk, reason: str) -> None:
+        """A recording given up on: its manifest says `failed` and why."""
+        if isinstance(event, RecordingReady):
+            self._set_status(event, "failed", reason)
+
+    def _set_status(self, event: RecordingReady, status: str, error: str | None = None) -> None:
         store = self.services.store
         manifest = load_manifest(store, event.tenant, event.call_id)
         if manifest is not None:
-            save_manifest(store, manifest.model_copy(update={"status": "failed", "error": reason}))
+            save_manifest(store, manifest.model_copy(update={"status": status, "error": error}))
 
 
 def stages(services: Services) -> list[Stage]:

@@ -34,9 +34,7 @@ def register(sub: Any) -> None:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """Decode, transcribe each channel as its leg, print."""
-    from faster_whisper import WhisperModel
-
-    from models.whisper import resolve_whisper
+    from models.whisper import load_whisper
     from stt.transcriber import Transcriber
 
     settings = Settings()
@@ -54,21 +52,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     except ChannelMismatch as exc:
         raise CliError(str(exc)) from None
     model_name = args.model or settings.stt.model
+    st = settings.stt
     try:
-        folder = resolve_whisper(model_name, settings.model_cache)
+        model = load_whisper(
+            model_name, settings.model_cache, st.compute_type, st.cpu_threads, st.workers
+        )
     except WeightsNotFound as exc:
         raise CliError(str(exc)) from None
-    model = WhisperModel(
-        str(folder),
-        device="cpu",
-        compute_type=settings.stt.compute_type,
-        cpu_threads=settings.stt.cpu_threads,
-    )
-    transcriber = Transcriber(model, options_from(settings.stt), model_name=model_name)
+    transcriber = Transcriber(model, options_from(st), model_name=model_name, workers=st.workers)
     call_id = "".join(c if c.isalnum() or c in "._-" else "_" for c in args.file.stem) or "call"
     try:
         utter_iter, info = transcribe_recording(
-            transcriber, audio, channels, "cli", call_id, args.language or settings.stt.language
+            transcriber, audio, channels, "cli", call_id, st.language_for("cli", args.language)
         )
         utterances = list(utter_iter)
     except ChannelMismatch as exc:

@@ -1,9 +1,11 @@
-"""One Whisper decode loop shared by many threads (robot sessions).
+"""Whisper decode loops shared by many threads (robot sessions).
 
 Each robot session runs its own recogniser in its own thread; decoding their clips one
 call at a time would queue them on the model (and oversubscribe the cores, each call
-wanting every thread). Clips submitted while the loop is busy are decoded together in the
+wanting every thread). Clips submitted while the loops are busy are decoded together in the
 next batch, as the live worker batches legs, and each caller gets its own results back.
+There are as many loops as the model runs decodes at once (`stt.workers`): on two cores
+two single-threaded decodes go side by side.
 """
 
 from __future__ import annotations
@@ -38,14 +40,18 @@ class _Job:
 class DecodeQueue:
     """A `ClipDecoder` whose calls from several threads are batched into one decode."""
 
-    def __init__(self, inner: ClipDecoder, max_clips: int = 16) -> None:
+    def __init__(self, inner: ClipDecoder, max_clips: int = 16, loops: int = 1) -> None:
         self.inner = inner
         self.max_clips = max_clips
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._closing = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="decode-queue", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"decode-queue-{i}", daemon=True)
+            for i in range(max(1, loops))
+        ]
+        for t in self._threads:
+            t.start()
 
     def transcribe_clips(
         self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
@@ -67,8 +73,10 @@ class DecodeQueue:
         """Stop the loop once the jobs already queued are done."""
         with self._closing:
             self._closed = True
-            self._jobs.put(None)
-        self._thread.join(10)
+            for _ in self._threads:
+                self._jobs.put(None)  # one stop for each loop
+        for t in self._threads:
+            t.join(10)
 
     def _run(self) -> None:
         stopping = False

@@ -135,7 +135,8 @@ class LiveCall:
     caller: str | None = None
     callee: str | None = None
     legs_info: tuple[LegInfo, ...] = ()
-    language: str | None = None
+    language: str | None = None  # given for the call (or its tenant); None: per leg
+    leg_languages: dict[str, str] = field(default_factory=dict)  # detected, then held
     finals: dict[str, Utterance] = field(default_factory=dict)
     legs: dict[str, LegStream] = field(default_factory=dict)
     ended_at: float | None = None  # wall time call.ended was seen
@@ -150,9 +151,14 @@ class LiveCall:
 
         return call_key(self.tenant, self.call_id, self.started_at, name)
 
+    def language_of(self, leg: str) -> str | None:
+        """The language a leg is decoded in: the call's, else the one detected on it."""
+        return self.language or self.leg_languages.get(leg)
+
     def apply_started(self, ev: CallStarted) -> None:
         """Take the call's metadata from call.started."""
         self.started_at = ev.started_at
+        self.language = ev.language or self.language
         self.agent_id, self.direction = ev.agent_id, ev.direction
         self.caller, self.callee, self.legs_info = ev.caller, ev.callee, ev.legs
         self.known = True
@@ -170,6 +176,7 @@ class LiveCall:
             "callee": self.callee,
             "legs": [li.model_dump() for li in self.legs_info],
             "language": self.language,
+            "leg_languages": self.leg_languages,
             "known": self.known,
             "finals": [u.model_dump(mode="json") for u in self.finals.values()],
         }
@@ -218,6 +225,7 @@ def call_from_checkpoint(doc: dict[str, Any]) -> LiveCall:
         callee=doc.get("callee"),
         legs_info=tuple(LegInfo.model_validate(li) for li in doc.get("legs", [])),
         language=doc.get("language"),
+        leg_languages=dict(doc.get("leg_languages") or {}),
         known=bool(doc.get("known")),
     )
     for u in doc.get("finals", []):

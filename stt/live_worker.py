@@ -1,18 +1,19 @@
 """The live worker (`callpipe worker live`): media and call events in, utterances out.
 
 Per call and leg a LegStream endpoints the audio and keeps a StreamingRecognizer; each
-`tick` collects every clip due (finals first, then partial passes) across all legs and
-calls and decodes them in one Whisper batch. At call.ended the legs are finished, the
-transcript (transcript.json/.vtt) and the two-channel recording are stored, and a
-transcript.ready (source live) is emitted.
+`tick` applies what the decode lanes (stt/live_scheduler.py) finished and hands them the
+clips now due (finals to the finals lane, partial passes across all legs and calls to the
+partials lane). At call.ended the legs are finished, the transcript (transcript.json/.vtt)
+and the two-channel recording are stored, and a transcript.ready (source live) is emitted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 
 from pipeline.events import (
     CallEnded,
@@ -46,32 +47,29 @@ from stt.live_call import (
     to_16k,
 )
 from stt.live_decoder import DecoderOptions, ShortWindowDecoder
+from stt.live_scheduler import DecodeLanes, Done, Due
 from stt.streaming import (
     SAMPLE_RATE,
     ClipDecoder,
-    DecodeRequest,
     Hypothesis,
     StreamingOptions,
-    join_words,
 )
+from stt.words import join_words
 
 log = logging.getLogger(__name__)
 
 RECORDING_NAME = "recording.wav"
 # After call.ended, media still in flight on the other topic is waited for this long.
 END_GRACE_S = 1.0
-# Audio is stored in parts of this length, so a long call never sits in memory whole.
-PART_S = 60.0
+# Audio is stored in parts of this length, so a long call never sits in memory whole and a
+# crash loses at most this much of a call's recording.
+PART_S = 10.0
 # A call.ended for a finished call, or its late media, are recognised this long.
 FINISHED_MEMORY = 10_000
-# Partial passes decoded in one Whisper batch: a final due meanwhile waits for at most this.
+# Partial passes decoded in one batch on the partials lane.
 PARTIALS_PER_ROUND = 4
-# A partial pass may wait this long past its time: for a second pass to batch with (when
-# Whisper is loaded), or for the final pass of a leg that has just fallen silent.
-PARTIAL_SLACK_S = 0.3
-# Whisper is loaded when it decoded more than half of this last stretch of time.
-LOAD_WINDOW_S = 2.0
-# Only a final this long fixes the call's language (short answers are often misdetected).
+# A leg's language is detected once, on a clip at least this long (short answers are often
+# misdetected), then held; until then only its finals are decoded (detecting on their clip).
 LANGUAGE_MIN_S = 2.0
 
 CallKey = tuple[str, str]
@@ -81,10 +79,12 @@ def streaming_options(services: Services) -> StreamingOptions:
     """StreamingOptions from the live and stt settings."""
     live, stt = services.settings.live, services.settings.stt
     return StreamingOptions(
+        vad_model=live.vad,
         vad_aggressiveness=stt.vad_aggressiveness,
         hangover_ms=live.hangover_ms,
         min_speech_ms=live.min_speech_ms,
         speech_pad_ms=stt.speech_pad_ms,
+        onset_pad_ms=stt.onset_pad_ms,
         max_utterance_s=live.max_utterance_s,
         partial_interval_s=live.partial_interval_s,
         early_final=live.early_final,
@@ -94,21 +94,27 @@ def streaming_options(services: Services) -> StreamingOptions:
 
 
 def live_decoder_of(
-    services: Services, *, final: bool = False, beam_size: int | None = None
+    services: Services,
+    *,
+    final: bool = False,
+    beam_size: int | None = None,
+    min_window_s: float | None = None,
 ) -> ShortWindowDecoder:
     """The process's live decoders (sharing the one Whisper model): greedy for partial
     passes, `live.beam_size` for finals and the passes likely to become finals. Finals are
-    decoded in a window of at least `stt.final_min_window_s`. `beam_size` overrides."""
+    decoded in a window of at least `stt.final_min_window_s`. `beam_size` and
+    `min_window_s` override."""
     stt = services.settings.stt
     beam = beam_size or (services.settings.live.beam_size if final else 1)
-    min_frames = int(stt.final_min_window_s * 100) if final else 0
+    window = min_window_s if min_window_s is not None else stt.final_min_window_s
+    min_frames = int(window * 100) if final else 0
     return services.component(
         f"stt.live_decoder.beam{beam}.min{min_frames}",
         lambda: ShortWindowDecoder(
             services.whisper_model(),
             DecoderOptions(
                 beam_size=beam,
-                batch_size=max(stt.batch_size, 8),
+                batch_size=8,
                 no_speech_threshold=stt.no_speech_threshold,
                 min_word_probability=stt.min_word_probability,
                 min_frames=min_frames,
@@ -122,6 +128,8 @@ class LiveStage(Stage):
 
     name = "live"
     topics = ("calls", "media")
+    # Decoded batches come back from the lanes at any time: look for them often.
+    poll_timeout_s = 0.02
 
     def __init__(
         self,
@@ -134,15 +142,12 @@ class LiveStage(Stage):
         # A decoder given to the stage decodes everything; else each kind loads its own.
         self._decoder = decoder
         self._final_decoder = decoder
+        self._lanes: DecodeLanes | None = None
         self._clock = clock
         self.calls: dict[CallKey, LiveCall] = {}
         self._finished: OrderedDict[CallKey, float] = OrderedDict()
         self._idle_s = 2 * services.settings.live.rtp_timeout_s
-        self.decode_rounds = 0  # Whisper batches this stage asked for
-        self._max_partials = PARTIALS_PER_ROUND
-        self._partial_slack = int(PARTIAL_SLACK_S * SAMPLE_RATE)
-        self._rounds: deque[tuple[float, float]] = deque()  # (end, seconds) of recent rounds
-        self._hold_decoding = False
+        self.decode_rounds = 0  # decoder batches this stage asked for
 
     @property
     def decoder(self) -> ClipDecoder:
@@ -157,6 +162,13 @@ class LiveStage(Stage):
         if self._final_decoder is None:
             self._final_decoder = live_decoder_of(self.services, final=True)
         return self._final_decoder
+
+    @property
+    def lanes(self) -> DecodeLanes:
+        """The finals and partials lanes (started on first use)."""
+        if self._lanes is None:
+            self._lanes = DecodeLanes(self.decoder, self.final_decoder, PARTIALS_PER_ROUND)
+        return self._lanes
 
     # -- events in -----------------------------------------------------------------------
     def process(self, event: Event | MediaChunk) -> Iterator[Output]:
@@ -184,7 +196,7 @@ class LiveStage(Stage):
                 tenant=ev.tenant,
                 call_id=ev.call_id,
                 started_at=ev.started_at,
-                language=self.services.settings.stt.language,
+                language=self.services.settings.stt.language_for(ev.tenant, ev.language),
             )
         call.apply_started(ev)
         call.last_media = call.last_media or self._clock()
@@ -277,7 +289,6 @@ class LiveStage(Stage):
         if ready:
             # the pass run during the hangover was the final: no decode after the end
             metrics.inc("live_finals_prepared_total", len(ready))
-            self._hold_decoding = True
         yield from self._events(call, leg.leg, ready)
 
     def _adopt(self, chunk: MediaChunk) -> LiveCall | None:
@@ -295,7 +306,7 @@ class LiveStage(Stage):
                 tenant=chunk.tenant,
                 call_id=chunk.call_id,
                 started_at=started,
-                language=self.services.settings.stt.language,
+                language=self.services.settings.stt.language_for(chunk.tenant),
             )
             self.services.metrics.inc("live_unknown_calls_total", cause="media")
             self._store_call(call)
@@ -304,12 +315,11 @@ class LiveStage(Stage):
 
     # -- decoding ------------------------------------------------------------------------
     def tick(self, now: float) -> Iterator[Output]:
-        """One decode round over every leg, then parts, checkpoints and ended calls."""
-        if self._hold_decoding:
-            # A final is ready: let the runner publish it now rather than after a round.
-            self._hold_decoding = False
-        else:
-            yield from self._decode_round(list(self.calls.values()))
+        """Apply what the lanes decoded, hand them what is due, then store parts and
+        checkpoints and finish ended calls."""
+        if self.calls or self._lanes is not None:
+            yield from self._apply(self.lanes.collect())
+            self.lanes.schedule(self._due(self.calls.values()))
         for call in list(self.calls.values()):
             for leg in call.legs.values():
                 if leg.track_len >= PART_S * SAMPLE_RATE:
@@ -329,69 +339,64 @@ class LiveStage(Stage):
                 )
                 yield from self._finish(call, "timeout")
 
-    def _decode_round(self, calls: Iterable[LiveCall], everything: bool = False) -> list[Output]:
-        """One Whisper batch: the finals (and passes that will likely be finals) when any
-        are due, else the most overdue partial passes, so a final never waits behind more
-        than one batch of partials."""
-        calls = list(calls)
-        due: list[tuple[LiveCall, str, DecodeRequest]] = []
+    def _due(self, calls: Iterable[LiveCall]) -> list[Due]:
+        """Every leg's clips due now. A leg whose language is not known yet waits for a
+        clip long enough to detect it on (or its final)."""
+        due: list[Due] = []
+        min_clip = int(LANGUAGE_MIN_S * SAMPLE_RATE)
         for call in calls:
             for ls in call.legs.values():
-                due.extend((call, ls.leg, r) for r in ls.recogniser.requests())
-        if not everything:
-            urgent = [d for d in due if d[2].urgent]
-            if urgent:
-                due = urgent
-            else:
-                due.sort(key=lambda d: d[2].end - d[2].utterance.next_pass, reverse=True)
-                due = due[: self._max_partials]
-                if self._hold_partials(calls, due):
-                    return []
+                language = call.language_of(ls.leg)
+                for r in ls.recogniser.requests():
+                    if language is None and not r.final and r.end - r.start < min_clip:
+                        continue
+                    due.append(Due(((call.tenant, call.call_id), ls.leg), r, language))
+        return due
+
+    def _apply(self, batches: list[Done]) -> list[Output]:
+        """Decoded batches into their legs' recognisers; the events they complete."""
         out: list[Output] = []
-        by_language: dict[str | None, list[tuple[LiveCall, str, DecodeRequest]]] = {}
-        for item in due:
-            by_language.setdefault(item[0].language, []).append(item)
-        finals_round = everything or any(r.urgent for _, _, r in due)
-        decoder = self.final_decoder if finals_round else self.decoder
-        for language, items in by_language.items():
+        metrics = self.services.metrics
+        for batch in batches:
             self.decode_rounds += 1
-            started = time.perf_counter()
-            segments = decoder.transcribe_clips([r.audio for _, _, r in items], language)
-            took = time.perf_counter() - started
-            self._recent_decode_s(took)
-            self.services.metrics.inc("live_decode_seconds_total", took)
-            self.services.metrics.inc("live_decoded_clips_total", len(items))
-            for (call, leg, req), seg in zip(items, segments, strict=True):
-                stream = call.legs[leg]
+            metrics.inc("live_decode_seconds_total", batch.seconds, lane=batch.lane)
+            metrics.inc("live_decoded_clips_total", len(batch.items), lane=batch.lane)
+            if batch.error is not None:
+                # the clips stay due and are decoded again in a later round
+                metrics.inc("live_decode_errors_total", lane=batch.lane)
+                continue
+            for item, seg in zip(batch.items, batch.segments, strict=True):
+                call_key, leg = cast(tuple[CallKey, str], item.owner)
+                call = self.calls.get(call_key)
+                stream = call.legs.get(leg) if call is not None else None
+                if call is None or stream is None or not stream.recogniser.owns(item.request):
+                    continue  # the call ended or was handed over meanwhile
+                req = item.request
+                if item.language is None and seg is not None and seg.language:
+                    if req.end - req.start >= LANGUAGE_MIN_S * SAMPLE_RATE:
+                        call.leg_languages.setdefault(leg, seg.language)
+                        call.dirty = True
                 hyps = stream.recogniser.apply(req, seg)
                 if not req.final and any(h.final for h in hyps):
-                    # the pass decoded in the first silence ended a sentence
-                    self.services.metrics.inc("live_finals_early_total")
+                    # the pass decoded in the first silence ended the utterance
+                    metrics.inc("live_finals_early_total")
                 out.extend(self._events(call, leg, hyps))
         return out
 
-    def _hold_partials(
-        self, calls: list[LiveCall], due: list[tuple[LiveCall, str, DecodeRequest]]
-    ) -> bool:
-        """Whether the partial passes due wait a little (at most PARTIAL_SLACK_S): while a
-        leg's final pass is about to be due, so it finds Whisper free; and, when Whisper is
-        loaded, a lone pass waits for a second (two clips cost about 1.4 times one)."""
-        if not due or not due[0][2].utterance.confirmed:
-            return False  # nothing shown yet for that utterance: its first partial goes now
-        if due[0][2].end - due[0][2].utterance.next_pass >= self._partial_slack:
-            return False
-        if any(ls.recogniser.final_pass_soon for c in calls for ls in c.legs.values()):
-            return True
-        return len(due) == 1 and self._recent_decode_s() > LOAD_WINDOW_S / 2
-
-    def _recent_decode_s(self, took: float = 0.0) -> float:
-        """Whisper seconds spent in the last LOAD_WINDOW_S (after recording `took` more)."""
-        now = time.monotonic()
-        if took:
-            self._rounds.append((now, took))
-        while self._rounds and self._rounds[0][0] < now - LOAD_WINDOW_S:
-            self._rounds.popleft()
-        return sum(t for _, t in self._rounds)
+    def _decode_now(self, call: LiveCall) -> list[Output]:
+        """Everything the call's legs wait for, decoded on this thread (the call ends or is
+        handed over): its batches on the lanes first come back and are applied."""
+        out: list[Output] = []
+        if self._lanes is not None:
+            owners = [((call.tenant, call.call_id), leg) for leg in call.legs]
+            while any(self._lanes.in_flight(o) for o in owners):
+                out.extend(self._apply(self._lanes.collect(wait_s=0.1)))
+        for due in self._due([call]):
+            seg = self.final_decoder.transcribe_clips([due.request.audio], due.language)[0]
+            self.decode_rounds += 1
+            leg = call.legs[due.owner[1]]  # type: ignore[index]
+            out.extend(self._events(call, leg.leg, leg.recogniser.apply(due.request, seg)))
+        return out
 
     def _events(self, call: LiveCall, leg: str, hyps: list[Hypothesis]) -> list[Output]:
         out: list[Output] = []
@@ -406,7 +411,7 @@ class LiveStage(Stage):
                 text=h.text,
                 words=h.words,
                 final=h.final,
-                language=h.language or call.language,
+                language=h.language or call.language_of(leg),
                 source="live",
                 revision=h.revision,
                 tentative=join_words(h.tentative),
@@ -414,12 +419,6 @@ class LiveStage(Stage):
             if h.final:
                 call.finals[u.utterance_id] = u
                 call.dirty = True
-                if (
-                    call.language is None
-                    and h.language
-                    and (h.end - h.start) / SAMPLE_RATE >= LANGUAGE_MIN_S
-                ):
-                    call.language = h.language
                 self.services.metrics.inc("live_finals_total")
             else:
                 self.services.metrics.inc("live_partials_total")
@@ -441,7 +440,7 @@ class LiveStage(Stage):
         for _ in range(3):  # a final whose pass was due, then the final itself
             if not any(leg.recogniser.busy for leg in call.legs.values()):
                 break
-            out.extend(self._decode_round([call], everything=True))
+            out.extend(self._decode_now(call))
         return out
 
     # -- the end of a call ---------------------------------------------------------------
@@ -457,9 +456,11 @@ class LiveStage(Stage):
         channels = [assemble(parts.get(leg, [])) for leg in LEGS]
         duration = max(len(c) for c in channels) / SAMPLE_RATE
         manifest = ensure_manifest(store, call)
+        language = call.language or next(iter(call.leg_languages.values()), None)
         update: dict[str, object] = {
             "status": "transcribed",
-            "language": call.language,
+            "end_reason": reason,
+            "language": language,
             "error": None,
             "transcript_key": manifest.prefix + JSON_NAME,
         }
@@ -472,7 +473,8 @@ class LiveStage(Stage):
         finals = list(call.finals.values())
         info = {
             "source": "live",
-            "language": call.language,
+            "language": language,
+            "leg_languages": call.leg_languages,
             "duration": duration,
             "reason": reason,
             "options": {
@@ -505,7 +507,7 @@ class LiveStage(Stage):
             utterances=len(finals),
             source="live",
             duration=duration,
-            language=call.language,
+            language=language,
         )
 
     def _remember_finished(self, key: CallKey) -> None:
@@ -539,7 +541,10 @@ class LiveStage(Stage):
 
     def close(self) -> list[Output]:
         """The worker stops: nothing emitted is lost, nothing in progress is dropped."""
-        return self._hand_over()
+        out = self._hand_over()
+        if self._lanes is not None:
+            self._lanes.close()
+        return out
 
 
 def stages(services: Services) -> list[Stage]:

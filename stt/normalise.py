@@ -1,13 +1,19 @@
-"""Text normalisation for evaluation (WER): case, punctuation, accents, numbers.
+"""Text normalisation for evaluation (WER): case, punctuation, accents, numbers, fillers.
 
-Whisper writes "42" where a script says "forty two", "Mr." where it says "mister":
-both sides go through `normalise` so only real recognition errors count.
+Whisper writes "42" where a script says "forty two", "Mr." where it says "mister", and
+drops most "um"s a speaker says: both sides go through `normalise` so only real recognition
+errors count. English and French; French numbers are spelled by num2words, and the word
+counts come from jiwer (its C edit distance keeps a 20-minute leg to milliseconds).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
+
+import jiwer
+from num2words import num2words
 
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -106,8 +112,49 @@ def fold_accents(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-def normalise(text: str) -> str:
-    """Lower case, no accents, no punctuation, numbers as English words, single spaces."""
+# Hesitations: whether a speaker's "um" is written is a style choice, not recognition (as
+# openai/whisper's English normaliser).
+_FILLERS = {
+    "en": {"um", "umm", "uh", "uhm", "hmm", "hm", "mm", "mhm", "er", "erm", "ah"},
+    "fr": {"euh", "heu", "hum", "hmm", "hm", "mm", "mhm", "bah"},
+}
+_FR_ORDINAL = re.compile(r"\b(\d+)(?:er|re|e|eme|ieme)\b")
+_FR_CLOCK = re.compile(r"\b([01]?\d|2[0-3])\s?h\s?([0-5]\d)?\b")
+_FR_CURRENCY = {"€": "euros", "$": "dollars", "£": "livres"}
+
+
+def _spell_number_fr(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if "," in text or "." in text:
+        whole, frac = re.split(r"[.,]", text, maxsplit=1)
+        return f"{num2words(int(whole), lang='fr')} virgule {num2words(int(frac), lang='fr')}"
+    if len(text) > 1 and text.startswith("0") or len(text) >= 5:
+        return " ".join(num2words(int(d), lang="fr") for d in text)
+    return str(num2words(int(text), lang="fr"))
+
+
+def _normalise_fr(text: str) -> str:
+    t = fold_accents(text).lower().replace("\u2019", "'")
+    t = _FR_CLOCK.sub(lambda m: f"{m.group(1)} heures {m.group(2) or ''}", t)
+    t = _FR_ORDINAL.sub(lambda m: num2words(int(m.group(1)), lang="fr", to="ordinal"), t)
+    t = re.sub(r"(?<=\d)[\s.](?=\d{3}\b)", "", t)  # 1 000 / 1.000 -> 1000
+    t = _DIGIT_GROUPS.sub(_join_code, t)
+    for sign, name in _FR_CURRENCY.items():
+        t = t.replace(sign, f" {name} ")
+    t = t.replace("%", " pour cent")
+    t = re.sub(r"\d+(?:,\d+)?", _spell_number_fr, t)
+    t = re.sub(r"[-']", " ", t)  # "quatre-vingt", "l'appareil": one spelling either way
+    t = _PUNCT.sub(" ", t)
+    return " ".join(w for w in t.split() if w not in _FILLERS["fr"])
+
+
+def normalise(text: str, language: str = "en") -> str:
+    """Lower case, no accents, no punctuation, numbers as words, no fillers, single spaces.
+
+    `language` is "en" or "fr" (anything else is read as English).
+    """
+    if language == "fr":
+        return _normalise_fr(text)
     t = fold_accents(text).lower().replace("\u2019", "'")
     t = _MERIDIEM.sub(lambda m: f" {m.group(1)}m", t)
     t = _CLOCK.sub(
@@ -124,24 +171,43 @@ def normalise(text: str) -> str:
     for w in t.split():
         w = _CONTRACTIONS.get(w, w).strip("'")
         words.append(_ABBREV.get(w, w))
-    return " ".join(w for w in words if w)
+    return " ".join(w for w in words if w and w not in _FILLERS["en"])
 
 
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    """Word-level Levenshtein distance."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
+@dataclass(frozen=True)
+class WordErrors:
+    """Word errors of a hypothesis against its reference; sums over a set give its WER."""
+
+    errors: int
+    words: int  # in the reference
+    hypothesis_words: int
+
+    def __add__(self, other: WordErrors) -> WordErrors:
+        return WordErrors(
+            self.errors + other.errors,
+            self.words + other.words,
+            self.hypothesis_words + other.hypothesis_words,
+        )
+
+    @property
+    def rate(self) -> float:
+        """Errors per reference word (0.0 = perfect; with no reference, 1.0 if anything said)."""
+        if not self.words:
+            return 0.0 if not self.hypothesis_words else 1.0
+        return self.errors / self.words
 
 
-def wer(reference: str, hypothesis: str) -> float:
+def word_errors(reference: str, hypothesis: str, language: str = "en") -> WordErrors:
+    """Substitutions, deletions and insertions after normalising both sides."""
+    ref = normalise(reference, language)
+    hyp = normalise(hypothesis, language)
+    n_ref, n_hyp = len(ref.split()), len(hyp.split())
+    if not n_ref or not n_hyp:
+        return WordErrors(max(n_ref, n_hyp), n_ref, n_hyp)
+    out = jiwer.process_words(ref, hyp)
+    return WordErrors(out.substitutions + out.deletions + out.insertions, n_ref, n_hyp)
+
+
+def wer(reference: str, hypothesis: str, language: str = "en") -> float:
     """Word error rate of `hypothesis` against `reference`, both normalised (0.0 = perfect)."""
-    ref = normalise(reference).split()
-    hyp = normalise(hypothesis).split()
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    return edit_distance(ref, hyp) / len(ref)
+    return word_errors(reference, hypothesis, language).rate

@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 from pipeline.events import Word
 from stt.transcriber import Segment
 from stt.vad import Endpointer, SpeechEnded, SpeechStarted, VadOptions, VadState
+from stt.words import join_words
 
 SAMPLE_RATE = 16000
 _NORM = re.compile(r"[^\w']+")
@@ -44,10 +45,12 @@ class ClipDecoder(Protocol):
 class StreamingOptions:
     """Endpointing and partial cadence of a live leg; names carry their units."""
 
-    vad_aggressiveness: int = 2
+    vad_model: Literal["silero", "webrtc"] = "silero"
+    vad_aggressiveness: int = 2  # webrtcvad
     hangover_ms: int = 500  # silence that ends an utterance
     min_speech_ms: int = 200
     speech_pad_ms: int = 200
+    onset_pad_ms: int = 200  # audio kept before an utterance's first speech frame
     max_utterance_s: float = 15.0
     partial_interval_s: float = 1.0  # the most speech between two passes while speaking
     first_pass_s: float = 0.5  # speech (from the utterance start) before the first pass
@@ -67,11 +70,13 @@ class StreamingOptions:
     def vad(self) -> VadOptions:
         """The Endpointer's options."""
         return VadOptions(
+            model=self.vad_model,
             aggressiveness=self.vad_aggressiveness,
             frame_ms=30,
             min_speech_duration_ms=self.min_speech_ms,
             min_silence_duration_ms=self.hangover_ms,
             speech_pad_ms=self.speech_pad_ms,
+            onset_pad_ms=self.onset_pad_ms,
             max_speech_duration_s=self.max_utterance_s,
             noise_margin_db=self.noise_margin_db,
         )
@@ -109,6 +114,7 @@ class _Utterance:
     sentence_end: bool = False  # the last pass was decoded in a pause and ends a sentence
     last_language: str | None = None
     audio: np.ndarray | None = None  # the whole clip, once ended and waiting for its final
+    done: bool = False  # its final was given
 
 
 @dataclass(frozen=True)
@@ -161,11 +167,6 @@ def ends_sentence(text: str) -> bool:
     return bool(_SENTENCE_END.search(text.strip()))
 
 
-def join_words(words: Sequence[Word]) -> str:
-    """Text of a word list."""
-    return " ".join(w.word for w in words).strip()
-
-
 class StreamingRecognizer:
     """One leg: 16 kHz int16 audio in; partial and final hypotheses out."""
 
@@ -183,6 +184,7 @@ class StreamingRecognizer:
         self._ready: list[Hypothesis] = []
         self._last_voiced = origin
         self._pad = SAMPLE_RATE * o.speech_pad_ms // 1000
+        self._onset_pad = SAMPLE_RATE * o.onset_pad_ms // 1000
         self._interval = int(o.partial_interval_s * SAMPLE_RATE)
         self._chunk = 0  # size of the last chunk inserted: the next one likely matches
         self._first = int(o.first_pass_s * SAMPLE_RATE)
@@ -261,7 +263,7 @@ class StreamingRecognizer:
         if self._ep.state is VadState.SPEAKING:
             if self._current is None and self._split_end >= 0:
                 # speech resumed after an utterance closed early: a new one starts here
-                onset = self.origin + self._ep.position - self._frame - self._pad
+                onset = self.origin + self._ep.position - self._frame - self._onset_pad
                 self._begin(max(self._split_end, onset))
                 self._split_end = -1
             self._last_voiced = self.origin + self._ep.position
@@ -326,9 +328,17 @@ class StreamingRecognizer:
             out.append(DecodeRequest(cur, cur.start, pos, self._clip(cur.start, pos), False))
         return out
 
+    def owns(self, request: DecodeRequest) -> bool:
+        """Whether a request is of this recogniser's utterance in progress or ending (not
+        of one already final, nor of a recogniser this leg had before a handover)."""
+        utt = request.utterance
+        return not utt.done and (utt is self._current or utt in self._ending)
+
     def apply(self, request: DecodeRequest, segment: Segment | None) -> list[Hypothesis]:
         """Take a decoded clip into account; returns the hypotheses it completes."""
         utt = request.utterance
+        if utt.done:
+            return []  # a pass decoded while the final was made (the worker's lanes)
         offset = request.start / SAMPLE_RATE
         words = (
             []
@@ -347,7 +357,9 @@ class StreamingRecognizer:
         language = None if segment is None else segment.language
         utt.last_text, utt.last_words = text, words
         utt.last_language = language or utt.last_language
-        if request.final:
+        if request.final or (utt in self._ending and request.urgent and request.end == utt.end):
+            # the final's own decode, or the pass run in the trailing silence came back
+            # after the endpointer closed the utterance on exactly that clip
             if utt in self._ending:
                 self._ending.remove(utt)
             return self._final_from_last(utt)
@@ -406,12 +418,13 @@ class StreamingRecognizer:
     def _final_from_last(self, utt: _Utterance) -> list[Hypothesis]:
         # The last pass decoded the whole utterance: its words, else (it heard no credible
         # speech) what the partials showed.
+        utt.done = True
+        utt.audio = None
         words = utt.last_words or [*utt.confirmed, *utt.tentative]
         if not words:
             return []  # no credible speech; nothing was shown for it either
         text = utt.last_text if utt.last_words else join_words(words)
         utt.revision += 1
-        utt.audio = None
         end = utt.end if utt.end is not None else int(round(words[-1].end * SAMPLE_RATE))
         return [
             Hypothesis(utt.start, end, tuple(words), text, True, utt.revision, utt.last_language)

@@ -1,22 +1,39 @@
-"""Whisper transcription: VAD picks the speech, Whisper decodes it in batches, lazily.
+"""Whisper transcription of whole recordings: plain faster-whisper decoding, on speech only.
 
 `Transcriber.transcribe` returns `(Iterator[Segment], TranscriptionInfo)` as faster-whisper
-does: decoding happens while the caller iterates. Each segment is one utterance (one
-stretch of speech between pauses). `transcribe_clips` decodes independent clips in one
-batch: the live worker uses it to batch utterances of several legs and calls at once.
+does: decoding happens while the caller iterates. Each channel (one leg of a call) is
+decoded as faster-whisper decodes a whole file, sequentially in 30 s windows with beam
+search, the previous text as context, timestamps and temperature fallback, because that is
+what reads unfamiliar voices best (a batch of independent VAD chunks read them 2-9 WER points
+worse: docs/benchmarks.md). Two things are added:
+
+- Silero VAD first (faster-whisper's `vad_filter`): silence longer than twice
+  `batch_pad_ms` is cut down to that, so Whisper spends no time on the other party's turns
+  and invents nothing in them; music, tones and line noise hold no speech for Silero, so
+  they are never decoded at all.
+- Channels are decoded in parallel, each by one CTranslate2 worker of one thread: on two
+  cores two single-threaded decodes do far more than one two-threaded decode
+  (bench/decode_speed.py), and the legs of a call are independent.
+
+Segments of all channels come out merged in time order, each split where Silero heard its
+leg pause for `min_silence_duration_ms` or more (an utterance is a stretch of speech between
+pauses).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from pipeline.events import Word
-from stt.vad import VadOptions, speech_segments
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -26,11 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-_GAP = np.zeros(SAMPLE_RATE // 10, dtype=np.float32)  # keeps batched clips apart
-# Utterances of one channel are packed into windows of up to this length: Whisper pads
-# every input to 30 s, so one short utterance per window would waste most of the encoder.
-MAX_CHUNK_SAMPLES = 28 * SAMPLE_RATE
-_PIECE_GAP = SAMPLE_RATE * 3 // 10  # a pause between packed utterances, for punctuation
 
 
 @dataclass(frozen=True)
@@ -60,13 +72,14 @@ class TranscriptionInfo:
 
 @dataclass(frozen=True)
 class TranscribeOptions:
-    """Decoding and hallucination-guard options; fixed at start."""
+    """Decoding, VAD and hallucination-guard options; fixed at start."""
 
     beam_size: int = 5
-    batch_size: int = 8
-    vad: VadOptions = field(default_factory=VadOptions)
-    # Whisper invents sentences on noise: drop a clip it thinks is not speech and
-    # decodes with low confidence, as openai/whisper does.
+    # Silero VAD: speech padded by this much on each side, so silences are cut to at most
+    # twice it (a pause stays a pause for Whisper's punctuation and segmenting).
+    batch_pad_ms: int = 500
+    min_silence_duration_ms: int = 500
+    vad_threshold: float = 0.5
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
@@ -74,21 +87,42 @@ class TranscribeOptions:
 
 
 class Transcriber:
-    """faster-whisper behind VAD segmentation and batched decoding."""
+    """faster-whisper on the speech of each channel, channels decoded in parallel."""
 
     def __init__(
-        self, model: WhisperModel, options: TranscribeOptions | None = None, model_name: str = ""
+        self,
+        model: WhisperModel,
+        options: TranscribeOptions | None = None,
+        model_name: str = "",
+        workers: int = 2,
     ) -> None:
-        from faster_whisper import BatchedInferencePipeline
-
         self.model = model
         self.options = options or TranscribeOptions()
         self.model_name = model_name
-        self._batched = BatchedInferencePipeline(model)
+        self.workers = max(1, workers)
+
+    def _vad(self) -> VadOptions:
+        o = self.options
+        return VadOptions(
+            threshold=o.vad_threshold,
+            min_silence_duration_ms=o.min_silence_duration_ms,
+            speech_pad_ms=o.batch_pad_ms,
+        )
+
+    def speech_spans(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        """(start, end) seconds of the speech Silero finds in a 16 kHz signal, unpadded."""
+        vad = self._vad()
+        vad.speech_pad_ms = 0
+        return [
+            (s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE)
+            for s in get_speech_timestamps(audio, vad)
+        ]
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
-        """Language of up to 30 s of speech."""
-        lang, prob, _ = self.model.detect_language(audio[: 30 * SAMPLE_RATE])
+        """Language of the first 30 s of speech of a 16 kHz signal."""
+        lang, prob, _ = self.model.detect_language(
+            audio, vad_filter=True, vad_parameters=self._vad()
+        )
         return lang, float(prob)
 
     def transcribe(
@@ -101,141 +135,165 @@ class Transcriber:
     def transcribe_channels(
         self, channels: Sequence[np.ndarray], language: str | None = None
     ) -> tuple[Iterator[tuple[int, Segment]], TranscriptionInfo]:
-        """Utterances of several channels (one per leg), batched together, in time order.
+        """Utterances of several channels (one per leg), in time order.
 
-        Yields (channel index, segment); the language is detected once over the speech of
-        all channels unless given.
+        Yields (channel index, segment); the language is detected once, on the channel with
+        the most speech, unless given.
         """
-        chunks: list[_Chunk] = []
-        for ch, audio in enumerate(channels):
-            chunks += pack_spans(ch, audio, speech_segments(audio, self.options.vad))
-        chunks.sort(key=lambda c: (c.pieces[0][1], c.channel))
-        voiced = sum(e - s for c in chunks for _, s, e in c.pieces) / SAMPLE_RATE
+        spans = [self.speech_spans(a) for a in channels]
+        speech = [sum(e - s for s, e in sp) for sp in spans]
         prob = 1.0
-        if language is None and chunks:
-            language, prob = self.detect_language(np.concatenate([c.audio for c in chunks[:2]]))
+        if language is None and any(speech):
+            language, prob = self.detect_language(channels[int(np.argmax(speech))])
         info = TranscriptionInfo(
             language=language,
             language_probability=prob,
             duration=max((len(a) for a in channels), default=0) / SAMPLE_RATE,
-            duration_after_vad=voiced,
+            duration_after_vad=round(sum(speech), 3),
             model=self.model_name,
             options=asdict(self.options),
         )
-        return self._iterate(chunks, language), info
+        voiced = [(ch, a, spans[ch]) for ch, a in enumerate(channels) if spans[ch]]
+        return self._merged(voiced, language), info
 
-    def _iterate(self, chunks: list[_Chunk], language: str | None) -> Iterator[tuple[int, Segment]]:
-        step = self.options.batch_size
-        for i in range(0, len(chunks), step):
-            batch = chunks[i : i + step]
-            results = self.transcribe_clips([c.audio for c in batch], language)
-            out = [
-                (chunk.channel, seg)
-                for chunk, whole in zip(batch, results, strict=True)
-                if whole is not None
-                for seg in chunk.split(whole)
-            ]
-            out.sort(key=lambda cs: (cs[1].start, cs[0]))
-            yield from out
-
-    def transcribe_clips(
-        self, clips: Sequence[np.ndarray], language: str | None, prompt: str | None = None
-    ) -> list[Segment | None]:
-        """Decode independent clips in one batch; None where a clip holds no credible speech.
-
-        Times of each result are relative to the start of its own clip.
-        """
-        if not clips:
-            return []
-        parts: list[np.ndarray] = []
-        bounds: list[tuple[float, float]] = []
-        pos = 0
-        for clip in clips:
-            clip = clip[: 30 * SAMPLE_RATE]  # one Whisper window at most
-            bounds.append((pos / SAMPLE_RATE, (pos + len(clip)) / SAMPLE_RATE))
-            parts.extend([clip, _GAP])
-            pos += len(clip) + len(_GAP)
-        audio = np.concatenate(parts).astype(np.float32)
+    def _channel(
+        self, audio: np.ndarray, language: str | None, spans: list[tuple[float, float]]
+    ) -> Iterator[Segment]:
+        """One channel, as plain faster-whisper decodes a file, on its speech only."""
         o = self.options
-        segments, info = self._batched.transcribe(
+        segments, _ = self.model.transcribe(
             audio,
             language=language,
             beam_size=o.beam_size,
-            batch_size=o.batch_size,
             word_timestamps=True,
-            clip_timestamps=[{"start": s, "end": e} for s, e in bounds],
-            initial_prompt=prompt,
-            multilingual=language is None,
-            log_prob_threshold=o.log_prob_threshold,
+            condition_on_previous_text=True,
+            vad_filter=True,
+            vad_parameters=self._vad(),
             no_speech_threshold=o.no_speech_threshold,
+            log_prob_threshold=o.log_prob_threshold,
             compression_ratio_threshold=o.compression_ratio_threshold,
         )
-        fps = self.model.frames_per_second
-        by_seek = {
-            int(int(s * SAMPLE_RATE) / SAMPLE_RATE * fps): i for i, (s, _) in enumerate(bounds)
-        }
-        grouped: list[list[Any]] = [[] for _ in clips]
         for seg in segments:
-            idx = by_seek.get(seg.seek)
-            if idx is None:  # rounding: fall back to the clip that contains the segment
-                idx = max(i for i, (s, _) in enumerate(bounds) if s <= seg.start + 1e-3)
-            grouped[idx].append(seg)
-        return [self._merge(segs, bounds[i][0], info.language) for i, segs in enumerate(grouped)]
+            if seg.compression_ratio > o.compression_ratio_threshold:
+                continue  # a repetition loop every temperature produced
+            words = [
+                (w.word, _in_speech(w.word.strip(), w.start, w.end, w.probability, spans))
+                for w in (seg.words or [])
+                if w.word.strip() and w.probability >= o.min_word_probability
+            ]
+            for piece in _split_at_pauses(words, spans):
+                yield Segment(
+                    start=piece[0][1].start,
+                    end=piece[-1][1].end,
+                    text="".join(raw for raw, _ in piece).strip(),
+                    words=tuple(w for _, w in piece),
+                    avg_logprob=float(seg.avg_logprob),
+                    no_speech_prob=float(seg.no_speech_prob),
+                    language=language,
+                )
 
-    def _merge(self, segs: list[Any], offset: float, language: str | None) -> Segment | None:
-        o = self.options
-        kept = [
-            s
-            for s in segs
-            if not (
-                s.no_speech_prob > o.no_speech_threshold and s.avg_logprob < o.log_prob_threshold
-            )
-            and s.compression_ratio <= o.compression_ratio_threshold
+    def _merged(
+        self,
+        channels: list[tuple[int, np.ndarray, list[tuple[float, float]]]],
+        language: str | None,
+    ) -> Iterator[tuple[int, Segment]]:
+        """Every channel decoded in its own thread (at most `workers` at once), merged by
+        start time as they come: a segment is yielded once every other channel has decoded
+        past it or is done."""
+        if not channels:
+            return
+        slots = threading.Semaphore(self.workers)
+        stop = threading.Event()
+        queues: dict[int, queue.Queue[Segment | BaseException | None]] = {
+            ch: queue.Queue(maxsize=64) for ch, _, _ in channels
+        }
+
+        def run(ch: int, audio: np.ndarray, spans: list[tuple[float, float]]) -> None:
+            def put(item: Segment | BaseException | None) -> bool:
+                while not stop.is_set():
+                    try:
+                        queues[ch].put(item, timeout=0.2)
+                        return True
+                    except queue.Full:
+                        continue
+                return False  # the consumer is gone: stop decoding
+
+            with slots:
+                try:
+                    for seg in self._channel(audio, language, spans):
+                        if not put(seg):
+                            return
+                except BaseException as exc:  # handed to the consumer, raised there
+                    put(exc)
+                    return
+            put(None)
+
+        threads = [
+            threading.Thread(target=run, args=c, daemon=True, name=f"transcribe-ch{c[0]}")
+            for c in channels
         ]
-        words = tuple(
-            Word(
-                word=w.word.strip(),
-                start=round(max(0.0, w.start - offset), 3),
-                end=round(max(0.0, w.end - offset), 3),
-                probability=round(float(w.probability), 4),
-            )
-            for s in kept
-            for w in (s.words or [])
-            if w.word.strip() and w.probability >= o.min_word_probability
-        )
-        text = " ".join(s.text.strip() for s in kept).strip()
-        if not text or not words:
-            return None
-        return Segment(
-            start=words[0].start,
-            end=words[-1].end,
-            text=text,
-            words=words,
-            avg_logprob=float(np.mean([s.avg_logprob for s in kept])),
-            no_speech_prob=float(max(s.no_speech_prob for s in kept)),
-            language=language,
-        )
+        for t in threads:
+            t.start()
+        heads: dict[int, Segment] = {}
+        open_channels = set(queues)
+        try:
+            while open_channels or heads:
+                for ch in sorted(open_channels - set(heads)):
+                    item = queues[ch].get()
+                    if item is None:
+                        open_channels.discard(ch)
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        heads[ch] = item
+                if not heads:
+                    break
+                ch = min(heads, key=lambda c: (heads[c].start, c))
+                yield ch, heads.pop(ch)
+        finally:
+            stop.set()  # producers still decoding stop at their next segment
 
 
-def shift(seg: Segment, offset: float) -> Segment:
-    """The same segment with every time moved by `offset` seconds."""
-    return Segment(
-        start=round(seg.start + offset, 3),
-        end=round(seg.end + offset, 3),
-        text=seg.text,
-        words=tuple(
-            Word(
-                word=w.word,
-                start=round(w.start + offset, 3),
-                end=round(w.end + offset, 3),
-                probability=w.probability,
-            )
-            for w in seg.words
-        ),
-        avg_logprob=seg.avg_logprob,
-        no_speech_prob=seg.no_speech_prob,
-        language=seg.language,
+_EDGE_S = 0.1  # what a word may reach into the silence after the speech Silero heard
+
+
+def _in_speech(
+    text: str, start: float, end: float, probability: float, spans: list[tuple[float, float]]
+) -> Word:
+    """A word with its times kept inside the speech around it: Whisper often starts the
+    first word of a window in the pause before it, and stretches a last word into the
+    pause after it."""
+    i = bisect.bisect_right([s for s, _ in spans], end) - 1
+    if i >= 0:
+        s, e = spans[i]
+        if start < s < end:
+            start = s
+        if start < e + _EDGE_S < end:
+            end = e + _EDGE_S
+    return Word(
+        word=text,
+        start=round(float(start), 3),
+        end=round(float(end), 3),
+        probability=round(float(probability), 4),
     )
+
+
+def _split_at_pauses(
+    words: list[tuple[str, Word]], spans: list[tuple[float, float]]
+) -> list[list[tuple[str, Word]]]:
+    """Runs of words that Silero heard as one stretch of speech (no pause of
+    `min_silence_duration_ms` between them)."""
+    starts = [s for s, _ in spans]
+    pieces: list[list[tuple[str, Word]]] = []
+    last = -2
+    for raw, w in words:
+        span = bisect.bisect_right(starts, (w.start + w.end) / 2) - 1
+        if pieces and span == last:
+            pieces[-1].append((raw, w))
+        else:
+            pieces.append([(raw, w)])
+        last = span
+    return pieces
 
 
 def transcriber_of(services: Services) -> Transcriber:
@@ -245,69 +303,7 @@ def transcriber_of(services: Services) -> Transcriber:
     st = services.settings.stt
     return services.component(
         "transcriber",
-        lambda: Transcriber(services.whisper_model(), options_from(st), model_name=st.model),
+        lambda: Transcriber(
+            services.whisper_model(), options_from(st), model_name=st.model, workers=st.workers
+        ),
     )
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    """Utterances of one channel packed into one Whisper window.
-
-    `pieces` holds (position in the chunk, start, end) in samples, start/end in the channel.
-    """
-
-    channel: int
-    pieces: tuple[tuple[int, int, int], ...]
-    audio: np.ndarray
-
-    def split(self, whole: Segment) -> list[Segment]:
-        """One segment per packed utterance, words moved back to channel time."""
-        per_piece: list[list[Word]] = [[] for _ in self.pieces]
-        for w in whole.words:
-            mid = (w.start + w.end) / 2 * SAMPLE_RATE
-            idx = max((i for i, (pos, _, _) in enumerate(self.pieces) if pos <= mid), default=0)
-            pos, start, end = self.pieces[idx]
-
-            def back(t: float, pos: int = pos, start: int = start, end: int = end) -> float:
-                return round(min(max(start + t * SAMPLE_RATE - pos, start), end) / SAMPLE_RATE, 3)
-
-            per_piece[idx].append(
-                Word(word=w.word, start=back(w.start), end=back(w.end), probability=w.probability)
-            )
-        return [
-            Segment(
-                start=ws[0].start,
-                end=ws[-1].end,
-                text=" ".join(w.word for w in ws),
-                words=tuple(ws),
-                avg_logprob=whole.avg_logprob,
-                no_speech_prob=whole.no_speech_prob,
-                language=whole.language,
-            )
-            for ws in per_piece
-            if ws
-        ]
-
-
-def pack_spans(channel: int, audio: np.ndarray, spans: list[tuple[int, int]]) -> list[_Chunk]:
-    """Pack consecutive speech spans of one channel into chunks of at most 28 s."""
-    chunks: list[_Chunk] = []
-    pieces: list[tuple[int, int, int]] = []
-    parts: list[np.ndarray] = []
-    pos = 0
-
-    def close() -> None:
-        nonlocal pieces, parts, pos
-        if pieces:
-            chunks.append(_Chunk(channel, tuple(pieces), np.concatenate(parts).astype(np.float32)))
-        pieces, parts, pos = [], [], 0
-
-    for s, e in spans:
-        e = min(e, s + MAX_CHUNK_SAMPLES)
-        if pieces and pos + (e - s) > MAX_CHUNK_SAMPLES:
-            close()
-        pieces.append((pos, s, e))
-        parts += [audio[s:e], np.zeros(_PIECE_GAP, np.float32)]
-        pos += e - s + _PIECE_GAP
-    close()
-    return chunks

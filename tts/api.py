@@ -16,8 +16,8 @@ from tts.text import TextError
 class TtsRequest(BaseModel):
     """Body of POST /v1/tts."""
 
-    text: str
-    format: str = "ulaw8k"
+    text: str = Field(max_length=100_000)  # the route holds it to tts.max_text_chars
+    format: str = Field(default="ulaw8k", max_length=32)
     rate: float | None = Field(default=None, gt=0.25, le=4.0)
 
 

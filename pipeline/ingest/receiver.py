@@ -37,7 +37,11 @@ __all__ = ["CallExists", "Endpoint", "NoFreePort", "RtpIngest"]
 
 _HOUSEKEEP_S = 0.02
 _TIMERS_S = 0.25
-_RECV_BYTES = 8192
+# A telephony RTP datagram fits an Ethernet frame (PCMU at 60 ms ptime is 492 bytes, an Opus
+# packet at most 1275 + header). Larger ones are refused (`oversized`), not cut and played;
+# the receive buffer is bigger than the limit so that they are seen as such.
+MAX_DATAGRAM = 1500
+_RECV_BYTES = 2048
 _NO_CALL_LOG_S = 60.0
 
 
@@ -91,9 +95,11 @@ class RtpIngest:
         self.pool = PortPool(self.live.rtp_host, self.live.rtp_port_min, self.live.rtp_port_max)
         self._sel = selectors.DefaultSelector()
         self._lock = threading.RLock()
-        self._calls: dict[str, _Call] = {}
+        # Calls are a tenant's: two tenants may use the same call id, and neither learns of
+        # the other's (a registration never answers "already live" for another tenant).
+        self._calls: dict[tuple[str, str], _Call] = {}
         self._by_port: dict[int, tuple[_Call, LegPipeline]] = {}
-        self._ended: OrderedDict[str, float] = OrderedDict()
+        self._ended: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._holding: set[LegPipeline] = set()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._accepted = 0  # packets taken since the last metrics flush
@@ -131,8 +137,8 @@ class RtpIngest:
         if self._thread is not None:
             self._thread.join(timeout_s)
         with self._lock:
-            for call_id in list(self._calls):
-                self.end(call_id, "shutdown")
+            for tenant, call_id in list(self._calls):
+                self.end(tenant, call_id, "shutdown")
             self._flush_counts()
 
     def close(self) -> None:
@@ -157,8 +163,9 @@ class RtpIngest:
         publish: bool = True,
     ) -> list[Endpoint]:
         """Allocate a port per leg and start receiving; publishes CallStarted if `publish`."""
+        key = (started.tenant, started.call_id)
         with self._lock:
-            if started.call_id in self._calls:
+            if key in self._calls:
                 raise CallExists(f"call {started.call_id!r} is already registered")
             codecs = [make_codec(leg.codec, leg.payload_type) for leg in started.legs]
             now = time.time()
@@ -181,7 +188,7 @@ class RtpIngest:
             for port, sock in call.sockets.items():
                 self._by_port[port] = (call, call.legs[port])
                 self._register_socket(sock, port)
-            self._calls[started.call_id] = call
+            self._calls[key] = call
             self.metrics.inc("calls_started_total", via=via)
             self.metrics.set("calls_active", len(self._calls))
             log.info(
@@ -196,11 +203,11 @@ class RtpIngest:
         return endpoints
 
     def end(
-        self, call_id: str, reason: str = "hangup", *, publish: bool = True
+        self, tenant: str, call_id: str, reason: str = "hangup", *, publish: bool = True
     ) -> dict[str, Any] | None:
         """End a call: flush its legs, publish CallEnded (if `publish`); None if unknown."""
         with self._lock:
-            call = self._calls.pop(call_id, None)
+            call = self._calls.pop((tenant, call_id), None)
             if call is None:
                 return None
             out: list[Emitted] = []
@@ -223,7 +230,7 @@ class RtpIngest:
                 self._release(port, sock)
             ended = CallEnded(tenant=call.tenant, call_id=call_id, reason=reason)
             self._send([*out, ended] if publish else out)
-            self._ended[call_id] = time.time()
+            self._ended[(tenant, call_id)] = time.time()
             while len(self._ended) > 10_000:
                 self._ended.popitem(last=False)
             self.metrics.inc("calls_ended_total", reason=reason)
@@ -232,26 +239,26 @@ class RtpIngest:
             log.info("call ended (%s): %s", reason, summary["legs"], **ctx(call.tenant, call_id))
             return summary
 
-    def call(self, call_id: str) -> CallStarted | None:
-        """The CallStarted of a registered call, or None."""
+    def call(self, tenant: str, call_id: str) -> CallStarted | None:
+        """The CallStarted of a registered call of this tenant, or None."""
         with self._lock:
-            c = self._calls.get(call_id)
+            c = self._calls.get((tenant, call_id))
             return c.started if c else None
 
-    def recently_ended(self, call_id: str) -> bool:
+    def recently_ended(self, tenant: str, call_id: str) -> bool:
         """This process ended the call (it must not come back from a replayed call.started)."""
         with self._lock:
-            return call_id in self._ended
+            return (tenant, call_id) in self._ended
 
-    def active_calls(self) -> list[str]:
-        """Ids of the registered calls."""
+    def active_calls(self) -> list[tuple[str, str]]:
+        """(tenant, call id) of the registered calls."""
         with self._lock:
             return list(self._calls)
 
-    def stats(self, call_id: str) -> dict[str, Any] | None:
+    def stats(self, tenant: str, call_id: str) -> dict[str, Any] | None:
         """Per-leg counters of a registered call."""
         with self._lock:
-            c = self._calls.get(call_id)
+            c = self._calls.get((tenant, call_id))
             return self._summary(c) if c else None
 
     # -- the loop -----------------------------------------------------------------------
@@ -312,6 +319,9 @@ class RtpIngest:
                 self._no_call_since = 0
             return
         call, lp = entry
+        if len(data) > MAX_DATAGRAM:
+            self._drop(call, lp, "oversized", f"{len(data)}-byte datagram")
+            return
         if lp.source is not None and addr != lp.source:
             self._drop(call, lp, "foreign_source", f"packets from {addr[0]}:{addr[1]}")
             return
@@ -371,24 +381,24 @@ class RtpIngest:
 
     def _timers(self, now: float, out: list[Emitted]) -> None:
         timeout = self.live.rtp_timeout_s
-        ending: list[tuple[str, str]] = []
+        ending: list[tuple[str, str, str]] = []
         for call in self._calls.values():
             last = call.registered
             for lp in call.legs.values():
                 lp.poll(now, out)
                 last = max(last, lp.last_arrival)
             if now - call.t0 > self.live.max_call_s:
-                ending.append((call.call_id, "max_duration"))
+                ending.append((call.tenant, call.call_id, "max_duration"))
             elif now - last > timeout:
-                ending.append((call.call_id, "rtp_timeout"))
+                ending.append((call.tenant, call.call_id, "rtp_timeout"))
             else:
                 for lp in call.legs.values():
                     self._leg_silence(call, lp, now, timeout)
         if out:
             self._send(out)
             out.clear()
-        for call_id, reason in ending:
-            self.end(call_id, reason)
+        for tenant, call_id, reason in ending:
+            self.end(tenant, call_id, reason)
         self._flush_counts()
 
     def _leg_silence(self, call: _Call, lp: LegPipeline, now: float, timeout: float) -> None:

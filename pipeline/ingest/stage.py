@@ -49,13 +49,18 @@ class IngestStage(Stage):
         if isinstance(event, CallStarted):
             self._started(event)
         elif isinstance(event, CallEnded):
-            if self.ingest.end(event.call_id, event.reason, publish=False) is not None:
+            if (
+                self.ingest.end(event.tenant, event.call_id, event.reason, publish=False)
+                is not None
+            ):
                 log.info("call ended from the bus", **ctx(event.tenant, event.call_id))
         return ()
 
     def _started(self, ev: CallStarted) -> None:
         ingest = self.ingest
-        if ingest.call(ev.call_id) is not None or ingest.recently_ended(ev.call_id):
+        if ingest.call(ev.tenant, ev.call_id) is not None or ingest.recently_ended(
+            ev.tenant, ev.call_id
+        ):
             return
         metrics = self.services.metrics
         if not ev.legs:

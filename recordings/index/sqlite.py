@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.sqlite_db import private_file
 from recordings.index.base import (
     Bucket,
     CallMeta,
@@ -297,8 +298,7 @@ class SqliteIndex:
     """TranscriptIndex on one SQLite file (WAL: one writer, readers per thread)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = private_file(path)
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []

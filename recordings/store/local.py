@@ -37,11 +37,13 @@ def _leave(stack: list[tuple[str, int]]) -> None:
 
 
 class LocalStore:
-    """Objects as files under `root`; writes are atomic (temp file then rename)."""
+    """Objects as files under `root`; writes are atomic (temp file then rename). They are
+    calls: files are the owner's alone (0600, as mkstemp makes them), under a root of 0700."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
 
     def _path(self, key: str) -> Path:
         if not key or key.startswith("/") or "\\" in key:
@@ -54,7 +56,7 @@ class LocalStore:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Write atomically so a reader never sees half an object."""
         p = self._path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:

@@ -67,8 +67,53 @@ def test_register_send_and_end_a_call(client: TestClient, rtp_services: Services
     tap.until(lambda t: t.ended("call-1") is not None)
     assert tap.ended("call-1").reason == "hangup"
     assert sum(len(c.pcm) // 2 for c in tap.chunks("call-1", "agent")) == 4000
-    # Gone now.
-    assert client.delete("/v1/calls/call-1", headers=auth(key)).status_code == 404
+    # A second hang-up is answered (idempotent), as one after a restart must be.
+    again = client.delete("/v1/calls/call-1", headers=auth(key))
+    assert again.status_code == 200 and again.json()["reason"] == "already ended"
+    assert client.delete("/v1/calls/never-1", headers=auth(key)).status_code == 404
+
+
+def test_a_registered_call_is_visible_at_once(client: TestClient, rtp_services: Services) -> None:
+    """The manifest exists when POST answers: the agent's live view need not wait for a
+    worker to read the call.started (it answered 4404 for 6-12 s)."""
+    from recordings.catalog import load_manifest
+
+    key = rtp_services.keys.create("acme", "pbx")
+    assert client.post("/v1/calls", json=BODY, headers=auth(key)).status_code == 201
+    m = load_manifest(rtp_services.store, "acme", "call-1")
+    assert m is not None and (m.status, m.agent_id) == ("live", "agent-7")
+    assert load_manifest(rtp_services.store, "other", "call-1") is None
+
+
+def test_the_language_of_a_call_travels_with_its_start(
+    client: TestClient,
+    rtp_services: Services,
+    tap,  # type: ignore[no-untyped-def]
+) -> None:
+    key = rtp_services.keys.create("acme", "pbx")
+    r = client.post("/v1/calls", json={**BODY, "language": "fr"}, headers=auth(key))
+    assert r.status_code == 201, r.text
+    tap.until(lambda t: any(e.type == "call.started" for e in t.events))
+    assert next(e for e in tap.events if e.type == "call.started").language == "fr"
+    client.delete("/v1/calls/call-1", headers=auth(key))
+    r = client.post(
+        "/v1/calls", json={**BODY, "call_id": "call-2", "language": "zz"}, headers=auth(key)
+    )
+    assert r.status_code == 422 and "unknown language 'zz'" in r.text
+
+
+def test_a_tenant_language_applies_to_calls_that_name_none(
+    client: TestClient,
+    rtp_services: Services,
+    tap,  # type: ignore[no-untyped-def]
+) -> None:
+    stt = rtp_services.settings.stt.model_copy(update={"tenant_languages": {"acme": "fr"}})
+    rtp_services.settings.stt = stt
+    key = rtp_services.keys.create("acme", "pbx")
+    r = client.post("/v1/calls", json=BODY, headers=auth(key))
+    assert r.status_code == 201, r.text
+    tap.until(lambda t: any(e.type == "call.started" for e in t.events))
+    assert next(e for e in tap.events if e.type == "call.started").language == "fr"
 
 
 def test_call_id_is_generated_when_absent(client: TestClient, rtp_services: Services) -> None:
@@ -140,3 +185,21 @@ def test_duplicate_call_and_exhausted_ports(client: TestClient, rtp_services: Se
             "detail"
         ]
     )
+
+
+def test_two_tenants_may_use_the_same_call_id(client: TestClient, rtp_services: Services) -> None:
+    """Registering another tenant's live call id tells nothing of it: both calls live apart."""
+    acme = auth(rtp_services.keys.create("acme", "pbx"))
+    globex = auth(rtp_services.keys.create("globex", "pbx"))
+    a = client.post("/v1/calls", json={**BODY, "call_id": "shared-1"}, headers=acme)
+    g = client.post("/v1/calls", json={**BODY, "call_id": "shared-1"}, headers=globex)
+    assert a.status_code == g.status_code == 201, (a.text, g.text)
+    ports = {leg["port"] for leg in a.json()["legs"]} & {leg["port"] for leg in g.json()["legs"]}
+    assert not ports
+    assert (
+        client.post("/v1/calls", json={**BODY, "call_id": "shared-1"}, headers=acme).status_code
+        == 409
+    )
+    assert client.delete("/v1/calls/shared-1", headers=globex).json()["reason"] == "hangup"
+    assert client.delete("/v1/calls/shared-1", headers=globex).json()["reason"] == "already ended"
+    assert client.delete("/v1/calls/shared-1", headers=acme).json()["reason"] == "hangup"

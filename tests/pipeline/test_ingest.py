@@ -58,7 +58,7 @@ def joined(chunks: list[MediaChunk]) -> tuple[int, np.ndarray]:
 
 def finish(ingest: RtpIngest, tap, call_id: str) -> None:  # type: ignore[no-untyped-def]
     time.sleep(0.15)  # let the last datagrams reach the loop
-    ingest.end(call_id)
+    ingest.end("acme", call_id)
     tap.until(lambda t: t.ended(call_id) is not None)
 
 
@@ -179,6 +179,7 @@ def test_bad_traffic_is_counted_and_other_calls_are_untouched(
         build(0, 2, 160, 9, b"x", version=1),
         build(18, 3, 320, 9, b"\x00" * 10),
         bytes([0x8F]) + b"\0" * 11,
+        build(0, 5, 640, 9, b"\xff" * 65_000),  # a 65 KB datagram is not audio
     ):
         sender.sendto(data, ("127.0.0.1", bad))
     intruder.sendto(build(0, 4, 480, 9, b"\xff" * 160), ("127.0.0.1", bad))
@@ -204,10 +205,11 @@ def test_bad_traffic_is_counted_and_other_calls_are_untouched(
         "bad_header",
         "foreign_source",
         "flood",
+        "oversized",
     ):
         assert metrics.value("rtp_dropped_total", cause=cause) >= 1, cause
-    bad_summary = ingest.end("bad")
-    good_summary = ingest.end("good")
+    bad_summary = ingest.end("acme", "bad")
+    good_summary = ingest.end("other", "good")
     assert bad_summary is not None and good_summary is not None
     assert good_summary["dropped"] == {}
     assert good_summary["legs"]["agent"]["lost"] == 0
@@ -221,7 +223,7 @@ def test_bad_traffic_is_counted_and_other_calls_are_untouched(
 
 def test_packets_to_a_port_without_a_call_are_counted(ingest: RtpIngest, tap) -> None:  # type: ignore[no-untyped-def]
     port = register(ingest, "gone", ("agent", "PCMU"))["agent"]
-    ingest.end("gone")
+    ingest.end("acme", "gone")
     send_packets(packetize(tone(0.2), "PCMU"), "127.0.0.1", port, realtime=False)
     deadline = time.monotonic() + 5
     while ingest.metrics.value("rtp_dropped_total", cause="no_call") < 10:
@@ -237,7 +239,7 @@ def test_rtp_timeout_ends_the_call(ingest: RtpIngest, tap) -> None:  # type: ign
     tap.until(lambda t: t.ended("quiet") is not None, timeout_s=5)
     ended = tap.ended("quiet")
     assert ended.reason == "rtp_timeout"
-    assert ingest.call("quiet") is None
+    assert ingest.call("acme", "quiet") is None
     _, pcm = joined(tap.chunks("quiet", "agent"))
     assert len(pcm) == 3200  # what came before the timeout is published first
 
@@ -249,7 +251,7 @@ def test_a_leg_silent_for_long_is_reported_once_and_the_call_goes_on(  # type: i
     ports = register(ingest, "one-way", ("agent", "PCMU"), ("customer", "PCMU"))
     # the customer talks for 1.6 s, the agent leg never sends a packet
     send_packets(packetize(tone(1.6), "PCMU"), "127.0.0.1", ports["customer"], realtime=True)
-    assert ingest.call("one-way") is not None  # not timed out: one leg is alive
+    assert ingest.call("acme", "one-way") is not None  # not timed out: one leg is alive
     assert ingest.metrics.value("rtp_leg_silent_total") == 1
     finish(ingest, tap, "one-way")
     _, pcm = joined(tap.chunks("one-way", "customer"))
@@ -317,7 +319,7 @@ def test_calls_announced_on_the_bus(rtp_services: Services, tap) -> None:  # typ
     started = CallStarted(tenant="acme", call_id="bus1", legs=(LegInfo(leg="agent"),))
     producer.send(topic, "bus1", started.encode())
     runner.run_once()
-    assert stage.ingest.call("bus1") == started
+    assert stage.ingest.call("acme", "bus1") == started
     # Replays and our own echoes register nothing new.
     producer.send(topic, "bus1", started.encode())
     old = CallStarted(
@@ -328,14 +330,14 @@ def test_calls_announced_on_the_bus(rtp_services: Services, tap) -> None:  # typ
     )
     producer.send(topic, "old", old.encode())
     runner.run_once()
-    assert stage.ingest.active_calls() == ["bus1"]
+    assert stage.ingest.active_calls() == [("acme", "bus1")]
     producer.send(topic, "bus1", CallEnded(tenant="acme", call_id="bus1").encode())
     runner.run_once()
-    assert stage.ingest.call("bus1") is None
+    assert stage.ingest.call("acme", "bus1") is None
     tap.pump(0.2)
     ended = [e for e in tap.events if e.type == "call.ended"]
     assert len(ended) == 1  # the bus's own, not a second one from the ingest
     # A call that came and went is not brought back by a replayed call.started.
     producer.send(topic, "bus1", started.encode())
     runner.run_once()
-    assert stage.ingest.call("bus1") is None
+    assert stage.ingest.call("acme", "bus1") is None

@@ -35,14 +35,6 @@ LINES = [
 ]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def recorded_call(
     speak: Callable[..., np.ndarray],
 ) -> tuple[bytes, list[tuple[str, float, float, str]]]:
@@ -66,9 +58,9 @@ def recorded_call(
 
 
 @pytest.fixture
-def served(services: Services) -> Iterator[str]:
+def served(services: Services, unused_port: int) -> Iterator[str]:
     """The full app under uvicorn on a free port, in a thread."""
-    port = free_port()
+    port = unused_port
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from pipeline.api.app import create_app
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
+from recordings.catalog import load_manifest
 from stt.batch_worker import BatchStage
 
 
@@ -97,6 +99,12 @@ def test_auth_errors(client: TestClient, keys: dict[str, str]) -> None:
         ("mono8k", {"channels": "agent,boss"}, 422, "channels must be"),
         ("mono8k", {"call_id": "../../etc"}, 422, "call_id"),
         ("mono8k", {"language": "english!"}, 422, "language"),
+        ("mono8k", {"language": "zz"}, 422, "unknown language 'zz'"),
+        ("mono8k", {"caller": "x" * 1_000_000}, 422, "at most 64 characters"),
+        # a 48 KB WAV whose header says 1 Hz: refused on the header, nothing decoded
+        (("raw", 1, 16, 1), {}, 422, "sample rate 1 Hz"),
+        (("raw", 8000, 3, 1), {}, 422, "3-bit samples"),
+        (("raw", 8000, 16, 7), {"channels": "agent,customer"}, 422, "7 channels"),
     ],
 )
 def test_bad_uploads_get_reasons(
@@ -110,6 +118,9 @@ def test_bad_uploads_get_reasons(
 ) -> None:
     if body == "mono8k":
         body = encode([np.zeros(8000, np.float32)], 8000, "pcm_mulaw", "wav")
+    elif isinstance(body, tuple):
+        _, rate, bits, channels = body
+        body = raw_wav(rate, bits, channels, 48_000)
     r = client.post(
         "/v1/recordings",
         files={"file": ("f.wav", body, "audio/wav")},
@@ -117,7 +128,56 @@ def test_bad_uploads_get_reasons(
         headers=_auth(keys["pbx"]),
     )
     assert r.status_code == status, r.text
-    assert reason in r.json()["detail"]
+    assert reason in str(r.json()["detail"])
+
+
+def raw_wav(rate: int, bits: int, channels: int, nbytes: int) -> bytes:
+    """A PCM WAV whose header says what the test wants, over `nbytes` of noise."""
+    block = channels * max(1, bits // 8)
+    fmt = struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, bits)
+    body = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8).tobytes()
+    size = struct.pack("<I", 36 + nbytes)
+    return b"RIFF" + size + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", nbytes) + body
+
+
+def test_a_recording_longer_than_allowed_is_413(
+    services: Services, keys: dict[str, str], encode: Any
+) -> None:
+    services.settings.max_recording_s = 5.0
+    client = TestClient(create_app(services))
+    ten = encode([np.zeros(80_000, np.float32)], 8000, "pcm_mulaw", "wav")
+    r = client.post(
+        "/v1/recordings", files={"file": ("f.wav", ten, "audio/wav")}, headers=_auth(keys["pbx"])
+    )
+    assert r.status_code == 413 and "at most 5 s" in r.json()["detail"], r.text
+    assert (
+        services.metrics.value("api_rejections_total", route="recordings", cause="audio_length")
+        == 1
+    )
+
+
+def test_a_job_that_fails_in_the_worker_reads_failed(
+    client: TestClient, services: Services, keys: dict[str, str], encode: Any
+) -> None:
+    wav = encode([np.zeros(8000, np.float32)], 8000, "pcm_mulaw", "wav")
+    r = client.post(
+        "/v1/recordings",
+        files={"file": ("f.wav", wav, "audio/wav")},
+        data={"call_id": "gone-1"},
+        headers=_auth(keys["pbx"]),
+    )
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    manifest = load_manifest(services.store, "acme", "gone-1")
+    assert manifest is not None and manifest.recording_key
+    services.store.delete(manifest.recording_key)  # lost before the worker got to it
+    WorkerRunner(
+        BatchStage(services), services.bus, services.topics, services.metrics, poll_timeout_s=0.05
+    ).run_once()
+    failed = load_manifest(services.store, "acme", "gone-1")
+    assert failed is not None and failed.status == "failed"
+    assert failed.error and "recording not found" in failed.error
+    r = client.get("/v1/calls/gone-1/transcript", headers=_auth(keys["analyst"]))
+    assert r.status_code == 404 and "recording not found" in r.json()["detail"]
 
 
 def test_oversized_upload_is_413(services: Services, keys: dict[str, str]) -> None:
@@ -134,6 +194,13 @@ def test_oversized_upload_is_413(services: Services, keys: dict[str, str]) -> No
     )
 
 
-def test_health_and_metrics(client: TestClient) -> None:
+def test_health_and_metrics(client: TestClient, services: Services) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics").status_code == 401
+    pbx = services.keys.create("acme", "pbx")
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {pbx}"}).status_code == 403
+    admin = services.keys.create("acme", "admin")
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})
+    assert r.status_code == 200 and "callpipe_" in r.text
+    services.metrics.set("robot_opposition_numbers", 3, tenant="acme")
+    assert "acme" not in client.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text

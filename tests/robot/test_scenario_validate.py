@@ -133,3 +133,32 @@ def test_render_fills_variables_and_slots() -> None:
         == "Hello Ana, 3 people on March 3."
     )
     assert render("Le {d}, {ok}.", {"d": date(2026, 3, 3), "ok": "yes"}, "fr") == "Le 3 mars, oui."
+
+
+@pytest.mark.parametrize(
+    ("steps", "path", "message"),
+    [
+        (
+            '[{id: q, ask: "Again?", expect: yes_no, next: q}, {id: end, hangup: done}]',
+            "steps[0].next",
+            "step 'q' leads to itself",
+        ),
+        (
+            '[{id: s, say: "Hello", next: s}, {id: end, hangup: done}]',
+            "steps[0]",
+            "loop without input: s -> s",
+        ),
+        (
+            '[{id: a, say: "A", next: b}, {id: b, say: "B", next: a}, {id: end, hangup: done}]',
+            "steps[0]",
+            "loop without input: a -> b -> a",
+        ),
+    ],
+)
+def test_loops_that_never_wait_for_the_caller_are_refused(
+    steps: str, path: str, message: str
+) -> None:
+    """As the IVR validator refuses a menu that loops without input."""
+    with pytest.raises(ScenarioInvalid) as err:
+        load_scenario(f"name: loop\nsteps: {steps}\n")
+    assert any(e.path == path and message in e.message for e in err.value.errors), err.value

@@ -8,7 +8,15 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from stt.audio import SAMPLE_RATE, AudioError, load_audio, write_wav
+from stt.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    AudioLimits,
+    AudioRefused,
+    load_audio,
+    probe_audio,
+    write_wav,
+)
 
 
 def tone(rate: int, seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -90,3 +98,49 @@ def test_wav_header_lying_about_length() -> None:
 def test_zero_length_wav_has_no_audio() -> None:
     with pytest.raises(AudioError):
         load_audio(write_wav([np.zeros(0, np.float32)], 16000))
+
+
+def raw_wav(rate: int, bits: int, channels: int, nbytes: int) -> bytes:
+    """A PCM WAV whose header says what the caller wants, with `nbytes` of noise."""
+    block = channels * max(1, bits // 8)
+    fmt = struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, bits)
+    body = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8).tobytes()
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + nbytes)
+        + b"WAVEfmt "
+        + fmt
+        + b"data"
+        + struct.pack("<I", nbytes)
+        + body
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        # 48 KB that claim to be 24,000 s at 1 Hz: refused on the header, nothing resampled
+        (raw_wav(1, 16, 1, 48_000), "sample rate 1 Hz"),
+        (raw_wav(96_000, 16, 1, 48_000), "sample rate 96000 Hz"),
+        (raw_wav(8000, 3, 1, 48_000), "3-bit samples"),
+        (raw_wav(8000, 16, 7, 48_000), "7 channels"),
+    ],
+)
+def test_files_outside_the_limits_are_refused_before_decoding(data: bytes, reason: str) -> None:
+    with pytest.raises(AudioRefused, match=reason):
+        probe_audio(data)
+    with pytest.raises(AudioRefused, match=reason):
+        load_audio(data)
+
+
+def test_length_is_bounded_by_the_bytes_and_by_decoding() -> None:
+    ten = write_wav([tone(8000, 10.0)], 8000)
+    assert abs(probe_audio(ten).seconds - 10.0) < 0.01
+    with pytest.raises(AudioRefused, match="at most 5 s"):
+        load_audio(ten, AudioLimits(max_seconds=5))
+    # a header claiming 10x its data is judged by the bytes it has
+    data = bytearray(write_wav([tone(16000, 1.0)], 16000))
+    idx = data.index(b"data")
+    (size,) = struct.unpack_from("<I", data, idx + 4)
+    struct.pack_into("<I", data, idx + 4, size * 10)
+    assert probe_audio(bytes(data), AudioLimits(max_seconds=5)).seconds < 1.1

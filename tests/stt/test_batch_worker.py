@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -66,9 +67,15 @@ def test_recording_to_artifacts_and_events(
     events = _drain(services, "check-1")
     utts = [e for e in events if isinstance(e, Utterance)]
     ready = [e for e in events if isinstance(e, TranscriptReady)]
-    assert len(ready) == 1 and ready[0].utterances == len(utts) == 4
+    assert len(ready) == 1 and ready[0].utterances == len(utts)
     assert all(u.final and u.source == "batch" for u in utts)
-    assert [u.leg for u in utts] == ["agent", "customer", "agent", "customer"]
+    # an utterance per stretch of speech: a line of two sentences may give two
+    assert [leg for leg, _ in groupby(u.leg for u in utts)] == [
+        "agent",
+        "customer",
+        "agent",
+        "customer",
+    ]
     assert [u.start for u in utts] == sorted(u.start for u in utts)
     agent = " ".join(u.text for u in utts if u.leg == "agent")
     customer = " ".join(u.text for u in utts if u.leg == "customer")

@@ -23,6 +23,7 @@ from pipeline.events import (
     Utterance,
     decode_event,
 )
+from pipeline.media.resample import float_to_int16
 from pipeline.roles import start_role
 from pipeline.services import Services
 from recordings.keys import call_key
@@ -91,7 +92,7 @@ def test_simulated_two_party_call_over_udp_and_kafka(
         for t in senders:
             t.join(60)
         time.sleep(0.3)
-        assert ingest.end("k-live-1") is not None
+        assert ingest.end("acme", "k-live-1") is not None
         got = _wait_ready(reader, "k-live-1", 120)
     finally:
         ingest.close()
@@ -207,7 +208,7 @@ def test_ffmpeg_rtp_to_a_registered_leg_is_transcribed(
         # -re sends in real time: the first packet left about the file's length ago
         first_packet = time.time() - len(audio) / 16000 - started.started_at.timestamp()
         time.sleep(0.5)  # the jitter buffer's last packets
-        assert ingest.end("ff-1") is not None
+        assert ingest.end("acme", "ff-1") is not None
         got = _wait_ready(reader, "ff-1", 120)
     finally:
         ingest.close()
@@ -222,3 +223,61 @@ def test_ffmpeg_rtp_to_a_registered_leg_is_transcribed(
     # which began when ffmpeg was up (over 2 s after the registration on a slow machine)
     assert first_packet + 0.3 < finals[0].start < first_packet + 1.7, first_packet
     assert any(isinstance(e, TranscriptReady) and e.source == "live" for e in got)
+
+
+def test_music_on_hold_tones_and_noise_sent_as_rtp_give_no_words(services: Services) -> None:
+    """Real music on hold (asterisk-moh-opsound-wav) on the customer leg and in-band DTMF
+    tones then line noise on the agent leg, as G.711 RTP in real time through the ingest
+    and the live role: not one word, partial or final."""
+    from pipeline.simulate import send_leg
+    from sim import corpus
+
+    music = corpus.build("moh", small=True)[0].legs["customer"]
+    other = np.concatenate(
+        [
+            corpus.build("dtmf", small=True)[0].legs["customer"],
+            corpus.line_noise(12 * corpus.RATE, -40.0, 3),
+        ]
+    )
+    n = max(len(music), len(other))
+    legs = {
+        "customer": np.pad(music, (0, n - len(music))),
+        "agent": np.pad(other, (0, n - len(other))),
+    }
+    stop = threading.Event()
+    threads = start_role(services, "live", stop)
+    reader = services.bus.consumer([services.topics.transcripts], "e2e-moh-reader")
+    ingest = _ingest(services)
+    try:
+        started = CallStarted(
+            tenant="acme",
+            call_id="moh-1",
+            legs=(LegInfo(leg="agent"), LegInfo(leg="customer")),
+            language="en",
+        )
+        endpoints = {e.leg: e for e in ingest.register(started)}
+        t0 = time.monotonic() + 0.05
+        senders = [
+            threading.Thread(
+                target=send_leg,
+                args=(float_to_int16(audio), endpoints[leg].host, endpoints[leg].port),
+                kwargs={"start": t0},
+            )
+            for leg, audio in legs.items()
+        ]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(90)
+        time.sleep(0.3)
+        assert ingest.end("acme", "moh-1") is not None
+        got = _wait_ready(reader, "moh-1", 60)
+    finally:
+        ingest.close()
+        stop.set()
+        for t in threads:
+            t.join(30)
+        reader.close()
+    assert any(isinstance(e, TranscriptReady) and e.utterances == 0 for e in got), got
+    assert [e.text for e in got if isinstance(e, Utterance)] == []
+    assert services.metrics.total("media_chunks_total") > 2 * n / 1280 * 0.9  # it all arrived

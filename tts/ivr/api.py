@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.services import Services
 from recordings.store.base import ObjectNotFound
@@ -161,7 +162,7 @@ def router(services: Services) -> APIRouter:
         services.metrics.inc("ivr_sessions_started_total")
         return with_urls(menu, engine.start(menus.key(p.tenant, menu), m))
 
-    @r.post("/v1/ivr/{menu}/sessions/{sid}/input")
+    @r.post("/v1/ivr/{menu}/sessions/{sid}/input", responses=errors(409, 410))
     def step(menu: str, sid: str, body: IvrInput, p: Principal = Depends(roles)) -> dict[str, Any]:
         """Apply input; the next prompts, or the final action (transfer, voicemail...).
 

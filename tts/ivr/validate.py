@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
+from pipeline.graph import cycles
 from tts.ivr.engine import fold
 from tts.ivr.menu import Action, Menu, Node
 from tts.text import TextError, prepare
@@ -172,23 +173,7 @@ def _loops(menu: Menu) -> list[str]:
         for n, node in menu.nodes.items()
         if not node.options and node.action
     }
-    errs, done = [], set()
-    for start in auto:
-        path, node = [start], start
-        stack = [(start, [start])]
-        while stack:
-            node, path = stack.pop()
-            for t in auto.get(node, []):
-                if t == start:
-                    cycle = frozenset(path)
-                    if cycle not in done:
-                        done.add(cycle)
-                        errs.append(
-                            f"nodes.{start}: loop without input: " + " -> ".join([*path, t])
-                        )
-                elif t not in path:
-                    stack.append((t, [*path, t]))
-    return errs
+    return [f"nodes.{c[0]}: loop without input: " + " -> ".join(c) for c in cycles(auto)]
 
 
 def load_menu(

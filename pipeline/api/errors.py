@@ -1,0 +1,77 @@
+"""Every status a route may answer, in the OpenAPI: a client generator (and schemathesis'
+status conformance check) sees each refusal with its reason model.
+
+Statuses follow from what a route is: a `/v1/` route takes a key (401 missing or unknown,
+403 a role that may not); a path parameter names something that may not exist or not be
+this caller's (404); parameters, queries and bodies are validated (400 a query that cannot
+be read, 422 a field); a body is bounded in size and depth (413, 422:
+pipeline/api/limits.py). What only some routes answer (409, 413, 415, 503) they declare
+with `errors(...)` in their decorator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+REASONS = {
+    400: "the request cannot be read",
+    401: "missing or unknown API key",
+    403: "this key's role or tenant may not do this",
+    404: "no such resource for this key (another tenant's answers the same)",
+    409: "conflicts with the current state (already live, held, answered)",
+    410: "gone (an IVR session that ended or expired)",
+    413: "larger or longer than allowed",
+    415: "not a readable audio file",
+    422: "a field or the body is invalid; the detail says which and why",
+    503: "a resource is exhausted for now (ports)",
+}
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: `detail` is the reason (a list of field errors for 422)."""
+
+    detail: str | list[Any] | dict[str, Any]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route decorator: these statuses, with the reason model."""
+    return {code: {"model": ErrorBody, "description": REASONS[code]} for code in codes}
+
+
+def document(app: FastAPI) -> None:
+    """Add to the app's OpenAPI the statuses every operation answers by what it is (see the
+    module docstring), each with the ErrorBody model."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
+            ErrorBody.model_json_schema()
+        )
+        ref = {"content": {"application/json": {"schema": {"$ref": _ERROR_REF}}}}
+        for path, ops in schema.get("paths", {}).items():
+            for method, op in ops.items():
+                codes: set[int] = set()
+                if path.startswith("/v1/") or path == "/metrics":
+                    codes |= {400, 401, 403, 422}  # any input may be refused, queries too
+                if "{" in path:
+                    codes.add(404)
+                if op.get("parameters") or op.get("requestBody"):
+                    codes.add(422)
+                if method in ("post", "put", "patch"):  # a body: readable, bounded
+                    codes |= {400, 413, 422}
+                responses = op.setdefault("responses", {})
+                for code in sorted(codes):
+                    responses.setdefault(str(code), {"description": REASONS[code], **ref})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_ERROR_REF = "#/components/schemas/ErrorBody"
