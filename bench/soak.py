@@ -67,8 +67,9 @@ def wait_transcribed(http: httpx.Client, call_id: str, timeout_s: float = 120.0)
     raise RuntimeError(f"{call_id} was not transcribed in {timeout_s} s")
 
 
-def settle(pid: int, seconds: float = 5.0) -> tuple[float, int, int]:
-    """The server's figures once it has been idle for `seconds`."""
+def settle(pid: int, seconds: float = 35.0) -> tuple[float, int, int]:
+    """The server's figures once it has been idle for `seconds`: past the 30 s for which
+    a finished call's RTP sockets stay bound (pipeline/ingest/ports.py)."""
     time.sleep(seconds)
     return proc_stats(pid)
 

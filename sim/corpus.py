@@ -44,6 +44,7 @@ import yaml
 
 from pipeline.media import g711
 from pipeline.media.resample import float_to_int16, resample
+from stt.audio import write_wav
 
 RATE = 8000
 LEGS: tuple[Literal["agent", "customer"], ...] = ("agent", "customer")
@@ -101,17 +102,7 @@ class Call:
 
     def wav(self) -> bytes:
         """The call as a PBX records it: 8 kHz 16-bit WAV, channel 0 agent, 1 customer."""
-        n = max(len(a) for a in self.legs.values())
-        inter = np.zeros((n, len(LEGS)), np.int16)
-        for i, leg in enumerate(LEGS):
-            inter[: len(self.legs[leg]), i] = float_to_int16(self.legs[leg])
-        buf = io.BytesIO()
-        with wave.open(buf, "wb") as w:
-            w.setnchannels(len(LEGS))
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(inter.tobytes())
-        return buf.getvalue()
+        return write_wav([self.legs[leg] for leg in LEGS], RATE)
 
 
 @cache

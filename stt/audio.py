@@ -15,8 +15,11 @@ from __future__ import annotations
 import io
 import logging
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -84,12 +87,9 @@ def _wav_format(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def probe_audio(data: bytes, limits: AudioLimits | None = None) -> AudioHeader:
-    """The file's header, checked against `limits`; AudioError (unreadable) or AudioRefused
-    (outside the limits) with the reason. Decodes nothing beyond the header."""
-    limits = limits or AudioLimits()
-    if not data:
-        raise AudioError("empty file")
+@contextmanager
+def _audio_stream(data: bytes) -> Iterator[tuple[Any, Any]]:
+    """The file's container and its first audio stream; AudioError when there is none."""
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except av.error.FFmpegError as exc:
@@ -98,9 +98,19 @@ def probe_audio(data: bytes, limits: AudioLimits | None = None) -> AudioHeader:
         if not container.streams.audio:
             raise AudioError("the file holds no audio stream")
         stream = container.streams.audio[0]
-        ctx = stream.codec_context
-        if ctx is None or ctx.name is None:
+        if stream.codec_context is None or stream.codec_context.name is None:
             raise AudioError("unsupported audio codec")
+        yield container, stream
+
+
+def probe_audio(data: bytes, limits: AudioLimits | None = None) -> AudioHeader:
+    """The file's header, checked against `limits`; AudioError (unreadable) or AudioRefused
+    (outside the limits) with the reason. Decodes nothing beyond the header."""
+    limits = limits or AudioLimits()
+    if not data:
+        raise AudioError("empty file")
+    with _audio_stream(data) as (container, stream):
+        ctx = stream.codec_context
         rate, channels = int(ctx.sample_rate or 0), int(ctx.channels or 1)
         claimed = float(container.duration or 0) / av.time_base
         bit_rate = container.bit_rate or ctx.bit_rate or 0
@@ -165,17 +175,8 @@ def load_audio(source: bytes | Path | str, limits: AudioLimits | None = None) ->
     data = Path(source).read_bytes() if isinstance(source, Path | str) else source
     limits = limits or AudioLimits()
     probe_audio(data, limits)
-    try:
-        container = av.open(io.BytesIO(data), mode="r")
-    except av.error.FFmpegError as exc:
-        raise AudioError(f"not a readable audio file ({exc.strerror or exc})") from None
-    with container:
-        if not container.streams.audio:
-            raise AudioError("the file holds no audio stream")
-        stream = container.streams.audio[0]
+    with _audio_stream(data) as (container, stream):
         ctx = stream.codec_context
-        if ctx is None or stream.codec_context.name is None:
-            raise AudioError("unsupported audio codec")
         n_channels = ctx.channels or 1
         rate = ctx.sample_rate
         planes: list[list[np.ndarray]] = [[] for _ in range(n_channels)]

@@ -2,13 +2,17 @@
 
 A released port keeps its bound socket for a while, so that packets still arriving for a
 finished call are counted and dropped rather than bounced, and it goes to the back of the
-queue so a late sender of the old call does not land in the next one.
+queue so a late sender of the old call does not land in the next one. "A while" is
+`linger_s` (and at most `idle_limit` sockets): a PBX stops sending within seconds of its
+hang-up, and sockets kept longer only made an idle server hold hundreds of descriptors
+(bench/soak.py).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import OrderedDict, deque
 
 
@@ -26,13 +30,16 @@ class PortPool:
         port_max: int,
         *,
         idle_limit: int = 256,
+        linger_s: float = 30.0,
         rcvbuf: int | None = 1 << 20,
     ) -> None:
         self.host = host
         first = port_min + (port_min % 2)
         self._free: deque[int] = deque(range(first, port_max + 1, 2))
-        self._idle: OrderedDict[int, socket.socket] = OrderedDict()
+        # port -> (socket, when released), oldest first
+        self._idle: OrderedDict[int, tuple[socket.socket, float]] = OrderedDict()
         self._idle_limit = idle_limit
+        self._linger_s = linger_s
         self._rcvbuf = rcvbuf
         self._lock = threading.Lock()
         self.capacity = len(self._free)
@@ -42,9 +49,9 @@ class PortPool:
         with self._lock:
             for _ in range(len(self._free)):
                 port = self._free.popleft()
-                sock = self._idle.pop(port, None)
-                if sock is not None:
-                    return port, sock
+                kept = self._idle.pop(port, None)
+                if kept is not None:
+                    return port, kept[0]
                 try:
                     return port, self._bind(port)
                 except OSError:
@@ -56,22 +63,36 @@ class PortPool:
         """Give a port back (its socket stays bound); returns sockets closed to stay in bounds."""
         with self._lock:
             self._free.append(port)
-            self._idle[port] = sock
+            self._idle[port] = (sock, time.monotonic())
             evicted: list[socket.socket] = []
             while len(self._idle) > self._idle_limit:
-                _, old = self._idle.popitem(last=False)
+                _, (old, _) = self._idle.popitem(last=False)
                 evicted.append(old)
             return evicted
+
+    def expired(self, now: float | None = None) -> list[socket.socket]:
+        """Take out the sockets released more than `linger_s` ago (monotonic clock); the
+        caller closes them. Their ports stay free and are bound again when handed out."""
+        now = time.monotonic() if now is None else now
+        out: list[socket.socket] = []
+        with self._lock:
+            while self._idle:
+                port, (sock, released) = next(iter(self._idle.items()))
+                if now - released < self._linger_s:
+                    break
+                del self._idle[port]
+                out.append(sock)
+        return out
 
     def idle_sockets(self) -> list[socket.socket]:
         """Sockets of released ports, still bound."""
         with self._lock:
-            return list(self._idle.values())
+            return [sock for sock, _ in self._idle.values()]
 
     def close(self) -> None:
         """Close every idle socket."""
         with self._lock:
-            for s in self._idle.values():
+            for s, _ in self._idle.values():
                 s.close()
             self._idle.clear()
 

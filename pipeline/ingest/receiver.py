@@ -380,6 +380,7 @@ class RtpIngest:
             )
 
     def _timers(self, now: float, out: list[Emitted]) -> None:
+        self._close_idle(self.pool.expired())
         timeout = self.live.rtp_timeout_s
         ending: list[tuple[str, str, str]] = []
         for call in self._calls.values():
@@ -474,7 +475,10 @@ class RtpIngest:
             pass
 
     def _release(self, port: int, sock: socket.socket) -> None:
-        for old in self.pool.release(port, sock):
+        self._close_idle(self.pool.release(port, sock))
+
+    def _close_idle(self, sockets: list[socket.socket]) -> None:
+        for old in sockets:
             self._unregister(old)
             old.close()
 

@@ -30,12 +30,37 @@ from recordings.keys import call_key
 from stt.normalise import wer
 
 
+def _send_call(
+    ingest: Any, started: CallStarted, legs: dict[str, tuple[np.ndarray, dict[str, Any]]]
+) -> None:
+    """Register the call, send each leg (int16 8 kHz, `send_leg` options) as RTP in real
+    time, all legs from the same instant, then hang up."""
+    from pipeline.simulate import send_leg
+
+    endpoints = {e.leg: e for e in ingest.register(started)}
+    t0 = time.monotonic() + 0.05
+    senders = [
+        threading.Thread(
+            target=send_leg,
+            args=(audio, endpoints[leg].host, endpoints[leg].port),
+            kwargs={**options, "start": t0},
+        )
+        for leg, (audio, options) in legs.items()
+    ]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(120)
+    time.sleep(0.3)
+    assert ingest.end(started.tenant, started.call_id) is not None
+
+
 def test_simulated_two_party_call_over_udp_and_kafka(
     distributed_services: Services, piper_voice: Any
 ) -> None:
     """The DONE-WHEN call: real RTP with 5% loss, 40 ms jitter and 2% reordering into the
     ingest, media and calls over tansu, the live worker, transcript and recording in S3."""
-    from pipeline.simulate import parse_script, render_script, send_leg
+    from pipeline.simulate import parse_script, render_script
 
     svc = distributed_services
     script = parse_script(
@@ -70,29 +95,22 @@ def test_simulated_two_party_call_over_udp_and_kafka(
             started_at=datetime.now(UTC),
             legs=(LegInfo(leg="agent"), LegInfo(leg="customer")),
         )
-        endpoints = {e.leg: e for e in ingest.register(started)}
-        t0 = time.monotonic() + 0.05
-        senders = [
-            threading.Thread(
-                target=send_leg,
-                args=(rendered.legs[leg], endpoints[leg].host, endpoints[leg].port),
-                kwargs={
-                    "loss": 5.0,
-                    "jitter_ms": 40.0,
-                    "reorder": 2.0,
-                    "seed": 7 + i,
-                    "start": t0,
-                    "dtmf": [m for m in rendered.dtmf if m.leg == leg],
-                },
-            )
-            for i, leg in enumerate(("agent", "customer"))
-        ]
-        for t in senders:
-            t.start()
-        for t in senders:
-            t.join(60)
-        time.sleep(0.3)
-        assert ingest.end("acme", "k-live-1") is not None
+        impaired = {"loss": 5.0, "jitter_ms": 40.0, "reorder": 2.0}
+        _send_call(
+            ingest,
+            started,
+            {
+                leg: (
+                    rendered.legs[leg],
+                    {
+                        **impaired,
+                        "seed": 7 + i,
+                        "dtmf": [m for m in rendered.dtmf if m.leg == leg],
+                    },
+                )
+                for i, leg in enumerate(("agent", "customer"))
+            },
+        )
         got = _wait_ready(reader, "k-live-1", 120)
     finally:
         ingest.close()
@@ -229,7 +247,6 @@ def test_music_on_hold_tones_and_noise_sent_as_rtp_give_no_words(services: Servi
     """Real music on hold (asterisk-moh-opsound-wav) on the customer leg and in-band DTMF
     tones then line noise on the agent leg, as G.711 RTP in real time through the ingest
     and the live role: not one word, partial or final."""
-    from pipeline.simulate import send_leg
     from sim import corpus
 
     music = corpus.build("moh", small=True)[0].legs["customer"]
@@ -255,22 +272,7 @@ def test_music_on_hold_tones_and_noise_sent_as_rtp_give_no_words(services: Servi
             legs=(LegInfo(leg="agent"), LegInfo(leg="customer")),
             language="en",
         )
-        endpoints = {e.leg: e for e in ingest.register(started)}
-        t0 = time.monotonic() + 0.05
-        senders = [
-            threading.Thread(
-                target=send_leg,
-                args=(float_to_int16(audio), endpoints[leg].host, endpoints[leg].port),
-                kwargs={"start": t0},
-            )
-            for leg, audio in legs.items()
-        ]
-        for t in senders:
-            t.start()
-        for t in senders:
-            t.join(90)
-        time.sleep(0.3)
-        assert ingest.end("acme", "moh-1") is not None
+        _send_call(ingest, started, {leg: (float_to_int16(a), {}) for leg, a in legs.items()})
         got = _wait_ready(reader, "moh-1", 60)
     finally:
         ingest.close()
