@@ -40,8 +40,8 @@ class AudioError(ValueError):
 
 
 class AudioRefused(AudioError):
-    """Audio that decodes but lies outside the limits; `kind` is rate, channels, bits or
-    length."""
+    """Audio that decodes but lies outside the limits; `kind` is rate, channels, bits,
+    length or empty (a WAV with no frames)."""
 
     def __init__(self, reason: str, kind: str) -> None:
         super().__init__(reason)
@@ -133,6 +133,8 @@ def probe_audio(data: bytes, limits: AudioLimits | None = None) -> AudioHeader:
         tag, bits = wav
         if tag in _WAV_BITS and bits not in _WAV_BITS[tag]:
             raise AudioRefused(f"{bits}-bit samples: WAV PCM must be 8, 16, 24 or 32-bit", "bits")
+    if wav is not None and claimed == 0:
+        raise AudioRefused("the recording holds no audio (0 seconds)", "empty")
     seconds = claimed
     if bit_rate:  # what the bytes present can hold, whatever length the header claims
         seconds = min(claimed or float("inf"), len(data) * 8 / bit_rate)

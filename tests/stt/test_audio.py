@@ -124,6 +124,7 @@ def raw_wav(rate: int, bits: int, channels: int, nbytes: int) -> bytes:
         (raw_wav(96_000, 16, 1, 48_000), "sample rate 96000 Hz"),
         (raw_wav(8000, 3, 1, 48_000), "3-bit samples"),
         (raw_wav(8000, 16, 7, 48_000), "7 channels"),
+        (raw_wav(8000, 16, 1, 0), "holds no audio"),
     ],
 )
 def test_files_outside_the_limits_are_refused_before_decoding(data: bytes, reason: str) -> None:
