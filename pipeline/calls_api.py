@@ -18,7 +18,7 @@ from pipeline.languages import check_language
 from pipeline.logs import ctx
 from pipeline.media.codec import canonical_codec
 from pipeline.services import Services
-from recordings.catalog import load_manifest, new_manifest, save_manifest
+from recordings.catalog import ensure_live_manifest, load_manifest
 from recordings.keys import check_id
 from recordings.retention import CallHeld, delete_call_data
 
@@ -119,22 +119,17 @@ def router(services: Services) -> APIRouter:
         # The call's manifest at once (the live worker fills in the rest): its agent may open
         # the live view the moment the PBX has registered the call, not when a worker
         # has read the call.started.
-        if load_manifest(services.store, principal.tenant, call_id) is None:
-            save_manifest(
-                services.store,
-                new_manifest(
-                    principal.tenant,
-                    call_id,
-                    started.started_at,
-                    channels={"0": "agent", "1": "customer"},
-                    agent_id=body.agent_id,
-                    direction=body.direction,
-                    caller=body.caller,
-                    callee=body.callee,
-                    language=started.language,
-                    status="live",
-                ),
-            )
+        ensure_live_manifest(
+            services.store,
+            principal.tenant,
+            call_id,
+            started.started_at,
+            agent_id=body.agent_id,
+            direction=body.direction,
+            caller=body.caller,
+            callee=body.callee,
+            language=started.language,
+        )
         log.info("call registered over HTTP", **ctx(principal.tenant, call_id))
         return {
             "call_id": call_id,

@@ -67,6 +67,25 @@ def save_manifest(store: ObjectStore, manifest: CallManifest) -> None:
     )
 
 
+def ensure_live_manifest(
+    store: ObjectStore, tenant: str, call_id: str, started_at: datetime, **fields: object
+) -> CallManifest:
+    """The call's manifest, created for a live call (status `live`, channel 0 agent, 1
+    customer, `fields` such as agent_id) when it has none yet."""
+    m = load_manifest(store, tenant, call_id)
+    if m is None:
+        m = new_manifest(
+            tenant,
+            call_id,
+            started_at,
+            channels={"0": "agent", "1": "customer"},
+            status="live",
+            **fields,
+        )
+        save_manifest(store, m)
+    return m
+
+
 def load_manifest(store: ObjectStore, tenant: str, call_id: str) -> CallManifest | None:
     """The manifest of a call of this tenant, or None (unknown, or another tenant's)."""
     try:

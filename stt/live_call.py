@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.events import CallStarted, LegInfo, MediaChunk, Utterance
 from pipeline.media.resample import StreamTo16k
-from recordings.catalog import CallManifest, load_manifest, new_manifest, save_manifest
+from recordings.catalog import CallManifest, ensure_live_manifest, load_manifest
 from recordings.store.base import ObjectNotFound, ObjectStore
 from stt.streaming import SAMPLE_RATE, StreamingOptions, StreamingRecognizer
 
@@ -275,22 +275,16 @@ def delete_live_objects(store: ObjectStore, call: LiveCall) -> None:
 
 def ensure_manifest(store: ObjectStore, call: LiveCall) -> CallManifest:
     """The call's manifest, created with status `live` when it has none yet."""
-    m = load_manifest(store, call.tenant, call.call_id)
-    if m is not None:
-        return m
-    m = new_manifest(
+    return ensure_live_manifest(
+        store,
         call.tenant,
         call.call_id,
         call.started_at,
-        channels={"0": "agent", "1": "customer"},
         agent_id=call.agent_id,
         direction=call.direction,
         caller=call.caller,
         callee=call.callee,
-        status="live",
     )
-    save_manifest(store, m)
-    return m
 
 
 def provisional_start(chunk: MediaChunk) -> datetime:
