@@ -97,12 +97,6 @@ def main() -> None:
     ap.add_argument("--onset-ms", type=int, default=None, help="pre-roll (the setting's)")
     ap.add_argument("--vad", choices=("silero", "webrtc"), default=None)
     ap.add_argument(
-        "--fallback",
-        default=None,
-        help="temperatures finals are decoded again at when unsure, e.g. 0.2,0.4,0.6 "
-        "('' = none; default the setting's)",
-    )
-    ap.add_argument(
         "--corpus-cache",
         type=Path,
         default=Path.home() / ".cache" / "callpipe" / "corpus",
@@ -138,21 +132,13 @@ def main() -> None:
         st.model, settings.model_cache, st.compute_type, st.cpu_threads, st.workers
     )
     partial = ShortWindowDecoder(model, DecoderOptions(beam_size=1))
-    temps = (
-        settings.live.final_temperatures
-        if args.fallback is None
-        else tuple(float(t) for t in args.fallback.split(",") if t)
-    )
     final = ShortWindowDecoder(
-        model,
-        DecoderOptions(
-            beam_size=settings.live.beam_size, min_frames=int(window * 100), temperatures=temps
-        ),
+        model, DecoderOptions(beam_size=settings.live.beam_size, min_frames=int(window * 100))
     )
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: window {window} s, early "
         f"finals {'on' if args.early else 'off'}, onset pad {options.onset_pad_ms} ms, VAD "
-        f"{options.vad_model}, hangover {options.hangover_ms} ms, fallback {temps}"
+        f"{options.vad_model}, hangover {options.hangover_ms} ms"
     )
     print("set         words  plain_wer  live_wer  diff  final_decode_ms(mean/p95)")
     for name in args.sets.split(","):

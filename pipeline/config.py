@@ -116,9 +116,6 @@ class LiveSettings(BaseModel):
     # Beam of live finals (partial passes are greedy). On the latency benchmark's calls
     # greedy finals read 7.0 % WER against 3.9 % with beam 5 (bench/live_wer.py).
     beam_size: int = Field(default=5, ge=1)
-    # A final read with low confidence (or looping) is decoded again by sampling at these
-    # temperatures, as faster-whisper's transcribe does; () = never.
-    final_temperatures: tuple[float, ...] = ()
     # Endpointing: frames within this many dB of the line's noise floor are silence (None:
     # webrtcvad alone, which hears ~100 ms of a sentence's fade as speech).
     vad_noise_margin_db: float | None = Field(default=8.0, ge=0)

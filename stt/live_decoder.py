@@ -60,10 +60,6 @@ class DecoderOptions:
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     min_word_probability: float = 0.0
-    # A clip read with low confidence or a repetition loop is decoded again by sampling at
-    # these temperatures (best of `best_of`), as faster-whisper's transcribe does; () = off.
-    temperatures: tuple[float, ...] = ()
-    best_of: int = 5
 
 
 class ShortWindowDecoder:
@@ -181,10 +177,6 @@ class ShortWindowDecoder:
                 o.repetition_penalty if max(durations) <= o.repetition_penalty_max_s else 1.0
             ),
         )
-        if o.temperatures:
-            generated = self._fallback(
-                generated, encoded, prompt, suppress, max_length, tok, len(durations)
-            )
         tokens = [[t for t in g.sequences_ids[0] if t < tok.eot] for g in generated]
         alignments = self.model.find_alignment(tok, tokens, encoded, frames)
         out: list[Segment | None] = []
@@ -230,71 +222,6 @@ class ShortWindowDecoder:
                 )
             )
         return out
-
-    def _fallback(
-        self,
-        generated: list[Any],
-        encoded: Any,
-        prompt: list[int],
-        suppress: list[int],
-        max_length: int,
-        tok: Any,
-        n: int,
-    ) -> list[Any]:
-        """The clips read with low confidence (and not silence) or looping, decoded again by
-        sampling at rising temperatures until one passes; each keeps its best reading."""
-        from faster_whisper.transcribe import get_compression_ratio
-
-        o = self.options
-        out = list(generated)
-
-        def score(g: Any, k: int = 0) -> tuple[float, bool]:
-            toks = [t for t in g.sequences_ids[k] if t < tok.eot]
-            avg = g.scores[k] * len(toks) / (len(toks) + 1) if toks else -10.0
-            looping = get_compression_ratio(tok.decode(toks)) > o.compression_ratio_threshold
-            return avg, avg >= o.log_prob_threshold and not looping
-
-        def silent(g: Any) -> bool:
-            return bool(g.no_speech_prob > o.no_speech_threshold)
-
-        todo = [i for i in range(n) if not score(out[i])[1] and not silent(out[i])]
-        best = {i: score(out[i])[0] for i in todo}
-        for temperature in o.temperatures:
-            if not todo:
-                break
-            sub = encoded if len(todo) == n else _select(encoded, todo)
-            sampled = self.model.model.generate(
-                sub,
-                [prompt] * len(todo),
-                beam_size=1,
-                num_hypotheses=o.best_of,
-                sampling_topk=0,
-                sampling_temperature=temperature,
-                max_length=max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=True,
-                suppress_tokens=suppress,
-            )
-            still = []
-            for i, g in zip(todo, sampled, strict=True):
-                avg, ok, k = max(score(g, j) + (j,) for j in range(len(g.sequences_ids)))
-                if avg > best[i]:
-                    best[i] = avg
-                    out[i] = _Reading([g.sequences_ids[k]], [g.scores[k]], out[i].no_speech_prob)
-                if not ok:
-                    still.append(i)
-            todo = still
-        return out
-
-
-@dataclass(frozen=True)
-class _Reading:
-    """One kept hypothesis, shaped as CTranslate2's generation result."""
-
-    sequences_ids: list[list[int]]
-    scores: list[float]
-    no_speech_prob: float
 
 
 def trim_repetition(words: list[Word]) -> list[Word]:
