@@ -34,8 +34,8 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline stt tts prompter robot recordings models sim tests bench
-	$(BIN)/ruff format --check pipeline stt tts prompter robot recordings models sim tests bench
+	$(BIN)/ruff check app pipeline stt tts prompter robot recordings models sim tests bench
+	$(BIN)/ruff format --check app pipeline stt tts prompter robot recordings models sim tests bench
 	$(BIN)/mypy pipeline stt tts prompter robot recordings models sim
 
 clean:

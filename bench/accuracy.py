@@ -95,10 +95,10 @@ def live_path(
 
     Returns per call: (text of its finals per leg, lag of each line, lines with no final).
     """
+    from app.roles import start_role
+    from app.services import build_services
     from pipeline.ingest.receiver import RtpIngest
-    from pipeline.roles import start_role
-    from pipeline.services import build_services
-    from pipeline.simulate import send_leg
+    from sim.pbx import send_leg
 
     services = build_services(settings)
     services.component("whisper", lambda: model)

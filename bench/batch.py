@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from models.piper import resolve_voice
+from models.piper import load_voice
 from models.whisper import resolve_whisper
 from pipeline.config import Settings
 from pipeline.media.resample import float_to_int16, resample
@@ -49,9 +49,8 @@ LINES = [
 
 def make_call(minutes: float, seed: int = 3) -> tuple[list[np.ndarray], dict[str, str]]:
     """Two 8 kHz channels of Piper speech, alternating, with pauses and line noise."""
-    from piper import PiperVoice
 
-    voice = PiperVoice.load(str(resolve_voice(None)))
+    voice = load_voice(None)
     rng = np.random.default_rng(seed)
     rate = 8000
     cache: dict[str, np.ndarray] = {}

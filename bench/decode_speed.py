@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from models.piper import load_voice
 from pipeline.config import Settings
 from pipeline.media.resample import resample
-from pipeline.simulate import synthesize
+from sim.pbx import synthesize
 
 LINES = [
     "I am sorry to hear that. Can you give me your customer number please?",
@@ -55,15 +56,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=5, help="passes over the four clips")
     args = ap.parse_args()
-    from piper import PiperVoice
-
-    from models.piper import resolve_voice
     from models.whisper import load_whisper
     from stt.live_decoder import DecoderOptions, ShortWindowDecoder
 
     settings = Settings()
     st = settings.stt
-    voice = PiperVoice.load(str(resolve_voice(None)))
+    voice = load_voice(None)
     clips = [resample(synthesize(voice, text, 8000), 8000, 16000) for text in LINES]
     gap = np.zeros(8000, np.float32)
     minute = np.concatenate([np.concatenate([c, gap]) for c in clips] * 6)[: 60 * 16000]

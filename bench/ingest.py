@@ -23,10 +23,10 @@ import threading
 import time
 from pathlib import Path
 
+from app.services import build_services
 from pipeline.config import Settings
 from pipeline.events import CallStarted, LegInfo
 from pipeline.ingest.receiver import RtpIngest
-from pipeline.services import build_services
 
 PORT_MIN = 40000
 

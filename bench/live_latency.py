@@ -1,7 +1,7 @@
 """Live latency benchmark: N simultaneous two-party calls streamed in real time.
 
 Each call is registered with the real RTP ingest and both legs are sent as PCMU RTP in 20 ms
-packets, paced in real time over loopback UDP (pipeline.simulate.send_leg); the ingest
+packets, paced in real time over loopback UDP (sim.pbx.send_leg); the ingest
 publishes media on the embedded bus where the `live` role runs as `callpipe serve` runs it.
 Prints, over all utterances: latency from the publication of an utterance's last voiced
 audio to its final event (p50/p95), time from its first voiced audio to its first partial
@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from app.roles import start_role
+from app.services import build_services
+from models.piper import load_voice
 from pipeline.config import Settings
 from pipeline.events import CallStarted, LegInfo, Utterance, decode_event
 from pipeline.ingest.receiver import RtpIngest
 from pipeline.media.resample import float_to_int16, resample
-from pipeline.roles import start_role
-from pipeline.services import build_services
-from pipeline.simulate import send_leg, synthesize
+from sim.pbx import send_leg, synthesize
 from stt.normalise import wer
 
 RATE = 8000
@@ -263,15 +264,12 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=6, help="script lines per call")
     ap.add_argument("--verbose", action="store_true", help="print every line's finals")
     args = ap.parse_args()
-    from piper import PiperVoice
-
-    from models.piper import resolve_voice
     from models.whisper import load_whisper
     from stt.batch import options_from
     from stt.transcriber import Transcriber
 
     settings = Settings()
-    voice = PiperVoice.load(str(resolve_voice(None)))
+    voice = load_voice(None)
     cache: dict[str, np.ndarray] = {}
 
     def speak(text: str) -> np.ndarray:

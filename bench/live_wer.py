@@ -107,8 +107,8 @@ def main() -> None:
     args = ap.parse_args()
     from faster_whisper import WhisperModel
 
+    from app.services import build_services
     from models.whisper import load_whisper, resolve_whisper
-    from pipeline.services import build_services
     from stt.live_decoder import DecoderOptions, ShortWindowDecoder
     from stt.live_worker import streaming_options
 

@@ -36,9 +36,11 @@ _HERE = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.services import build_services  # noqa: E402
+from pipeline.auth import keys_of  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.events import CallStarted, LegInfo, Utterance  # noqa: E402
-from pipeline.services import Services, build_services  # noqa: E402
+from pipeline.services import Services  # noqa: E402
 from prompter.kb import Article  # noqa: E402
 from prompter.store import prompter_store  # noqa: E402
 from prompter.validate import load_playbook  # noqa: E402
@@ -230,9 +232,9 @@ def bench_live(n_calls: int) -> None:
     import uvicorn
     from websockets.sync.client import connect
 
-    from pipeline.api.app import create_app
-    from pipeline.roles import start_role
-    from pipeline.simulate import parse_script, render_script, send_leg
+    from app.api import create_app
+    from app.roles import start_role
+    from sim.pbx import parse_script, render_script, send_leg
 
     with tempfile.TemporaryDirectory() as tmp:
         base = random.randrange(30000, 59000, 200)
@@ -256,14 +258,14 @@ def bench_live(n_calls: int) -> None:
             time.sleep(0.05)
         stop = threading.Event()
         threads = start_role(services, "live", stop) + start_role(services, "prompter", stop)
-        pbx = services.keys.create("default", "pbx")
+        pbx = keys_of(services).create("default", "pbx")
         samples: list[float] = []
         missed: list[str] = []
         lock = threading.Lock()
 
         def one_call(c: int, start_at: float) -> None:
             agent_id = f"a-{c}"
-            key = services.keys.create("default", "agent", agent_id=agent_id)
+            key = keys_of(services).create("default", "agent", agent_id=agent_id)
             # each call says the lines in its own order, so the calls do not speak in step
             order = CUSTOMER[c % len(CUSTOMER) :] + CUSTOMER[: c % len(CUSTOMER)]
             lines: list[dict[str, Any]] = [{"speaker": "agent", "text": AGENT[0], "pause": 0.4}]
@@ -308,8 +310,8 @@ def bench_live(n_calls: int) -> None:
                         got.setdefault(m["trigger"]["rule"], time.monotonic())
                 for t in senders:
                     t.join()
-                httpx.delete(
-                    f"http://127.0.0.1:{port}/v1/calls/live-{c}",
+                httpx.post(
+                    f"http://127.0.0.1:{port}/v1/calls/live-{c}/hangup",
                     headers={"Authorization": f"Bearer {pbx}"},
                 )
             spoken = [x for x in rendered.lines if x.leg == "customer"]

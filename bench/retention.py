@@ -22,12 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.bus.inproc import InProcessBus  # noqa: E402
+from pipeline.catalog import manifest_key, new_manifest  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
+from pipeline.ids import call_key  # noqa: E402
 from pipeline.services import Services  # noqa: E402
-from recordings.catalog import manifest_key, new_manifest  # noqa: E402
 from recordings.index import index_of  # noqa: E402
 from recordings.index.base import CallMeta, UtteranceRow  # noqa: E402
-from recordings.keys import call_key  # noqa: E402
 from recordings.retention import set_hold, sweep  # noqa: E402
 from recordings.store.local import LocalStore  # noqa: E402
 

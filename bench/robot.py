@@ -33,11 +33,12 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from app.services import build_services  # noqa
 from pipeline.config import Settings  # noqa: E402
 from pipeline.events import MediaPeer, RobotStart  # noqa: E402
-from pipeline.services import Services, build_services  # noqa: E402
+from pipeline.services import Services  # noqa: E402
 from robot.calls import prompts_of, robot_decoder_of, sessions_of  # noqa: E402
-from robot.simcaller import SimCaller  # noqa: E402
+from sim.phone import SimCaller  # noqa: E402
 
 SCENARIO = """
 name: bench
@@ -234,8 +235,8 @@ def speaker(name: str, piper_caller: SimCaller) -> Any:
         return piper_caller.speech
     if name.startswith("espeak:"):
         from pipeline.media.resample import float_to_int16
-        from robot.simcaller import trim_silence
         from sim.corpus import espeak
+        from sim.phone import trim_silence
 
         voice = name.split(":", 1)[1]
         return lambda text: trim_silence(float_to_int16(espeak(voice, text, 165)))

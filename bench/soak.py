@@ -26,8 +26,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from models.piper import load_voice
 from pipeline.auth import KeyStore
-from pipeline.simulate import parse_script, render_script, simulate_call
+from sim.pbx import parse_script, render_script, simulate_call
 from stt.audio import write_wav
 
 SCRIPT = {
@@ -82,16 +83,13 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=20, help="calls and uploads before the baseline")
     args = ap.parse_args()
-    from piper import PiperVoice
-
-    from models.piper import resolve_voice
 
     data = Path(tempfile.mkdtemp(prefix="soak-")) / "data"
     data.mkdir()
     port = free_port()
     env = {**os.environ, "CALLPIPE_PORT": str(port), "CALLPIPE_LOG_LEVEL": "WARNING"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--data", str(data)],
+        [sys.executable, "-m", "app.cli", "serve", "--data", str(data)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -107,7 +105,7 @@ def main() -> None:
                 time.sleep(0.2)
         keys = KeyStore(data / "keys.sqlite")
         pbx, analyst = keys.create("soak", "pbx"), keys.create("soak", "analyst")
-        voice = PiperVoice.load(str(resolve_voice(None)))
+        voice = load_voice(None)
         rendered = render_script(parse_script(SCRIPT), voice)
         pause = np.zeros(8000, np.float32)
         speech = np.concatenate([pause, rendered.legs["customer"].astype(np.float32) / 32768])

@@ -35,10 +35,12 @@ import numpy as np  # noqa: E402
 import uvicorn  # noqa: E402
 from piper import PiperVoice  # noqa: E402
 
-from pipeline.api.app import create_app  # noqa: E402
+from app.api import create_app  # noqa: E402
+from app.services import build_services  # noqa: E402
+from pipeline.auth import keys_of  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.media.resample import resample  # noqa: E402
-from pipeline.services import Services, build_services  # noqa: E402
+from pipeline.services import Services  # noqa: E402
 from stt.normalise import wer  # noqa: E402
 from stt.transcriber import transcriber_of  # noqa: E402
 from tts.formats import get_format  # noqa: E402
@@ -165,8 +167,8 @@ def bench_http(services: Services, fetches: int, runs: int) -> None:
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    admin = {"Authorization": f"Bearer {services.keys.create('bench', 'admin')}"}
-    pbx = {"Authorization": f"Bearer {services.keys.create('bench', 'pbx')}"}
+    admin = {"Authorization": f"Bearer {keys_of(services).create('bench', 'admin')}"}
+    pbx = {"Authorization": f"Bearer {keys_of(services).create('bench', 'pbx')}"}
     menu = {
         "start": "main",
         "nodes": {

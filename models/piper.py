@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from models.errors import WeightsNotFound
 
@@ -27,3 +28,11 @@ def resolve_voice(voice: str | None) -> Path:
     if not config.is_file():
         raise WeightsNotFound(f"Piper voice {path} has no config {config.name} beside it")
     return path
+
+
+def load_voice(voice: str | None) -> Any:
+    """The Piper voice named as in `resolve_voice`, loaded (a `piper.PiperVoice`)."""
+    # Piper pulls in onnxruntime: only a process that speaks pays for it.
+    from piper import PiperVoice
+
+    return PiperVoice.load(str(resolve_voice(voice)))

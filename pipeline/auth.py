@@ -13,15 +13,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from fastapi import HTTPException, Request, WebSocket
 
+from pipeline.ids import check_id
+from pipeline.services import Services
 from pipeline.sqlite_db import private_file
-from recordings.keys import check_id
-
-if TYPE_CHECKING:
-    from pipeline.services import Services
 
 Role = Literal["pbx", "agent", "analyst", "admin"]
 ROLES: tuple[Role, ...] = ("pbx", "agent", "analyst", "admin")
@@ -93,6 +91,11 @@ class KeyStore:
         self._db.close()
 
 
+def keys_of(services: Services) -> KeyStore:
+    """The API keys of this deployment, opened on first use."""
+    return services.component("keys", lambda: KeyStore(services.settings.data_dir / "keys.sqlite"))
+
+
 def principal_of(request: Request) -> Principal:
     """Authenticate a request (401 when the key is missing or unknown)."""
     services = request.app.state.services
@@ -108,7 +111,7 @@ def principal_of(request: Request) -> Principal:
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    p: Principal | None = services.keys.lookup(token.strip())
+    p: Principal | None = keys_of(services).lookup(token.strip())
     if p is None:
         services.metrics.inc("auth_failures_total", reason="unknown")
         raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
@@ -127,7 +130,7 @@ def websocket_principal(services: Services, ws: WebSocket) -> Principal | None:
         key = token.strip() if scheme.lower() == "bearer" else ""
     if not key:
         return None
-    principal: Principal | None = services.keys.lookup(key)
+    principal: Principal | None = keys_of(services).lookup(key)
     return principal
 
 

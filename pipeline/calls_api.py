@@ -1,4 +1,5 @@
-"""Live call registration: POST /v1/calls allocates a UDP port per leg, DELETE ends the call."""
+"""Live call registration: POST /v1/calls allocates a UDP port per leg; POST
+/v1/calls/{id}/hangup ends the call."""
 
 from __future__ import annotations
 
@@ -11,16 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
+from pipeline.catalog import ensure_live_manifest, load_manifest
 from pipeline.events import CallStarted, LegInfo
+from pipeline.ids import check_id
 from pipeline.ingest.receiver import CallExists, NoFreePort
 from pipeline.ingest.stage import ingest_of
 from pipeline.languages import check_language
 from pipeline.logs import ctx
 from pipeline.media.codec import canonical_codec
 from pipeline.services import Services
-from recordings.catalog import ensure_live_manifest, load_manifest
-from recordings.keys import check_id
-from recordings.retention import CallHeld, delete_call_data
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _reject(services: Services, status: int, reason: str, cause: str) -> HTTPExc
 
 
 def router(services: Services) -> APIRouter:
-    """POST /v1/calls and DELETE /v1/calls/{call_id}."""
+    """POST /v1/calls and POST /v1/calls/{call_id}/hangup."""
     r = APIRouter()
 
     @r.post("/v1/calls", status_code=201, responses=errors(409, 503))
@@ -147,44 +147,26 @@ def router(services: Services) -> APIRouter:
             ],
         }
 
-    @r.delete("/v1/calls/{call_id}", responses=errors(409))
-    def end_or_delete_call(
+    @r.post("/v1/calls/{call_id}/hangup")
+    def hang_up(
         call_id: str,
         principal: Annotated[Principal, Depends(require("pbx", "admin"))],
     ) -> dict[str, Any]:
-        """A PBX ends a live call (hang-up); an admin deletes a finished call's objects and
-        index rows together (a live call is ended first). One path, two roles' meanings."""
+        """The PBX ends a live call. Idempotent: a call already ended (by an earlier
+        hang-up, an RTP timeout, or closed after a restart) is answered with how it ended."""
         ingest = ingest_of(services)
-        ended: dict[str, Any] | None = None
         if ingest.call(principal.tenant, call_id) is not None:
             summary = ingest.end(principal.tenant, call_id, "hangup")
             if summary is not None:
-                ended = {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
-        if principal.role != "admin":
-            if ended is not None:
-                return ended
-            # A hang-up is idempotent: a call already ended (by an earlier hang-up, an RTP
-            # timeout, or closed after a restart) is answered with how it ended.
-            manifest = load_manifest(services.store, principal.tenant, call_id)
-            if manifest is None:
-                raise _reject(services, 404, "no such live call", "unknown")
-            return {
-                "call_id": call_id,
-                "reason": "already ended",
-                "ended_by": manifest.end_reason,
-                "legs": {},
-            }
-        try:
-            removed = delete_call_data(services, principal.tenant, call_id)
-        except CallHeld as exc:
-            raise _reject(services, 409, str(exc), "held") from None
-        if removed is None and ended is None:
-            raise _reject(services, 404, "no such call", "unknown")
+                return {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
+        manifest = load_manifest(services.store, principal.tenant, call_id)
+        if manifest is None:
+            raise _reject(services, 404, "no such live call", "unknown")
         return {
             "call_id": call_id,
-            "deleted": removed is not None,
-            **(removed or {}),
-            **({"ended": ended} if ended else {}),
+            "reason": "already ended",
+            "ended_by": manifest.end_reason,
+            "legs": {},
         }
 
     return r

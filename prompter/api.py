@@ -22,13 +22,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from pipeline.auth import Principal, require, websocket_principal
+from pipeline.ids import check_id
 from pipeline.logs import ctx
 from pipeline.services import Services
 from prompter.delivery import HintClient, Message, hint_hub
 from prompter.kb import Article
 from prompter.store import PrompterStore, StoredPlaybook, prompter_store
 from prompter.validate import PlaybookInvalid, load_playbook
-from recordings.keys import check_id
 
 log = logging.getLogger(__name__)
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pipeline.auth import ROLES, KeyStore
-from pipeline.cli import CliError
 from pipeline.config import Settings
-from pipeline.services import build_services
+from pipeline.errors import CliError
+from pipeline.services import ServicesFactory
+from recordings.retention import apply_lifecycle, sweep
 
 
-def register(sub: Any) -> None:
+def register(sub: Any, build_services: ServicesFactory) -> None:
     """Add `keys` and `retention`."""
     keys = sub.add_parser("keys", help="API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
@@ -29,7 +31,7 @@ def register(sub: Any) -> None:
     rsub = ret.add_subparsers(dest="retention_command", required=True)
     sweep = rsub.add_parser("sweep", help="delete what is past retention (held calls stay)")
     sweep.add_argument("--data", type=Path, default=None, help="data dir (default ./data)")
-    sweep.set_defaults(func=cmd_retention_sweep)
+    sweep.set_defaults(func=partial(cmd_retention_sweep, build_services=build_services))
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -53,10 +55,8 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_retention_sweep(args: argparse.Namespace) -> int:
+def cmd_retention_sweep(args: argparse.Namespace, build_services: ServicesFactory) -> int:
     """One sweep now; prints what it removed as JSON."""
-    from recordings.retention import apply_lifecycle, sweep
-
     services = build_services(_settings(args))
     try:
         lifecycle = apply_lifecycle(services)

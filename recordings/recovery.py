@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 
+from pipeline.catalog import MANIFEST_DIR, CallManifest
 from pipeline.events import CallEnded, RecordingReady
 from pipeline.logs import ctx
 from pipeline.services import Services
-from recordings.catalog import MANIFEST_DIR, CallManifest
-from recordings.store.base import StoreError
+from pipeline.store import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from pipeline.catalog import MANIFEST_DIR, load_manifest, manifest_key
+from pipeline.ids import PROMPT_CACHE_PREFIX, check_id, parse_key
 from pipeline.logs import ctx
 from pipeline.services import Services
-from recordings.catalog import MANIFEST_DIR, load_manifest, manifest_key
+from pipeline.store import ObjectInfo, ObjectStore
 from recordings.index import index_of
 from recordings.index.base import CallMeta, CallRow, TranscriptIndex
-from recordings.keys import PROMPT_CACHE_PREFIX, check_id, parse_key
-from recordings.store.base import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -20,16 +20,18 @@ from typing import Annotated, Any, get_args
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
+from pipeline.catalog import load_manifest
+from pipeline.ids import check_id
+from pipeline.ingest.stage import ingest_of
 from pipeline.services import Services
-from recordings.catalog import load_manifest
+from pipeline.store import ObjectNotFound
 from recordings.index import index_of
 from recordings.index.base import CallRow, Filters, Hit, Interval, Sort
 from recordings.index.query import Node, QueryError, parse_query
 from recordings.index.sqlite import HL_CLOSE, HL_OPEN
-from recordings.keys import check_id
-from recordings.retention import set_hold
-from recordings.store.base import ObjectNotFound
+from recordings.retention import CallHeld, delete_call_data, set_hold
 
 log = logging.getLogger(__name__)
 
@@ -480,6 +482,31 @@ def router(services: Services) -> APIRouter:
         if not set_hold(services, principal.tenant, call_id, False, principal.key_id):
             raise HTTPException(404, "no such call")
         return {"call_id": call_id, "held": False}
+
+    @r.delete("/v1/calls/{call_id}", responses=errors(409))
+    def delete_call(call_id: str, principal: Admin) -> dict[str, Any]:
+        """Delete a call's objects, then its index rows; a live call is ended first. 409 while
+        the call is held."""
+        ingest = ingest_of(services)
+        ended: dict[str, Any] | None = None
+        if ingest.call(principal.tenant, call_id) is not None:
+            summary = ingest.end(principal.tenant, call_id, "hangup")
+            if summary is not None:
+                ended = {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
+        try:
+            removed = delete_call_data(services, principal.tenant, call_id)
+        except CallHeld as exc:
+            metrics.inc("api_rejections_total", route="calls", cause="held")
+            raise HTTPException(409, str(exc)) from None
+        if removed is None and ended is None:
+            metrics.inc("api_rejections_total", route="calls", cause="unknown")
+            raise HTTPException(404, "no such call")
+        return {
+            "call_id": call_id,
+            "deleted": removed is not None,
+            **(removed or {}),
+            **({"ended": ended} if ended else {}),
+        }
 
     @r.get("/", include_in_schema=False)
     def analyst_page() -> FileResponse:

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.events import Utterance
-from recordings.keys import call_key
-from recordings.store.base import ObjectStore
+from pipeline.ids import call_key
+from pipeline.store import ObjectStore
 
 JSON_NAME = "transcript.json"
 VTT_NAME = "transcript.vtt"

@@ -26,11 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.events import MediaPeer, RobotStart
+from pipeline.ids import check_id
 from pipeline.ingest.receiver import CallExists, NoFreePort
 from pipeline.logs import ctx
 from pipeline.media.codec import canonical_codec
 from pipeline.services import Services
-from recordings.keys import check_id
 from robot.calls import BadCall, CallRefused, is_inline, sessions_of
 from robot.campaigns import (
     CampaignRequest,

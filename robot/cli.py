@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.errors import CliError
 from robot.dialog import (
     Command,
     DialogEngine,
@@ -51,8 +52,6 @@ def register(sub: Any) -> None:
 
 
 def _load(path: Path) -> Scenario:
-    from pipeline.cli import CliError
-
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -64,8 +63,6 @@ def _load(path: Path) -> Scenario:
 
 
 def _variables(pairs: list[str]) -> dict[str, str]:
-    from pipeline.cli import CliError
-
     out: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -139,8 +136,6 @@ def talk(
 
 def cmd_talk(args: argparse.Namespace) -> int:
     """Interactive text dialog on stdin/stdout."""
-    from pipeline.cli import CliError
-
     sc = _load(args.scenario)
     variables = _variables(args.var)
     missing = [v for v in sc.variables if v not in variables]

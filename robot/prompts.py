@@ -1,9 +1,8 @@
 """Prompt audio for the robot: text to G.711 bytes (8 kHz, one byte a sample).
 
-`PromptAudio` is the small interface the session needs. Until the TTS package's
-synthesis and prompt cache are importable, `PiperPrompts` renders with the process's
-Piper voice through the simulator's `synthesize` (the one Piper-to-8 kHz path in the
-tree) and keeps recent prompts in memory.
+`PromptAudio` is the small interface the session needs. `PiperPrompts` renders with the
+process's Piper voice through `tts.synth.speak_at`, noise off so a prompt sounds the same
+on every call, and keeps recent prompts in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import numpy as np
 
 from pipeline.media import g711
 from pipeline.media.resample import float_to_int16
+from tts.synth import speak_at
 
 RATE = 8000
 
@@ -49,9 +49,11 @@ class PiperPrompts:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        from pipeline.simulate import synthesize
-
-        audio = synthesize(self.voice, text, RATE) if text.strip() else np.zeros(0, np.float32)
+        audio = (
+            speak_at(self.voice, text, RATE, steady=True)
+            if text.strip()
+            else np.zeros(0, np.float32)
+        )
         wire = encode(float_to_int16(audio), codec)
         with self._lock:
             self.rendered += 1

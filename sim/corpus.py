@@ -42,9 +42,11 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from models.piper import load_voice
 from pipeline.media import g711
 from pipeline.media.resample import float_to_int16, resample
 from stt.audio import write_wav
+from tts.synth import speak
 
 RATE = 8000
 LEGS: tuple[Literal["agent", "customer"], ...] = ("agent", "customer")
@@ -239,22 +241,13 @@ def espeak(voice: str, text: str, speed: int) -> np.ndarray:
 
 @cache
 def _piper_voice() -> Any:
-    from piper import PiperVoice
-
-    from models.piper import resolve_voice
-
-    return PiperVoice.load(str(resolve_voice(None)))
+    return load_voice(None)
 
 
 def piper(text: str, length_scale: float) -> np.ndarray:
     """Piper speech with its noise on (as the voice is meant to be heard), at -20 dBFS."""
-    from piper import SynthesisConfig
-
-    voice = _piper_voice()
-    cfg = SynthesisConfig(length_scale=length_scale)  # default noise 0.667 / 0.8
-    parts = [c.audio_float_array for c in voice.synthesize(text, syn_config=cfg)]
-    audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return level(resample(audio, int(voice.config.sample_rate), RATE), -20.0)
+    audio, sr = speak(_piper_voice(), text, length_scale=length_scale)
+    return level(resample(audio, sr, RATE), -20.0)
 
 
 Speaker = Callable[[str], np.ndarray]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from pipeline.catalog import load_manifest, new_manifest, save_manifest
 from pipeline.events import Event, MediaChunk, RecordingReady, TranscriptReady
 from pipeline.logs import ctx
 from pipeline.services import Services
+from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
-from recordings.catalog import load_manifest, new_manifest, save_manifest
-from recordings.store.base import ObjectNotFound, StoreError
 from recordings.transcripts import JSON_NAME, write_transcript
 from stt.audio import AudioError, AudioLimits, load_audio
 from stt.batch import ChannelMismatch, info_dict, transcribe_recording

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import WeightsNotFound
-from pipeline.cli import CliError
 from pipeline.config import Settings
+from pipeline.errors import CliError
 from recordings.transcripts import to_document, to_txt, to_vtt
 from stt.audio import AudioError, load_audio
 from stt.batch import ChannelMismatch, info_dict, options_from, parse_channels, transcribe_recording

@@ -4,7 +4,7 @@ The finals so far are sent first, then every utterance (partial or final) of the
 and the live transcript.ready, after which the server closes (1000). The key comes as
 `?key=` or `Authorization: Bearer`; agents see only their own calls. Close codes: 4401 no
 or unknown key, 4403 a role that may not watch, 4404 no such call (or not visible).
-GET /v1/calls/{call_id}/transcript is served by recordings.api, which consults
+GET /v1/calls/{call_id}/transcript is served by stt.batch_api, which consults
 stt.live_state for calls in progress.
 """
 
@@ -17,11 +17,11 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from pipeline.auth import Principal, websocket_principal
+from pipeline.catalog import CallManifest, load_manifest
 from pipeline.events import TranscriptReady
+from pipeline.ids import check_id
 from pipeline.services import Services
-from recordings.catalog import CallManifest, load_manifest
-from recordings.keys import check_id
-from recordings.store.base import StoreError
+from pipeline.store import StoreError
 from stt.live_state import live_hub, live_transcript
 
 log = logging.getLogger(__name__)

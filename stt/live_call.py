@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.catalog import CallManifest, ensure_live_manifest, load_manifest
 from pipeline.events import CallStarted, LegInfo, MediaChunk, Utterance
 from pipeline.media.resample import StreamTo16k
-from recordings.catalog import CallManifest, ensure_live_manifest, load_manifest
-from recordings.store.base import ObjectNotFound, ObjectStore
+from pipeline.store import ObjectNotFound, ObjectStore
 from stt.streaming import SAMPLE_RATE, StreamingOptions, StreamingRecognizer
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class LiveCall:
 
     def prefix_key(self, name: str) -> str:
         """Key of one of the call's objects."""
-        from recordings.keys import call_key
+        from pipeline.ids import call_key
 
         return call_key(self.tenant, self.call_id, self.started_at, name)
 

@@ -23,7 +23,7 @@ from pipeline.events import (
     Utterance,
 )
 from pipeline.services import Services
-from recordings.store.base import StoreError
+from pipeline.store import StoreError
 from recordings.transcripts import interleave
 
 CallKey = tuple[str, str]

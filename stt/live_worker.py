@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
+from pipeline.catalog import load_manifest, save_manifest
 from pipeline.events import (
     CallEnded,
     CallStarted,
@@ -26,9 +27,8 @@ from pipeline.events import (
 )
 from pipeline.logs import ctx
 from pipeline.services import Services
+from pipeline.store import StoreError
 from pipeline.worker import Output, ProcessingError, Stage
-from recordings.catalog import load_manifest, save_manifest
-from recordings.store.base import StoreError
 from recordings.transcripts import JSON_NAME, write_transcript
 from stt.audio import write_wav
 from stt.live_call import (

@@ -23,10 +23,13 @@ import av
 import numpy as np
 import pytest
 
+from app.services import build_services
+from models.piper import load_voice
 from pipeline.config import Settings
 from pipeline.events import Event
 from pipeline.media.resample import float_to_int16
-from pipeline.services import Services, build_services
+from pipeline.services import Services
+from tts import synth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,11 +178,7 @@ def whisper_model() -> Any:
 @pytest.fixture(scope="session")
 def piper_voice() -> Any:
     """The packaged en_US-joe-medium Piper voice."""
-    from piper import PiperVoice
-
-    from models.piper import resolve_voice
-
-    return PiperVoice.load(str(resolve_voice(None)))
+    return load_voice(None)
 
 
 @pytest.fixture(scope="session")
@@ -187,16 +186,12 @@ def speak(piper_voice: Any) -> Callable[..., np.ndarray]:
     """`speak(text, rate=16000)` -> float32 mono speech from Piper (cached per text/rate)."""
     from scipy.signal import resample_poly
 
-    from pipeline.simulate import steady_speech
-
     cache: dict[tuple[str, int], np.ndarray] = {}
 
     def _speak(text: str, rate: int = 16000) -> np.ndarray:
         if (text, rate) not in cache:
             # the same audio on every run, so a test's result repeats
-            chunks = piper_voice.synthesize(text, syn_config=steady_speech())
-            audio = np.concatenate([c.audio_float_array for c in chunks])
-            src = int(piper_voice.config.sample_rate)
+            audio, src = synth.speak(piper_voice, text, steady=True)
             g = np.gcd(rate, src)
             out = resample_poly(audio, rate // g, src // g).astype(np.float32)
             cache[(text, rate)] = np.clip(out, -1.0, 1.0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
+from pipeline.ids import PROMPT_CACHE_PREFIX
 from pipeline.services import Services
-from recordings.keys import PROMPT_CACHE_PREFIX
-from recordings.store.base import ObjectNotFound
+from pipeline.store import ObjectNotFound
 from tts.formats import Format, decode_audio, normalise_level, render, wav_header
 from tts.synth import Synthesizer
 from tts.text import cache_text, prepare

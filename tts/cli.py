@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.services import build_services
+from pipeline.errors import CliError
+from pipeline.services import ServicesFactory
 from tts.formats import FORMATS, FormatError, get_format
 from tts.synth import Synthesizer
 from tts.text import TextError
 
 
-def register(sub: Any) -> None:
+def register(sub: Any, build_services: ServicesFactory) -> None:
     """Add `say`."""
     p = sub.add_parser("say", help="speak text with the Piper voice into an audio file")
     p.add_argument("text")
     p.add_argument("--format", default="ulaw8k", help=f"one of {', '.join(sorted(FORMATS))}")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--rate", type=float, default=None, help="speaking rate, 1.0 = normal")
-    p.set_defaults(func=cmd_say)
+    p.set_defaults(func=partial(cmd_say, build_services=build_services))
 
 
-def cmd_say(args: argparse.Namespace) -> int:
+def cmd_say(args: argparse.Namespace, build_services: ServicesFactory) -> int:
     """Render the text and write it to the output file."""
-    from pipeline.cli import CliError
-
     settings = Settings()
     rate = args.rate if args.rate is not None else settings.tts.default_rate
     if not 0.25 < rate <= 4.0:

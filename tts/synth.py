@@ -1,10 +1,11 @@
-"""Piper synthesis, sentence by sentence, into telephony formats."""
+"""Piper synthesis: the one way the tree runs Piper (`speak`), and prompts sentence by
+sentence into telephony formats (`Synthesizer`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +27,30 @@ _CLAUSE = re.compile(r"(?<=[,:;\u2014])\s+")
 _SILENCE = 0.01  # amplitude under which Piper's lead-in / tail counts as silence
 
 
+def speak(
+    voice: Any, text: str, *, length_scale: float = 1.0, steady: bool = False
+) -> tuple[np.ndarray, int]:
+    """Piper speech for `text`: float32 samples at the voice's own rate, and that rate.
+
+    `steady` turns Piper's noise off: its noise cannot be seeded, so a simulated call, a
+    test or a benchmark that wants the same audio for a text on every run asks for none.
+    """
+    # Piper pulls in onnxruntime: only a process that speaks pays for it.
+    from piper import SynthesisConfig
+
+    noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if steady else {}
+    cfg = SynthesisConfig(length_scale=length_scale, **noise)
+    parts = [c.audio_float_array for c in voice.synthesize(text, syn_config=cfg)]
+    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return audio.astype(np.float32), int(voice.config.sample_rate)
+
+
+def speak_at(voice: Any, text: str, rate: int, **options: Any) -> np.ndarray:
+    """`speak`, clipped to [-1, 1] and resampled to `rate`."""
+    audio, sr = speak(voice, text, **options)
+    return resample(np.clip(audio, -1.0, 1.0), sr, rate)
+
+
 class Synthesizer:
     """Text to audio with the process's Piper voice."""
 
@@ -39,15 +64,6 @@ class Synthesizer:
     def voice_name(self) -> str:
         """Identity of the voice (part of the cache key)."""
         return self.services.settings.tts.voice or "en_US-joe-medium"
-
-    def _speak(self, text: str, rate: float) -> tuple[np.ndarray, int]:
-        from piper import SynthesisConfig
-
-        voice = self._voice or self.services.piper_voice()
-        cfg = SynthesisConfig(length_scale=1.0 / rate)
-        parts = [c.audio_float_array for c in voice.synthesize(text, syn_config=cfg)]
-        audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-        return audio.astype(np.float32), int(voice.config.sample_rate)
 
     def pieces(
         self, segments: list[Segment], rate: float, out_rate: int, quick_start: bool = False
@@ -78,7 +94,7 @@ class Synthesizer:
                 yield self._piece(sentence, rate, out_rate)
 
     def _piece(self, text: str, rate: float, out_rate: int) -> np.ndarray:
-        audio, sr = self._speak(text, rate)
+        audio, sr = speak(self._voice or self.services.piper_voice(), text, length_scale=1 / rate)
         self.services.metrics.inc("tts_pieces_synthesised_total")
         # Level after resampling: the anti-alias filter can raise peaks.
         return normalise_level(resample(audio, sr, out_rate))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from pipeline.catalog import load_manifest
 from pipeline.events import (
     CallStarted,
     Event,
@@ -24,14 +25,13 @@ from pipeline.events import (
     TranscriptReady,
     Utterance,
 )
+from pipeline.ids import call_prefix, check_id, parse_key
 from pipeline.logs import ctx
 from pipeline.services import Services
+from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
-from recordings.catalog import load_manifest
 from recordings.index import index_of
 from recordings.index.base import CallMeta, TranscriptIndex, UtteranceRow
-from recordings.keys import call_prefix, check_id, parse_key
-from recordings.store.base import ObjectNotFound, StoreError
 
 log = logging.getLogger(__name__)
 

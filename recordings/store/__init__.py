@@ -1,5 +1,4 @@
-"""The object store: MinIO/S3 in distributed mode, a local directory in embedded mode."""
+"""The object stores: MinIO/S3 in distributed mode, a local directory in embedded mode.
 
-from recordings.store.base import ObjectInfo, ObjectNotFound, ObjectStore, StoreError
-
-__all__ = ["ObjectInfo", "ObjectNotFound", "ObjectStore", "StoreError"]
+Both honour `pipeline.store.ObjectStore`, the interface every package codes against.
+"""

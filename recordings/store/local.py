@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from recordings.store.base import ObjectInfo, ObjectNotFound, StoreError
+from pipeline.store import ObjectInfo, ObjectNotFound, StoreError
 
 DELETE_WORKERS = 8
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW

@@ -23,7 +23,7 @@ from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
 
 from pipeline.config import S3Settings
-from recordings.store.base import ObjectInfo, ObjectNotFound, StoreError
+from pipeline.store import ObjectInfo, ObjectNotFound, StoreError
 
 log = logging.getLogger(__name__)
 

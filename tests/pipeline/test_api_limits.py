@@ -7,8 +7,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
+from app.api import create_app
 from pipeline.api.limits import MAX_JSON_DEPTH, json_depth
+from pipeline.auth import keys_of
 from pipeline.services import Services
 
 
@@ -27,7 +28,7 @@ def test_depth_counts_brackets_outside_strings() -> None:
 def test_a_kb_article_nested_50000_deep_is_refused_not_a_500(
     client: TestClient, services: Services
 ) -> None:
-    admin = {"Authorization": f"Bearer {services.keys.create('acme', 'admin')}"}
+    admin = {"Authorization": f"Bearer {keys_of(services).create('acme', 'admin')}"}
     deep = '{"id": "a1", "title": "t", "answer": ' + "[" * 50_000 + "]" * 50_000 + "}"
     r = client.put(
         "/v1/kb/articles/a1",
@@ -41,7 +42,7 @@ def test_a_kb_article_nested_50000_deep_is_refused_not_a_500(
 def test_nan_in_a_body_is_a_422_that_names_the_field(
     client: TestClient, services: Services
 ) -> None:
-    pbx = {"Authorization": f"Bearer {services.keys.create('acme', 'pbx')}"}
+    pbx = {"Authorization": f"Bearer {keys_of(services).create('acme', 'pbx')}"}
     r = client.post(
         "/v1/tts",
         content='{"text": "hi", "rate": NaN}',

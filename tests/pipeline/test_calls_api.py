@@ -1,4 +1,4 @@
-"""POST/DELETE /v1/calls with real keys: ports come back, RTP flows, tenants stay apart."""
+"""POST /v1/calls and its hang-up with real keys: ports come back, RTP flows, tenants stay apart."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.api import ROUTERS
 from pipeline import calls_api
-from pipeline.api.app import ROUTER_MODULES
+from pipeline.auth import keys_of
 from pipeline.services import Services
-from pipeline.simulate import packetize, send_packets
+from sim.pbx import packetize, send_packets
 
 
 @pytest.fixture
@@ -38,11 +39,11 @@ BODY = {
 
 
 def test_router_is_registered_in_the_app() -> None:
-    assert "pipeline.calls_api" in ROUTER_MODULES
+    assert calls_api.router in ROUTERS
 
 
 def test_register_send_and_end_a_call(client: TestClient, rtp_services: Services, tap) -> None:  # type: ignore[no-untyped-def]
-    key = rtp_services.keys.create("acme", "pbx")
+    key = keys_of(rtp_services).create("acme", "pbx")
     r = client.post("/v1/calls", json=BODY, headers=auth(key))
     assert r.status_code == 201, r.text
     reg = r.json()
@@ -61,24 +62,24 @@ def test_register_send_and_end_a_call(client: TestClient, rtp_services: Services
     audio = (np.sin(np.arange(4000) / 8000 * 2 * np.pi * 500) * 8000).astype(np.int16)
     send_packets(packetize(audio, "PCMU"), "127.0.0.1", legs["agent"]["port"], realtime=False)
     time.sleep(0.2)
-    r = client.delete("/v1/calls/call-1", headers=auth(key))
+    r = client.post("/v1/calls/call-1/hangup", headers=auth(key))
     assert r.status_code == 200, r.text
     assert r.json()["legs"]["agent"]["packets"] == 25
     tap.until(lambda t: t.ended("call-1") is not None)
     assert tap.ended("call-1").reason == "hangup"
     assert sum(len(c.pcm) // 2 for c in tap.chunks("call-1", "agent")) == 4000
     # A second hang-up is answered (idempotent), as one after a restart must be.
-    again = client.delete("/v1/calls/call-1", headers=auth(key))
+    again = client.post("/v1/calls/call-1/hangup", headers=auth(key))
     assert again.status_code == 200 and again.json()["reason"] == "already ended"
-    assert client.delete("/v1/calls/never-1", headers=auth(key)).status_code == 404
+    assert client.post("/v1/calls/never-1/hangup", headers=auth(key)).status_code == 404
 
 
 def test_a_registered_call_is_visible_at_once(client: TestClient, rtp_services: Services) -> None:
     """The manifest exists when POST answers: the agent's live view need not wait for a
     worker to read the call.started (it answered 4404 for 6-12 s)."""
-    from recordings.catalog import load_manifest
+    from pipeline.catalog import load_manifest
 
-    key = rtp_services.keys.create("acme", "pbx")
+    key = keys_of(rtp_services).create("acme", "pbx")
     assert client.post("/v1/calls", json=BODY, headers=auth(key)).status_code == 201
     m = load_manifest(rtp_services.store, "acme", "call-1")
     assert m is not None and (m.status, m.agent_id) == ("live", "agent-7")
@@ -90,12 +91,12 @@ def test_the_language_of_a_call_travels_with_its_start(
     rtp_services: Services,
     tap,  # type: ignore[no-untyped-def]
 ) -> None:
-    key = rtp_services.keys.create("acme", "pbx")
+    key = keys_of(rtp_services).create("acme", "pbx")
     r = client.post("/v1/calls", json={**BODY, "language": "fr"}, headers=auth(key))
     assert r.status_code == 201, r.text
     tap.until(lambda t: any(e.type == "call.started" for e in t.events))
     assert next(e for e in tap.events if e.type == "call.started").language == "fr"
-    client.delete("/v1/calls/call-1", headers=auth(key))
+    client.post("/v1/calls/call-1/hangup", headers=auth(key))
     r = client.post(
         "/v1/calls", json={**BODY, "call_id": "call-2", "language": "zz"}, headers=auth(key)
     )
@@ -109,7 +110,7 @@ def test_a_tenant_language_applies_to_calls_that_name_none(
 ) -> None:
     stt = rtp_services.settings.stt.model_copy(update={"tenant_languages": {"acme": "fr"}})
     rtp_services.settings.stt = stt
-    key = rtp_services.keys.create("acme", "pbx")
+    key = keys_of(rtp_services).create("acme", "pbx")
     r = client.post("/v1/calls", json=BODY, headers=auth(key))
     assert r.status_code == 201, r.text
     tap.until(lambda t: any(e.type == "call.started" for e in t.events))
@@ -117,7 +118,7 @@ def test_a_tenant_language_applies_to_calls_that_name_none(
 
 
 def test_call_id_is_generated_when_absent(client: TestClient, rtp_services: Services) -> None:
-    key = rtp_services.keys.create("acme", "admin")
+    key = keys_of(rtp_services).create("acme", "admin")
     body = {k: v for k, v in BODY.items() if k != "call_id"}
     r = client.post("/v1/calls", json=body, headers=auth(key))
     assert r.status_code == 201
@@ -127,16 +128,16 @@ def test_call_id_is_generated_when_absent(client: TestClient, rtp_services: Serv
 def test_auth_failures(client: TestClient, rtp_services: Services) -> None:
     assert client.post("/v1/calls", json=BODY).status_code == 401
     assert client.post("/v1/calls", json=BODY, headers=auth("cp_nope")).status_code == 401
-    analyst = rtp_services.keys.create("acme", "analyst")
+    analyst = keys_of(rtp_services).create("acme", "analyst")
     r = client.post("/v1/calls", json=BODY, headers=auth(analyst))
     assert r.status_code == 403
-    agent = rtp_services.keys.create("acme", "agent", agent_id="agent-7")
-    assert client.delete("/v1/calls/call-1", headers=auth(agent)).status_code == 403
+    agent = keys_of(rtp_services).create("acme", "agent", agent_id="agent-7")
+    assert client.post("/v1/calls/call-1/hangup", headers=auth(agent)).status_code == 403
 
 
 def test_tenants_are_kept_apart(client: TestClient, rtp_services: Services) -> None:
-    acme = rtp_services.keys.create("acme", "pbx")
-    other = rtp_services.keys.create("other", "pbx")
+    acme = keys_of(rtp_services).create("acme", "pbx")
+    other = keys_of(rtp_services).create("other", "pbx")
     r = client.post("/v1/calls", json={**BODY, "tenant": "other"}, headers=auth(acme))
     assert r.status_code == 403 and "acme" in r.json()["detail"]
     assert (
@@ -144,10 +145,10 @@ def test_tenants_are_kept_apart(client: TestClient, rtp_services: Services) -> N
         == 201
     )
     # Another tenant can neither end the call nor tell that it exists.
-    r = client.delete("/v1/calls/call-1", headers=auth(other))
+    r = client.post("/v1/calls/call-1/hangup", headers=auth(other))
     assert r.status_code == 404
-    assert client.delete("/v1/calls/nope", headers=auth(other)).json() == r.json()
-    assert client.delete("/v1/calls/call-1", headers=auth(acme)).status_code == 200
+    assert client.post("/v1/calls/nope/hangup", headers=auth(other)).json() == r.json()
+    assert client.post("/v1/calls/call-1/hangup", headers=auth(acme)).status_code == 200
     assert rtp_services.metrics.value("api_rejections_total", route="calls", cause="tenant") == 1
 
 
@@ -164,13 +165,13 @@ def test_tenants_are_kept_apart(client: TestClient, rtp_services: Services) -> N
     ],
 )
 def test_bad_bodies_are_4xx(client: TestClient, rtp_services: Services, patch: dict) -> None:  # type: ignore[type-arg]
-    key = rtp_services.keys.create("acme", "pbx")
+    key = keys_of(rtp_services).create("acme", "pbx")
     r = client.post("/v1/calls", json={**BODY, **patch}, headers=auth(key))
     assert r.status_code == 422, r.text
 
 
 def test_duplicate_call_and_exhausted_ports(client: TestClient, rtp_services: Services) -> None:
-    key = rtp_services.keys.create("acme", "pbx")
+    key = keys_of(rtp_services).create("acme", "pbx")
     assert client.post("/v1/calls", json=BODY, headers=auth(key)).status_code == 201
     assert client.post("/v1/calls", json=BODY, headers=auth(key)).status_code == 409
     capacity = calls_api.ingest_of(rtp_services).pool.capacity
@@ -189,8 +190,8 @@ def test_duplicate_call_and_exhausted_ports(client: TestClient, rtp_services: Se
 
 def test_two_tenants_may_use_the_same_call_id(client: TestClient, rtp_services: Services) -> None:
     """Registering another tenant's live call id tells nothing of it: both calls live apart."""
-    acme = auth(rtp_services.keys.create("acme", "pbx"))
-    globex = auth(rtp_services.keys.create("globex", "pbx"))
+    acme = auth(keys_of(rtp_services).create("acme", "pbx"))
+    globex = auth(keys_of(rtp_services).create("globex", "pbx"))
     a = client.post("/v1/calls", json={**BODY, "call_id": "shared-1"}, headers=acme)
     g = client.post("/v1/calls", json={**BODY, "call_id": "shared-1"}, headers=globex)
     assert a.status_code == g.status_code == 201, (a.text, g.text)
@@ -200,6 +201,8 @@ def test_two_tenants_may_use_the_same_call_id(client: TestClient, rtp_services: 
         client.post("/v1/calls", json={**BODY, "call_id": "shared-1"}, headers=acme).status_code
         == 409
     )
-    assert client.delete("/v1/calls/shared-1", headers=globex).json()["reason"] == "hangup"
-    assert client.delete("/v1/calls/shared-1", headers=globex).json()["reason"] == "already ended"
-    assert client.delete("/v1/calls/shared-1", headers=acme).json()["reason"] == "hangup"
+    assert client.post("/v1/calls/shared-1/hangup", headers=globex).json()["reason"] == "hangup"
+    assert (
+        client.post("/v1/calls/shared-1/hangup", headers=globex).json()["reason"] == "already ended"
+    )
+    assert client.post("/v1/calls/shared-1/hangup", headers=acme).json()["reason"] == "hangup"

@@ -20,8 +20,8 @@ from pipeline.media import g711
 from pipeline.media.opus import OpusDecoder
 from pipeline.media.rtp import build, parse
 from pipeline.services import Services
-from pipeline.simulate import DtmfMark, Packet, packetize, send_packets
 from pipeline.worker import WorkerRunner
+from sim.pbx import DtmfMark, Packet, packetize, send_packets
 
 
 def tone(seconds: float, rate: int = 8000, freq: float = 440.0) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from pipeline.auth import keys_of
 from pipeline.services import Services
 
 
@@ -13,7 +14,7 @@ def mode(path: Path) -> int:
 
 
 def test_keys_and_objects_are_0600(services: Services) -> None:
-    services.keys.create("acme", "admin")
+    keys_of(services).create("acme", "admin")
     data = services.settings.data_dir
     assert mode(data / "keys.sqlite") == 0o600
     services.store.put("acme/2026/01/01/c1/recording.wav", b"RIFF")

@@ -15,12 +15,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from app.cli import main
+from app.demo import DEMO_SCRIPT
 from pipeline import calls_api
-from pipeline.cli import main
-from pipeline.demo import DEMO_SCRIPT
+from pipeline.auth import keys_of
 from pipeline.media.rtp import parse
 from pipeline.services import Services
-from pipeline.simulate import (
+from sim.pbx import (
     ScriptError,
     impair,
     load_script,
@@ -109,7 +110,7 @@ def api(rtp_services: Services) -> Iterator[str]:
 def test_a_whole_call_with_network_trouble(
     api: str, rtp_services: Services, tap, piper_voice: Any
 ) -> None:  # type: ignore[no-untyped-def]
-    key = rtp_services.keys.create("acme", "pbx")
+    key = keys_of(rtp_services).create("acme", "pbx")
     script = parse_script(
         {
             "call_id": "sim-1",

@@ -89,7 +89,7 @@ class Server:
     """The real app served by uvicorn in a thread."""
 
     def __init__(self, services: Services, port: int) -> None:
-        from pipeline.api.app import create_app
+        from app.api import create_app
 
         self.port = port
         self.app = create_app(services)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.auth import keys_of
 from pipeline.events import Hint, Utterance
 from pipeline.services import Services
 from prompter.delivery import hint_hub
@@ -50,7 +51,7 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
     publish_events: Callable[..., None],
 ) -> None:
     assert hint_hub(services).wait_ready(10) and live_hub(services).wait_ready(10)
-    key = services.keys.create("acme", "agent", agent_id="a-7")
+    key = keys_of(services).create("acme", "agent", agent_id="a-7")
     page = browser.new_page()
     page.goto(server.http + "/agent")
     page.fill("#agent", "a-7")

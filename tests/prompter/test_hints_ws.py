@@ -15,6 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from pipeline.auth import keys_of
 from pipeline.events import CallEnded, Hint, HintTrigger
 from pipeline.services import Services
 from prompter.delivery import hint_hub
@@ -22,7 +23,7 @@ from prompter.delivery import hint_hub
 
 @pytest.fixture
 def keys(services: Services) -> dict[str, str]:
-    k = services.keys
+    k = keys_of(services)
     return {
         "agent": k.create("acme", "agent", agent_id="a-7"),
         "other_agent": k.create("acme", "agent", agent_id="a-9"),

@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
-from pipeline.roles import start_role
+from app.api import create_app
+from app.roles import start_role
+from pipeline.auth import keys_of
 from pipeline.services import Services
 from prompter.store import prompter_store
 
 
 @pytest.fixture
 def keys(services: Services) -> dict[str, str]:
-    k = services.keys
+    k = keys_of(services)
     return {
         "admin": k.create("acme", "admin"),
         "agent": k.create("acme", "agent", agent_id="a-7"),

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from pipeline.roles import start_role
+from app.roles import start_role
+from pipeline.auth import keys_of
 from pipeline.services import Services
 from prompter.delivery import hint_hub
 from prompter.store import prompter_store
@@ -36,15 +37,15 @@ def rtp_range(services: Services) -> Services:
 def test_cancel_my_contract_gets_the_retention_hint_before_the_call_ends(
     rtp_range: Services, server: Any, piper_voice: Any, playbook_yaml: str
 ) -> None:
-    from pipeline.simulate import parse_script, render_script, simulate_call
+    from sim.pbx import parse_script, render_script, simulate_call
 
     services = rtp_range
     settings = services.settings.prompter
     prompter_store(services).put_playbook(
         "acme", "frontline", load_playbook(playbook_yaml, settings), playbook_yaml
     )
-    pbx = services.keys.create("acme", "pbx")
-    agent = services.keys.create("acme", "agent", agent_id="a-7")
+    pbx = keys_of(services).create("acme", "pbx")
+    agent = keys_of(services).create("acme", "agent", agent_id="a-7")
     script = parse_script(
         {
             "call_id": "e2e-cancel",

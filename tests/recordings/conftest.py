@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
+from app.api import create_app
+from pipeline.auth import keys_of
+from pipeline.ids import call_prefix
 from pipeline.services import Services
 from recordings.index import index_of
 from recordings.index.base import CallMeta, TranscriptIndex, UtteranceRow
-from recordings.keys import call_prefix
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def search_client(services: Services, search_index: TranscriptIndex) -> TestClie
 @pytest.fixture
 def search_keys(services: Services) -> dict[str, str]:
     """Keys of both tenants in every role."""
-    k = services.keys
+    k = keys_of(services)
     return {
         "analyst": k.create("acme", "analyst"),
         "admin": k.create("acme", "admin"),

@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 import uvicorn
 
-from pipeline.api.app import create_app
+from app.api import create_app
+from pipeline.auth import keys_of
 from pipeline.events import CallStarted, Utterance
+from pipeline.ids import call_key
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
 from recordings.index import index_of
 from recordings.index.worker import IndexStage
-from recordings.keys import call_key
 
 RATE = 16000
 STARTED = datetime(2025, 2, 3, 10, 30, tzinfo=UTC)
@@ -109,7 +110,7 @@ def test_click_a_hit_and_the_player_is_at_it(
     while len(index_of(services).call_utterances("acme", "web-1")) < len(LINES):
         assert time.monotonic() < deadline, "the index worker did not index the call"
         runner.run_once()
-    key = services.keys.create("acme", "analyst")
+    key = keys_of(services).create("acme", "analyst")
     hit_start = round(timed[1][1], 3)  # "cancel my contract"
     assert hit_start > 2.0  # far enough from 0 that a player left at the start would fail
 

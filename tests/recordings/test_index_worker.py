@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import recordings.index.worker
+from app.roles import STAGES
+from pipeline.catalog import new_manifest, save_manifest
 from pipeline.events import (
     CallStarted,
     DeadLetter,
@@ -15,16 +18,14 @@ from pipeline.events import (
     Utterance,
     decode_event,
 )
-from pipeline.roles import STAGES
+from pipeline.ids import call_key
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
-from recordings.catalog import new_manifest, save_manifest
 from recordings.index import index_of
 from recordings.index.base import Filters, UtteranceRow
 from recordings.index.query import parse_query
 from recordings.index.sqlite import SqliteIndex
 from recordings.index.worker import IndexStage
-from recordings.keys import call_key
 
 WHEN = datetime(2024, 6, 3, 8, 15, tzinfo=UTC)
 
@@ -66,7 +67,7 @@ def count(services: Services, q: str, tenant: str = "acme") -> int:
 
 
 def test_role_is_registered() -> None:
-    assert STAGES["index"] == "recordings.index.worker:stages"
+    assert STAGES["index"] is recordings.index.worker.stages
 
 
 def test_finals_indexed_once_partials_skipped_metadata_merged(

@@ -10,7 +10,7 @@ import pytest
 from minio import Minio
 
 from pipeline.config import S3Settings
-from recordings.store.base import StoreError
+from pipeline.store import StoreError
 from recordings.store.minio import MinioStore
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
+from app.api import create_app
+from pipeline.auth import keys_of
+from pipeline.catalog import load_manifest
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
-from recordings.catalog import load_manifest
 from stt.batch_worker import BatchStage
 
 
@@ -23,7 +24,7 @@ def client(services: Services) -> TestClient:
 
 @pytest.fixture
 def keys(services: Services) -> dict[str, str]:
-    k = services.keys
+    k = keys_of(services)
     return {
         "pbx": k.create("acme", "pbx"),
         "analyst": k.create("acme", "analyst"),
@@ -197,9 +198,9 @@ def test_oversized_upload_is_413(services: Services, keys: dict[str, str]) -> No
 def test_health_and_metrics(client: TestClient, services: Services) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.get("/metrics").status_code == 401
-    pbx = services.keys.create("acme", "pbx")
+    pbx = keys_of(services).create("acme", "pbx")
     assert client.get("/metrics", headers={"Authorization": f"Bearer {pbx}"}).status_code == 403
-    admin = services.keys.create("acme", "admin")
+    admin = keys_of(services).create("acme", "admin")
     r = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})
     assert r.status_code == 200 and "callpipe_" in r.text
     services.metrics.set("robot_opposition_numbers", 3, tenant="acme")

@@ -46,7 +46,7 @@ class Server:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--data", str(self.data)],
+            [sys.executable, "-m", "app.cli", "serve", "--data", str(self.data)],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -97,7 +97,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float) -> bool:
 def test_kill_9_loses_no_accepted_recording_and_closes_the_live_call(
     server: Server, speak: Callable[..., np.ndarray]
 ) -> None:
-    from pipeline.simulate import send_leg
+    from sim.pbx import send_leg
 
     server.start()
     keys = KeyStore(server.data / "keys.sqlite")
@@ -163,5 +163,5 @@ def test_kill_9_loses_no_accepted_recording_and_closes_the_live_call(
     recording = server.data / "objects" / live["recording_key"]
     assert recording.stat().st_size > 16000 * 2 * 2 * 9  # >= 9 s of 16 kHz stereo
     # the PBX's hang-up after the restart is answered, not refused
-    r = httpx.delete(f"{api}/v1/calls/live-1", headers=auth)
+    r = httpx.post(f"{api}/v1/calls/live-1/hangup", headers=auth)
     assert r.status_code == 200 and r.json()["ended_by"] == "restart", r.text

@@ -16,16 +16,18 @@ import pytest
 from fastapi.testclient import TestClient
 from minio import Minio
 
-from pipeline.api.app import create_app
+import recordings.retention
+from app.api import create_app
+from app.cli import main
+from app.roles import BACKGROUND, start_role
+from pipeline.auth import keys_of
 from pipeline.bus.inproc import InProcessBus
-from pipeline.cli import main
+from pipeline.catalog import manifest_key, new_manifest, save_manifest
 from pipeline.config import Settings
-from pipeline.roles import BACKGROUND, start_role
+from pipeline.ids import call_key
 from pipeline.services import Services
-from recordings.catalog import manifest_key, new_manifest, save_manifest
 from recordings.index import index_of
 from recordings.index.base import CallMeta, UtteranceRow
-from recordings.keys import call_key
 from recordings.retention import apply_lifecycle, delete_call_data, set_hold, sweep
 from recordings.store.local import LocalStore
 from recordings.store.minio import MinioStore
@@ -137,15 +139,15 @@ def test_rendered_prompts_expire_with_the_default_retention(services: Services) 
 
 
 def search_only_client(services: Services) -> TestClient:
-    """The full app: DELETE /v1/calls/{id} is one route for the live end and the deletion."""
+    """The full app (the deletion ends a live call through the ingest)."""
     return TestClient(create_app(services))
 
 
 def test_delete_on_request_removes_objects_and_rows(services: Services) -> None:
     started = make_call(services, "acme", "d1", 2)
     make_call(services, "acme", "d2", 2)
-    admin = services.keys.create("acme", "admin")
-    analyst = services.keys.create("acme", "analyst")
+    admin = keys_of(services).create("acme", "admin")
+    analyst = keys_of(services).create("acme", "analyst")
     client = search_only_client(services)
     r = client.delete("/v1/calls/d1", headers={"Authorization": f"Bearer {analyst}"})
     assert r.status_code == 403
@@ -213,7 +215,7 @@ def lifecycle(endpoint: str, bucket: str) -> list[tuple[str, int]]:
 def test_retention_role_sets_the_bucket_lifecycle_and_sweeps_s3(
     tmp_path: Path, s3_endpoint: str
 ) -> None:
-    assert BACKGROUND["retention"] == "recordings.retention:background"
+    assert BACKGROUND["retention"] is recordings.retention.background
     bucket = f"ret-{os.getpid()}-{int(time.time() * 1000) % 100000}"
     services = s3_services(tmp_path, s3_endpoint, bucket, days=90, per_tenant_days={"short": 30})
     stop = threading.Event()

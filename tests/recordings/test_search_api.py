@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import numpy as np
 from fastapi.testclient import TestClient
 
+from pipeline.ids import call_key
 from pipeline.services import Services
 from recordings.index.base import TranscriptIndex, UtteranceRow
-from recordings.keys import call_key
 
 
 def auth(key: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from pipeline.config import S3Settings
-from recordings.store.base import ObjectNotFound, ObjectStore, StoreError
+from pipeline.store import ObjectNotFound, ObjectStore, StoreError
 from recordings.store.local import LocalStore
 from recordings.store.minio import MinioStore
 

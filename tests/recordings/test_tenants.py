@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
+from app.api import create_app
+from app.cli import main
 from pipeline.auth import KeyStore
-from pipeline.cli import main
+from pipeline.ids import call_key
 from pipeline.services import Services
 from recordings.index.base import TranscriptIndex
-from recordings.keys import call_key
 
 
 def auth(key: str) -> dict[str, str]:
@@ -23,7 +23,7 @@ def auth(key: str) -> dict[str, str]:
 
 
 def search_only_client(services: Services) -> TestClient:
-    """The full app: DELETE /v1/calls/{id} is one route for the live end and the deletion."""
+    """The full app (the deletion ends a live call through the ingest)."""
     return TestClient(create_app(services))
 
 

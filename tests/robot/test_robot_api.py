@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
+from app.api import create_app
+from pipeline.auth import keys_of
 from pipeline.events import MediaPeer, decode_event
 from pipeline.ingest.stage import ingest_of
 from pipeline.services import Services
 from robot.calls import sessions_of
 from robot.campaigns import DialResult
-from robot.simcaller import SimCaller
+from sim.phone import SimCaller
 
 ALWAYS = {"weekdays": [0, 1, 2, 3, 4, 5, 6], "windows": ["00:00-24:00"], "public_holidays": False}
 OK_CALL = {"callee": "+33611111111", "caller_id": "+33123456789", "sector": "insurance"}
@@ -39,8 +40,8 @@ class Api:
 
 @pytest.fixture
 def api(services: Services) -> Iterator[Api]:
-    pbx = services.keys.create("acme", "pbx")
-    admin = services.keys.create("acme", "admin")
+    pbx = keys_of(services).create("acme", "pbx")
+    admin = keys_of(services).create("acme", "admin")
     with TestClient(create_app(services)) as client:
         yield Api(client, pbx, admin)
     sessions_of(services).close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from app.cli import main
 from robot.cli import talk
 from robot.validate import load_scenario
 

@@ -15,7 +15,7 @@ from pipeline.events import MediaPeer, RobotStart, decode_event
 from pipeline.services import Services
 from robot.calls import prompts_of, robot_decoder_of, sessions_of
 from robot.session import RobotSession
-from robot.simcaller import SimCaller
+from sim.phone import SimCaller
 
 
 @pytest.fixture

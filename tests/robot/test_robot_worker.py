@@ -9,8 +9,8 @@ from typing import Any
 from pipeline.events import MediaPeer, RobotStart, decode_event
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
-from robot.simcaller import SimCaller
 from robot.worker import RobotStage
+from sim.phone import SimCaller
 
 QUICK = """
 name: quick

@@ -9,10 +9,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from app.roles import start_role
 from pipeline.events import RecordingReady, TranscriptReady, Utterance, decode_event
-from pipeline.roles import start_role
+from pipeline.ids import call_key
 from pipeline.services import Services
-from recordings.keys import call_key
 from stt.normalise import wer
 
 STARTED = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)

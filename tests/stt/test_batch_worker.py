@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.events import DeadLetter, RecordingReady, TranscriptReady, Utterance, decode_event
+from pipeline.ids import call_key
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
-from recordings.keys import call_key
 from stt.batch_worker import BatchStage
 from stt.normalise import wer
 

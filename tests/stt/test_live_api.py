@@ -14,10 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from pipeline.api.app import create_app
+from app.api import create_app
+from app.roles import start_role
+from pipeline.auth import keys_of
 from pipeline.events import CallEnded, CallStarted, LegInfo, MediaChunk
 from pipeline.media.resample import float_to_int16
-from pipeline.roles import start_role
 from pipeline.services import Services
 from stt.live_state import live_hub
 from stt.normalise import wer
@@ -70,7 +71,7 @@ def _publish_call(
 
 @pytest.fixture
 def keys(services: Services) -> dict[str, str]:
-    k = services.keys
+    k = keys_of(services)
     return {
         "agent": k.create("acme", "agent", agent_id="a-7"),
         "other_agent": k.create("acme", "agent", agent_id="a-9"),
@@ -155,7 +156,7 @@ def test_websocket_refuses_what_the_caller_may_not_watch(
     client = TestClient(create_app(services))
     p = services.bus.producer()
     start = CallStarted(tenant="acme", call_id="w-2", agent_id="a-7", started_at=STARTED)
-    from recordings.catalog import new_manifest, save_manifest
+    from pipeline.catalog import new_manifest, save_manifest
 
     save_manifest(
         services.store, new_manifest("acme", "w-2", STARTED, agent_id="a-7", status="live")

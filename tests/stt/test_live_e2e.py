@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from app.roles import start_role
 from pipeline.events import (
     CallStarted,
     DtmfReceived,
@@ -23,10 +24,9 @@ from pipeline.events import (
     Utterance,
     decode_event,
 )
+from pipeline.ids import call_key
 from pipeline.media.resample import float_to_int16
-from pipeline.roles import start_role
 from pipeline.services import Services
-from recordings.keys import call_key
 from stt.normalise import wer
 
 
@@ -35,7 +35,7 @@ def _send_call(
 ) -> None:
     """Register the call, send each leg (int16 8 kHz, `send_leg` options) as RTP in real
     time, all legs from the same instant, then hang up."""
-    from pipeline.simulate import send_leg
+    from sim.pbx import send_leg
 
     endpoints = {e.leg: e for e in ingest.register(started)}
     t0 = time.monotonic() + 0.05
@@ -60,7 +60,7 @@ def test_simulated_two_party_call_over_udp_and_kafka(
 ) -> None:
     """The DONE-WHEN call: real RTP with 5% loss, 40 ms jitter and 2% reordering into the
     ingest, media and calls over tansu, the live worker, transcript and recording in S3."""
-    from pipeline.simulate import parse_script, render_script
+    from sim.pbx import parse_script, render_script
 
     svc = distributed_services
     script = parse_script(

@@ -23,10 +23,10 @@ from pipeline.events import (
     Utterance,
     decode_event,
 )
+from pipeline.ids import call_key
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
-from recordings.keys import call_key
 from stt.live_decoder import ShortWindowDecoder
 from stt.live_worker import LiveStage, live_decoder_of
 from stt.normalise import normalise, wer

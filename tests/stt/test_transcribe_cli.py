@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.cli import main
+from app.cli import main
 from stt.normalise import wer
 
 

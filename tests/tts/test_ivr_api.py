@@ -10,14 +10,15 @@ import numpy as np
 import yaml
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
+from app.api import create_app
+from pipeline.auth import keys_of
 from pipeline.services import Services
 
 
 def test_ivr_over_http(services: Services, menu_doc: dict[str, Any]) -> None:
-    admin = {"Authorization": f"Bearer {services.keys.create('acme', 'admin')}"}
-    pbx = {"Authorization": f"Bearer {services.keys.create('acme', 'pbx')}"}
-    other = {"Authorization": f"Bearer {services.keys.create('globex', 'pbx')}"}
+    admin = {"Authorization": f"Bearer {keys_of(services).create('acme', 'admin')}"}
+    pbx = {"Authorization": f"Bearer {keys_of(services).create('acme', 'pbx')}"}
+    other = {"Authorization": f"Bearer {keys_of(services).create('globex', 'pbx')}"}
     with TestClient(create_app(services)) as c:
         assert c.put("/v1/ivr/main", json=menu_doc, headers=pbx).status_code == 403
         assert c.put("/v1/ivr/main", json=menu_doc, headers=admin).status_code == 200
@@ -55,7 +56,7 @@ def test_ivr_over_http(services: Services, menu_doc: dict[str, Any]) -> None:
 
 
 def test_invalid_menu_lists_all_errors(services: Services, menu_doc: dict[str, Any]) -> None:
-    admin = {"Authorization": f"Bearer {services.keys.create('acme', 'admin')}"}
+    admin = {"Authorization": f"Bearer {keys_of(services).create('acme', 'admin')}"}
     menu_doc["start"] = "nowhere"
     menu_doc["nodes"]["main"]["options"][1]["digit"] = "1"
     menu_doc["nodes"]["support"]["prompt"] = ""
@@ -83,8 +84,8 @@ def _wav16(audio: np.ndarray) -> bytes:
 def test_yaml_menu_audio_prompt_and_reprompts(
     services: Services, menu_doc: dict[str, Any], speak: Callable[..., np.ndarray]
 ) -> None:
-    admin = {"Authorization": f"Bearer {services.keys.create('acme', 'admin')}"}
-    pbx = {"Authorization": f"Bearer {services.keys.create('acme', 'pbx')}"}
+    admin = {"Authorization": f"Bearer {keys_of(services).create('acme', 'admin')}"}
+    pbx = {"Authorization": f"Bearer {keys_of(services).create('acme', 'pbx')}"}
     greeting = speak("Welcome to Acme.", 16000)
     services.store.put("acme/prompts/welcome.wav", _wav16(greeting), "audio/wav")
     menu_doc["nodes"]["entry"] = {
@@ -128,7 +129,7 @@ def test_yaml_menu_audio_prompt_and_reprompts(
 
 
 def test_bad_documents(services: Services, menu_doc: dict[str, Any]) -> None:
-    admin = {"Authorization": f"Bearer {services.keys.create('acme', 'admin')}"}
+    admin = {"Authorization": f"Bearer {keys_of(services).create('acme', 'admin')}"}
     services.store.put("acme/prompts/noise.wav", b"RIFF not really a wav", "audio/wav")
     menu_doc["nodes"]["closed"] = {"audio": "prompts/noise.wav", "action": {"kind": "hangup"}}
     with TestClient(create_app(services)) as c:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
-from pipeline.cli import main
+from app.api import create_app
+from app.cli import main
+from pipeline.auth import keys_of
 from pipeline.services import Services
 
 
@@ -18,7 +19,7 @@ def client(services: Services) -> TestClient:
 
 
 def test_second_request_served_from_cache(services: Services, client: TestClient) -> None:
-    pbx = {"Authorization": f"Bearer {services.keys.create('acme', 'pbx')}"}
+    pbx = {"Authorization": f"Bearer {keys_of(services).create('acme', 'pbx')}"}
     body = {"text": "Thank you for calling. Please hold.", "format": "l16_8k"}
     first = client.post("/v1/tts", json=body, headers=pbx)
     assert first.status_code == 200
@@ -52,7 +53,7 @@ def test_second_request_served_from_cache(services: Services, client: TestClient
 def test_bad_requests(
     services: Services, client: TestClient, body: dict[str, str], status: int, reason: str
 ) -> None:
-    admin = {"Authorization": f"Bearer {services.keys.create('acme', 'admin')}"}
+    admin = {"Authorization": f"Bearer {keys_of(services).create('acme', 'admin')}"}
     r = client.post("/v1/tts", json=body, headers=admin)
     assert r.status_code == status
     assert reason in r.json()["detail"]
@@ -61,7 +62,7 @@ def test_bad_requests(
 
 def test_auth(services: Services, client: TestClient) -> None:
     assert client.post("/v1/tts", json={"text": "hi"}).status_code == 401
-    analyst = {"Authorization": f"Bearer {services.keys.create('acme', 'analyst')}"}
+    analyst = {"Authorization": f"Bearer {keys_of(services).create('acme', 'analyst')}"}
     assert client.post("/v1/tts", json={"text": "hi"}, headers=analyst).status_code == 403
 
 

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.services import Services
-from recordings.store.base import ObjectNotFound
+from pipeline.store import ObjectNotFound
 from tts.cache import PromptCache
 from tts.formats import AudioError, FormatError, get_format
 from tts.ivr.engine import Engine, SessionExpired, SessionFinished

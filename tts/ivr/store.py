@@ -6,8 +6,8 @@ only play its own tenant's objects.
 
 from __future__ import annotations
 
-from recordings.keys import check_id
-from recordings.store.base import ObjectNotFound, ObjectStore
+from pipeline.ids import check_id
+from pipeline.store import ObjectNotFound, ObjectStore
 from tts.ivr.menu import Menu
 
 

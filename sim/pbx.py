@@ -32,14 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import numpy as np
 import yaml
 
+from models.piper import load_voice
+from pipeline.config import Settings
+from pipeline.errors import CliError
 from pipeline.media import g711
 from pipeline.media.dtmf import DIGITS, build_event
 from pipeline.media.opus import OpusEncoder
-from pipeline.media.resample import float_to_int16, resample
+from pipeline.media.resample import float_to_int16
 from pipeline.media.rtp import build
+from tts.synth import speak_at
 
 log = logging.getLogger(__name__)
 
@@ -159,22 +164,9 @@ class RenderedCall:
         return len(self.legs["agent"]) / self.rate
 
 
-def steady_speech() -> Any:
-    """Piper settings that give the same audio for a text on every run.
-
-    Piper's noise makes every rendition a little different and cannot be seeded: off, a
-    simulated call, a test or a benchmark hears the same audio each time.
-    """
-    from piper import SynthesisConfig
-
-    return SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-
-
 def synthesize(voice: Any, text: str, rate: int = RATE) -> np.ndarray:
     """Piper speech for `text` as float32 at `rate`, the same audio every time."""
-    parts = [c.audio_float_array for c in voice.synthesize(text, syn_config=steady_speech())]
-    audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return resample(np.clip(audio, -1.0, 1.0), int(voice.config.sample_rate), rate)
+    return speak_at(voice, text, rate, steady=True)
 
 
 def render_script(script: Script, voice: Any, *, lead_s: float = 0.3) -> RenderedCall:
@@ -413,9 +405,7 @@ def simulate_call(
     tail_s: float = 0.3,
     stop: threading.Event | None = None,
 ) -> SimulationResult:
-    """Register over HTTP at `api` (http://host:port), send both legs, then DELETE."""
-    import httpx
-
+    """Register over HTTP at `api` (http://host:port), send both legs, then hang up."""
     if rendered is None:
         if voice is None:
             raise SimulationError("simulate_call needs a Piper voice or rendered audio")
@@ -482,9 +472,11 @@ def simulate_call(
         result = SimulationResult(reg["call_id"], reg["tenant"], endpoints, rendered, sent)
         if end_call:
             time.sleep(tail_s)  # let the last packets in before the hang-up
-            resp = client.delete(f"/v1/calls/{reg['call_id']}")
+            resp = client.post(f"/v1/calls/{reg['call_id']}/hangup")
             if resp.status_code != 200:
-                raise SimulationError(f"DELETE /v1/calls: {resp.status_code} {resp.text}")
+                raise SimulationError(
+                    f"POST /v1/calls/{{id}}/hangup: {resp.status_code} {resp.text}"
+                )
             result.summary = resp.json()
     return result
 
@@ -508,9 +500,6 @@ def register(sub: Any) -> None:
 
 def cmd_simulate_call(args: argparse.Namespace) -> int:
     """Play the script and print what happened."""
-    from pipeline.cli import CliError
-    from pipeline.config import Settings
-
     for name in ("loss", "reorder"):
         if not 0 <= getattr(args, name) <= 100:
             raise CliError(f"--{name} must be 0-100 (percent)")
@@ -523,11 +512,7 @@ def cmd_simulate_call(args: argparse.Namespace) -> int:
         script = load_script(args.script)
     except ScriptError as exc:
         raise CliError(str(exc)) from exc
-    from piper import PiperVoice
-
-    from models.piper import resolve_voice
-
-    voice = PiperVoice.load(str(resolve_voice(Settings().tts.voice)))
+    voice = load_voice(Settings().tts.voice)
     rendered = render_script(script, voice)
     sys.stdout.write(f"playing {rendered.duration:.1f} s of call to {args.to}\n")
     try:

@@ -34,7 +34,7 @@ class ObjectInfo:
 
 
 class ObjectStore(Protocol):
-    """Keys look like `{tenant}/{yyyy}/{mm}/{dd}/{call_id}/{name}` (see recordings.keys)."""
+    """Keys look like `{tenant}/{yyyy}/{mm}/{dd}/{call_id}/{name}` (see pipeline.ids)."""
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Store bytes; returns the object's URI."""

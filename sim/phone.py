@@ -22,8 +22,8 @@ import numpy as np
 from pipeline.media import g711
 from pipeline.media.dtmf import build_event
 from pipeline.media.resample import float_to_int16
-from pipeline.media.rtp import parse
-from pipeline.simulate import synthesize
+from pipeline.media.rtp import build, parse
+from sim.pbx import synthesize
 
 RATE = 8000
 SAMPLES = 160  # 20 ms
@@ -159,8 +159,6 @@ class SimCaller:
                 self.heard.append(Heard(now, pkt.sequence, pkt.marker, len(pkt.payload)))
 
     def _packet(self, payload: bytes, pt: int, ts: int, marker: bool = False) -> bytes:
-        from pipeline.media.rtp import build
-
         data = build(pt, self._seq, ts, self.ssrc, payload, marker=marker)
         self._seq = (self._seq + 1) & 0xFFFF
         return data

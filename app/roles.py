@@ -1,39 +1,42 @@
 """Worker roles: what `callpipe worker ROLE` runs, and what `callpipe serve` runs all of.
 
-A role names a function `(services) -> list[Stage]` (consumer-group workers) and, where
-it has one, a background service `(services, stop) -> list[Thread]` (UDP ingest, sweeper).
+A role is its consumer-group stages `(services) -> list[Stage]` and, where it has one, a
+background service `(services, stop) -> list[Thread]` (UDP ingest, sweeper, recovery).
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
-from typing import Any
 
+import prompter.worker
+import recordings.index.worker
+import recordings.recovery
+import recordings.retention
+import robot.worker
+import stt.batch_worker
+import stt.live_worker
+from pipeline.ingest import stage as ingest
 from pipeline.services import Services
 from pipeline.worker import Stage, WorkerRunner
 
-STAGES: dict[str, str] = {
-    "batch": "stt.batch_worker:stages",
-    "live": "stt.live_worker:stages",
-    "prompter": "prompter.worker:stages",
-    "ingest": "pipeline.ingest.stage:stages",
-    "index": "recordings.index.worker:stages",
-    "robot": "robot.worker:stages",
+StagesOf = Callable[[Services], list[Stage]]
+BackgroundOf = Callable[[Services, threading.Event], list[threading.Thread]]
+
+STAGES: dict[str, StagesOf] = {
+    "batch": stt.batch_worker.stages,
+    "live": stt.live_worker.stages,
+    "prompter": prompter.worker.stages,
+    "ingest": ingest.stages,
+    "index": recordings.index.worker.stages,
+    "robot": robot.worker.stages,
 }
 
-BACKGROUND: dict[str, str] = {
-    "ingest": "pipeline.ingest.stage:background",
-    "retention": "recordings.retention:background",
-    "recovery": "recordings.recovery:background",
+BACKGROUND: dict[str, BackgroundOf] = {
+    "ingest": ingest.background,
+    "retention": recordings.retention.background,
+    "recovery": recordings.recovery.background,
 }
-
-
-def _load(path: str) -> Callable[..., Any]:
-    module, _, attr = path.partition(":")
-    fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
-    return fn
 
 
 def roles() -> list[str]:
@@ -47,10 +50,9 @@ def start_role(services: Services, role: str, stop: threading.Event) -> list[thr
         raise ValueError(f"unknown role {role!r}; known: {', '.join(roles())}")
     threads: list[threading.Thread] = []
     if role in BACKGROUND:
-        threads.extend(_load(BACKGROUND[role])(services, stop))
+        threads.extend(BACKGROUND[role](services, stop))
     if role in STAGES:
-        stages: list[Stage] = _load(STAGES[role])(services)
-        for stage in stages:
+        for stage in STAGES[role](services):
             runner = WorkerRunner(
                 stage,
                 services.bus,

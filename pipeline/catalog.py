@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from recordings.keys import call_prefix, check_id
-from recordings.store.base import ObjectNotFound, ObjectStore, StoreError
+from pipeline.ids import call_prefix, check_id
+from pipeline.store import ObjectNotFound, ObjectStore, StoreError
 
 MANIFEST_DIR = "calls"
 

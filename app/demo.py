@@ -1,4 +1,4 @@
-"""`callpipe serve --demo`: once the API answers, play pipeline/demo_call.yaml against it."""
+"""`callpipe serve --demo`: once the API answers, play app/demo_call.yaml against it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
+from pipeline.auth import keys_of
 from pipeline.services import Services
+from sim.pbx import SimulationError, load_script, simulate_call
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +19,6 @@ DEMO_SCRIPT = Path(__file__).with_name("demo_call.yaml")
 
 
 def _wait_for_api(base: str, stop: threading.Event, timeout_s: float = 60.0) -> bool:
-    import httpx
-
     deadline = time.monotonic() + timeout_s
     while not stop.is_set() and time.monotonic() < deadline:
         try:
@@ -30,8 +32,6 @@ def _wait_for_api(base: str, stop: threading.Event, timeout_s: float = 60.0) -> 
 
 def run_demo(services: Services, stop: threading.Event) -> str | None:
     """Play the demo call once; returns its call id (None if the API never came up)."""
-    from pipeline.simulate import SimulationError, load_script, simulate_call
-
     settings = services.settings
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     base = f"http://{host}:{settings.port}"
@@ -42,8 +42,8 @@ def run_demo(services: Services, stop: threading.Event) -> str | None:
     pbx_key = viewer_key = None
     if settings.auth_enabled:
         # Demo-only keys, so the call can be registered and its transcript read.
-        pbx_key = services.keys.create(tenant, "pbx")
-        viewer_key = services.keys.create(tenant, "analyst")
+        pbx_key = keys_of(services).create(tenant, "pbx")
+        viewer_key = keys_of(services).create(tenant, "analyst")
     script = load_script(DEMO_SCRIPT)
     log.info("demo: synthesising the demo call with Piper")
     try:

@@ -1,41 +1,39 @@
-"""The `callpipe` command. Each package contributes its subcommands through `register`."""
+"""callpipe: the speech and AI side of a cloud PBX (live and batch transcription, agent
+hints, text to speech and voice menus, voicebots)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+import recordings.cli
+import robot.cli
+import sim.pbx
+import stt.cli
+import tts.cli
+from app import serve
+from app.services import build_services
+from pipeline.errors import CliError
 from pipeline.logs import configure_logging
-
-# Each module holds `register(subparsers)`; a subcommand sets `func(args) -> int`.
-COMMAND_MODULES = [
-    "pipeline.serve",
-    "stt.cli",
-    "pipeline.simulate",
-    "recordings.cli",
-    "robot.cli",
-    "tts.cli",
-]
 
 log = logging.getLogger(__name__)
 
 
-class CliError(Exception):
-    """A user error: printed as `callpipe: error: ...` with exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every package's subcommands."""
+    """The full parser with every package's subcommands (each sets `func(args) -> int`)."""
     parser = argparse.ArgumentParser(prog="callpipe", description=__doc__)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    serve.register(sub)
+    stt.cli.register(sub)
+    sim.pbx.register(sub)
+    recordings.cli.register(sub, build_services)
+    robot.cli.register(sub)
+    tts.cli.register(sub, build_services)
     return parser
 
 

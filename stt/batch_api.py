@@ -15,13 +15,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
+from pipeline.catalog import CallManifest, load_manifest, new_manifest, save_manifest
 from pipeline.events import RecordingReady, Utterance
+from pipeline.ids import call_key, check_id
 from pipeline.languages import check_language
 from pipeline.logs import ctx
 from pipeline.services import Services
-from recordings.catalog import CallManifest, load_manifest, new_manifest, save_manifest
-from recordings.keys import call_key, check_id
-from recordings.store.base import ObjectNotFound
+from pipeline.store import ObjectNotFound
 from recordings.transcripts import from_document, to_document, to_txt, to_vtt
 from stt.audio import AudioError, AudioLimits, AudioRefused, probe_audio
 from stt.batch import ChannelMismatch, check_channels, parse_channels

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
+import prompter.api
+import recordings.search_api
+import robot.api
+import stt.batch_api
+import stt.live_api
+import tts.api
+import tts.ivr.api
+from pipeline import calls_api
 from pipeline.api import errors, limits
 from pipeline.auth import Principal, require
 from pipeline.services import Services
 
-# Each module holds `router(services) -> APIRouter`.
-ROUTER_MODULES = [
-    "recordings.api",
-    "pipeline.calls_api",
-    "stt.live_api",
-    "prompter.api",
-    "recordings.search_api",
-    "robot.api",
-    "tts.api",
-    "tts.ivr.api",
+# Each builds its package's routes on the process's services.
+ROUTERS: list[Callable[[Services], APIRouter]] = [
+    stt.batch_api.router,
+    calls_api.router,
+    stt.live_api.router,
+    prompter.api.router,
+    recordings.search_api.router,
+    robot.api.router,
+    tts.api.router,
+    tts.ivr.api.router,
 ]
 
 
@@ -41,7 +49,7 @@ def create_app(services: Services) -> FastAPI:
         config)."""
         return services.metrics.render()
 
-    for name in ROUTER_MODULES:
-        app.include_router(importlib.import_module(name).router(services))
+    for router in ROUTERS:
+        app.include_router(router(services))
     errors.document(app)
     return app

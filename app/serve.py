@@ -9,9 +9,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
+from app.api import create_app
+from app.demo import start_demo
+from app.roles import roles, start_role
+from app.services import build_services
 from pipeline.config import Settings
-from pipeline.roles import roles, start_role
-from pipeline.services import Services, build_services
+from pipeline.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +53,6 @@ def start_all(services: Services, stop: threading.Event) -> list[threading.Threa
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Embedded mode: in-process bus, local store, every worker, the API."""
-    import uvicorn
-
-    from pipeline.api.app import create_app
-
     settings = _settings(args, host=args.host, port=args.port)
     settings = settings.model_copy(update={"mode": "embedded"})
     services = build_services(settings)
@@ -59,8 +60,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     start_all(services, stop)
     app = create_app(services)
     if args.demo:
-        from pipeline.demo import start_demo
-
         start_demo(services, stop)
     log.info(
         "callpipe serving on http://%s:%d (data in %s)",
