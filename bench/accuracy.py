@@ -8,7 +8,7 @@ noise), in one run on the same audio and the same Whisper weights:
   compute_type="int8", cpu_threads=2)`, each leg of the call's WAV as a whole file
   (`decode_audio(split_stereo=True)`), `transcribe(language=..., beam_size=5)`;
 - batch: what `callpipe transcribe FILE --language ...` runs after loading the model
-  (stt.audio.load_audio, stt.batch.transcribe_recording with the settings' Transcriber);
+  (`load_audio`, `stt.batch.transcribe_recording` with the settings' Transcriber);
 - live: each call registered with the real RTP ingest, both legs sent as G.711 RTP in 20 ms
   packets paced in real time over loopback UDP, the `live` role transcribing as `callpipe
   serve` runs it; `--concurrency` calls at a time (the next starts when one ends).
@@ -73,7 +73,7 @@ def batch_path(
     transcriber: Any, call: corpus.Call, wav: Path, seed: int
 ) -> tuple[dict[str, str], float]:
     """The file through callpipe's batch path; (text per leg, seconds)."""
-    from stt.audio import load_audio
+    from pipeline.media.audio_file import load_audio
     from stt.batch import transcribe_recording
 
     began = time.perf_counter()
@@ -200,8 +200,7 @@ def main() -> None:
     from faster_whisper import WhisperModel
 
     from models.whisper import load_whisper, resolve_whisper
-    from stt.batch import options_from
-    from stt.transcriber import Transcriber
+    from stt.transcriber import Transcriber, options_from
 
     tmp = Path(tempfile.mkdtemp(prefix="accuracy-"))
     base = Settings(data_dir=tmp / "data", topic_prefix="bench.")

@@ -100,7 +100,7 @@ def ulaw_wav(chans: list[np.ndarray], rate: int = 8000) -> bytes:
 PLAIN = r"""
 import json, resource, sys, time
 from faster_whisper import WhisperModel
-from stt.audio import load_audio
+from pipeline.media.audio_file import load_audio
 folder, path = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
 model = WhisperModel(folder, device="cpu", compute_type="int8", cpu_threads=2)

@@ -265,8 +265,7 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true", help="print every line's finals")
     args = ap.parse_args()
     from models.whisper import load_whisper
-    from stt.batch import options_from
-    from stt.transcriber import Transcriber
+    from stt.transcriber import Transcriber, options_from
 
     settings = Settings()
     voice = load_voice(None)

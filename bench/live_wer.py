@@ -109,8 +109,7 @@ def main() -> None:
 
     from app.services import build_services
     from models.whisper import load_whisper, resolve_whisper
-    from stt.live_decoder import DecoderOptions, ShortWindowDecoder
-    from stt.live_worker import streaming_options
+    from stt.live_decoder import DecoderOptions, ShortWindowDecoder, streaming_options
 
     settings = Settings()
     st = settings.stt

@@ -28,8 +28,8 @@ import numpy as np
 
 from models.piper import load_voice
 from pipeline.auth import KeyStore
+from pipeline.media.audio_file import write_wav
 from sim.pbx import parse_script, render_script, simulate_call
-from stt.audio import write_wav
 
 SCRIPT = {
     "agent_id": "agent-1",

@@ -119,17 +119,7 @@ def router(services: Services) -> APIRouter:
         # The call's manifest at once (the live worker fills in the rest): its agent may open
         # the live view the moment the PBX has registered the call, not when a worker
         # has read the call.started.
-        ensure_live_manifest(
-            services.store,
-            principal.tenant,
-            call_id,
-            started.started_at,
-            agent_id=body.agent_id,
-            direction=body.direction,
-            caller=body.caller,
-            callee=body.callee,
-            language=started.language,
-        )
+        ensure_live_manifest(services.store, **started.details())
         log.info("call registered over HTTP", **ctx(principal.tenant, call_id))
         return {
             "call_id": call_id,

@@ -10,31 +10,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from pipeline.auth import Principal
+from pipeline.events import CallDetails
 from pipeline.ids import call_prefix, check_id
 from pipeline.store import ObjectNotFound, ObjectStore, StoreError
 
 MANIFEST_DIR = "calls"
 
 
-class CallManifest(BaseModel):
+class CallManifest(CallDetails):
     """What is known of one call and where its objects are."""
 
-    model_config = ConfigDict(frozen=True)
-
-    tenant: str
-    call_id: str
-    started_at: datetime
     prefix: str
     recording_key: str | None = None
     transcript_key: str | None = None
     channels: dict[str, str] | Literal["mono"] = "mono"
-    agent_id: str | None = None
-    direction: str | None = None
-    caller: str | None = None
-    callee: str | None = None
-    language: str | None = None
     status: Literal["queued", "running", "live", "transcribed", "failed"] = "queued"
     error: str | None = None
     end_reason: str | None = None  # a live call: hangup, rtp_timeout, restart ...
@@ -96,3 +88,16 @@ def load_manifest(store: ObjectStore, tenant: str, call_id: str) -> CallManifest
         return CallManifest.model_validate_json(data)
     except ValidationError as exc:
         raise StoreError(f"corrupt manifest for call {call_id}: {exc}", retriable=False) from exc
+
+
+def visible_manifest(store: ObjectStore, p: Principal, call_id: str) -> CallManifest | None:
+    """The call's manifest if this key may see the call: one of its tenant's, and for an
+    agent key one of the agent's own calls. None otherwise, the same for a call that does not
+    exist, another tenant's, or an id that cannot be one (never a hint which)."""
+    try:
+        m = load_manifest(store, p.tenant, call_id)
+    except StoreError:
+        return None
+    if m is None or (p.role == "agent" and m.agent_id != p.agent_id):
+        return None
+    return m

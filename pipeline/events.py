@@ -13,9 +13,10 @@ import struct
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 Leg = Literal["agent", "customer", "mono"]
+Direction = Literal["inbound", "outbound", "internal"]
 
 
 def utcnow() -> datetime:
@@ -50,6 +51,37 @@ class Event(BaseModel):
 # --- calls -----------------------------------------------------------------------------
 
 
+class CallDetails(BaseModel):
+    """Who and when a call is: what every record of a call carries, written once here.
+
+    call.started, recording.ready and the call's manifest (pipeline/catalog.py) are made of
+    it, and `details()` carries them from one record of the call to the next.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    tenant: str = Field(min_length=1, max_length=64)
+    call_id: str = Field(min_length=1, max_length=128)
+    started_at: datetime = Field(default_factory=utcnow)
+    agent_id: str | None = None
+    direction: Direction = "inbound"
+    caller: str | None = None
+    callee: str | None = None
+    # What the call is spoken in (ISO 639-1, as Whisper names languages); None: detected
+    # on each leg's first speech, then held.
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _direction(cls, v: object) -> object:
+        # Records written before the direction was always set hold null: an inbound call.
+        return "inbound" if v is None else v
+
+    def details(self) -> dict[str, Any]:
+        """These fields alone, to make another record of the same call."""
+        return {name: getattr(self, name) for name in CallDetails.model_fields}
+
+
 class LegInfo(BaseModel):
     """One forked leg of a call and the codec the PBX sends on it."""
 
@@ -60,19 +92,11 @@ class LegInfo(BaseModel):
     payload_type: int | None = None  # dynamic type for Opus; ignored for PCMU/PCMA
 
 
-class CallStarted(Event):
+class CallStarted(Event, CallDetails):
     """A call began; its legs will be forked to callpipe."""
 
     type: Literal["call.started"] = "call.started"
-    direction: Literal["inbound", "outbound", "internal"] = "inbound"
-    agent_id: str | None = None
-    caller: str | None = None
-    callee: str | None = None
     legs: tuple[LegInfo, ...] = ()
-    started_at: datetime = Field(default_factory=utcnow)
-    # What the call is spoken in (ISO 639-1, as Whisper names languages); None: detected
-    # on each leg's first speech, then held.
-    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
 
 
 class CallEnded(Event):
@@ -96,18 +120,12 @@ class DtmfReceived(Event):
 # --- recordings and transcripts --------------------------------------------------------
 
 
-class RecordingReady(Event):
+class RecordingReady(Event, CallDetails):
     """A finished recording is in the store and waits for batch transcription."""
 
     type: Literal["recording.ready"] = "recording.ready"
     uri: str
     channels: dict[str, Literal["agent", "customer"]] | Literal["mono"] = "mono"
-    started_at: datetime = Field(default_factory=utcnow)
-    language: str | None = None
-    agent_id: str | None = None
-    direction: Literal["inbound", "outbound", "internal"] = "inbound"
-    caller: str | None = None
-    callee: str | None = None
 
 
 class Word(BaseModel):

@@ -10,7 +10,6 @@ agent's hints (the agent's own key, or the tenant's admin, may).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -21,11 +20,12 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from pipeline.api.fanout import forward, send_within, until_disconnect
 from pipeline.auth import Principal, require, websocket_principal
 from pipeline.ids import check_id
 from pipeline.logs import ctx
 from pipeline.services import Services
-from prompter.delivery import HintClient, Message, hint_hub
+from prompter.delivery import hint_hub
 from prompter.kb import Article
 from prompter.store import PrompterStore, StoredPlaybook, prompter_store
 from prompter.validate import PlaybookInvalid, load_playbook
@@ -216,7 +216,8 @@ def router(services: Services) -> APIRouter:
             p.tenant, agent_id, asyncio.get_running_loop(), last
         )
         metrics.inc("prompter_ws_connections_total")
-        gone = asyncio.ensure_future(_until_disconnect(ws))
+        gone = asyncio.ensure_future(until_disconnect(ws))
+        timeout_s = settings.ws_send_timeout_s
         try:
             hello = {
                 "type": "hello",
@@ -225,14 +226,12 @@ def router(services: Services) -> APIRouter:
                 "replayed": len(backlog),
                 "gap": gap,
             }
-            if not await _send(ws, hello, settings.ws_send_timeout_s):
-                metrics.inc("prompter_ws_disconnects_total", reason="slow")
-                return
-            for msg in backlog:
-                if not await _send(ws, msg, settings.ws_send_timeout_s):
+            for msg in [hello, *backlog]:
+                if not await send_within(ws, json.dumps(msg), timeout_s):
                     metrics.inc("prompter_ws_disconnects_total", reason="slow")
                     return
-            await _pump(ws, client, gone, settings.ws_send_timeout_s, services)
+            if await forward(ws, client, gone, json.dumps, timeout_s) == "slow":
+                metrics.inc("prompter_ws_disconnects_total", reason="slow")
         except WebSocketDisconnect:
             return
         finally:
@@ -251,43 +250,3 @@ def router(services: Services) -> APIRouter:
         return FileResponse(WEB / "agent.js", media_type="text/javascript")
 
     return r
-
-
-async def _send(ws: WebSocket, msg: Message, timeout_s: float) -> bool:
-    """Send within the timeout; False (and the socket closed) for a client too slow."""
-    try:
-        await asyncio.wait_for(ws.send_text(json.dumps(msg)), timeout_s)
-        return True
-    except TimeoutError:
-        with contextlib.suppress(Exception):  # the socket is half-written: just drop it
-            await asyncio.wait_for(ws.close(code=1013, reason="client too slow"), 1.0)
-        return False
-
-
-async def _pump(
-    ws: WebSocket,
-    client: HintClient,
-    gone: asyncio.Future[None],
-    timeout_s: float,
-    services: Services,
-) -> None:
-    """Forward the client's queue until it disconnects or is too slow."""
-    while True:
-        nxt: asyncio.Future[Message] = asyncio.ensure_future(client.queue.get())
-        waiting: set[asyncio.Future[Any]] = {nxt, gone}
-        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if gone in done:
-            nxt.cancel()
-            return
-        if not await _send(ws, nxt.result(), timeout_s):
-            services.metrics.inc("prompter_ws_disconnects_total", reason="slow")
-            return
-
-
-async def _until_disconnect(ws: WebSocket) -> None:
-    """Returns when the client goes away (what it sends is ignored)."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                return

@@ -3,10 +3,8 @@
 A HintHub consumes the hints and calls topics (only new records, in a consumer group of
 its own, so every API process sees every hint) in one thread. It keeps, per agent, the
 current calls and the last N hints (the replay history), and hands each hint to the
-agent's connected clients through a bounded asyncio queue per client, on the client's
-event loop. The consumer thread never waits for a client: a full queue drops its oldest
-message (counted), and a client that does not take a message within the send timeout is
-disconnected (counted), so a slow or dead browser only ever loses its own messages.
+agent's connected clients through the fan-out (pipeline/api/fanout.py: a bounded queue
+per client, a slow client only loses its own messages).
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.api.fanout import Fanout, Subscriber
 from pipeline.bus.tail import BusTail
 from pipeline.events import CallEnded, CallStarted, Event, Hint
 from pipeline.logs import ctx
@@ -30,40 +29,13 @@ Message = dict[str, Any]
 _POLL_S = 0.2
 
 
-@dataclass(eq=False)
-class HintClient:
-    """One connected WebSocket of an agent: its loop and its bounded queue."""
-
-    tenant: str
-    agent_id: str
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Message]
-    hub: HintHub
-    dropped: int = 0
-    closed: bool = False
-
-    def offer(self, msg: Message) -> None:
-        """Hand over a message from any thread; never blocks."""
-        if self.closed:
-            return
-        try:
-            self.loop.call_soon_threadsafe(self._put, msg)
-        except RuntimeError:  # the loop is gone: the client is too
-            self.closed = True
-
-    def _put(self, msg: Message) -> None:
-        if self.queue.full():
-            self.queue.get_nowait()
-            self.dropped += 1
-            self.hub.metrics.inc("prompter_ws_dropped_total")
-        self.queue.put_nowait(msg)
+HintClient = Subscriber[AgentKey, Message]
 
 
 @dataclass
 class _Agent:
     history: deque[Message]
     calls: dict[str, Message] = field(default_factory=dict)
-    clients: set[HintClient] = field(default_factory=set)
 
 
 class HintHub:
@@ -74,6 +46,9 @@ class HintHub:
         self.settings = services.settings.prompter
         self.metrics = services.metrics
         self._agents: dict[AgentKey, _Agent] = {}
+        self.clients: Fanout[AgentKey, Message] = Fanout(
+            services.metrics, "prompter_ws_dropped_total", self.settings.ws_queue_size
+        )
         self._call_agent: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._tail = BusTail(
@@ -121,42 +96,36 @@ class HintHub:
                 "direction": event.direction,
                 "started_at": event.started_at.isoformat(),
             }
+            key = (event.tenant, event.agent_id)
             with self._lock:
-                agent = self._agent((event.tenant, event.agent_id))
-                agent.calls[event.call_id] = msg
+                self._agent(key).calls[event.call_id] = msg
                 self._call_agent[(event.tenant, event.call_id)] = event.agent_id
-                clients = list(agent.clients)
-            for c in clients:
-                c.offer(msg)
+                # Under the lock: a client subscribing now gets the call either in its
+                # hello or from the fan-out, never neither.
+                self.clients.publish(key, msg)
         elif isinstance(event, CallEnded):
             with self._lock:
                 agent_id = self._call_agent.pop((event.tenant, event.call_id), None)
                 if agent_id is None:
                     return
-                agent = self._agent((event.tenant, agent_id))
-                agent.calls.pop(event.call_id, None)
-                clients = list(agent.clients)
-            msg = {"type": "call.ended", "call_id": event.call_id}
-            for c in clients:
-                c.offer(msg)
+                key = (event.tenant, agent_id)
+                self._agent(key).calls.pop(event.call_id, None)
+                self.clients.publish(key, {"type": "call.ended", "call_id": event.call_id})
 
     def _hint(self, hint: Hint) -> None:
         if not hint.agent_id:
             self.metrics.inc("prompter_hints_undeliverable_total", reason="no_agent")
             return
         msg = hint.model_dump(mode="json")
+        key = (hint.tenant, hint.agent_id)
         with self._lock:
-            agent = self._agent((hint.tenant, hint.agent_id))
+            agent = self._agent(key)
             if any(m["hint_id"] == hint.hint_id for m in agent.history):
                 return  # a replayed hint: the agent has it already
             agent.history.append(msg)
-            clients = list(agent.clients)
+            sent = self.clients.publish(key, msg)
         self.metrics.inc("prompter_hints_routed_total")
-        log.debug(
-            "hint %s to %d client(s)", hint.hint_id, len(clients), **ctx(hint.tenant, hint.call_id)
-        )
-        for c in clients:
-            c.offer(msg)
+        log.debug("hint %s to %d client(s)", hint.hint_id, sent, **ctx(hint.tenant, hint.call_id))
 
     # -- clients --------------------------------------------------------------------------
     def subscribe(
@@ -172,9 +141,6 @@ class HintHub:
         with it, every later hint; when that id is no longer in the history, `gap` is
         True and the whole history is sent.
         """
-        client = HintClient(
-            tenant, agent_id, loop, asyncio.Queue(maxsize=self.settings.ws_queue_size), self
-        )
         with self._lock:
             agent = self._agent((tenant, agent_id))
             history = list(agent.history)
@@ -189,22 +155,14 @@ class HintHub:
                     backlog = history[ids.index(last_hint_id) + 1 :]
                 else:
                     gap, backlog = True, history
-            agent.clients.add(client)
-        self.metrics.set("prompter_ws_clients", self.client_count())
+            client = self.clients.subscribe((tenant, agent_id), loop)
+        self.metrics.set("prompter_ws_clients", self.clients.count())
         return client, calls, backlog, gap
 
     def unsubscribe(self, client: HintClient) -> None:
         """Forget a client (idempotent)."""
-        client.closed = True
-        with self._lock:
-            agent = self._agents.get((client.tenant, client.agent_id))
-            if agent is not None:
-                agent.clients.discard(client)
-        self.metrics.set("prompter_ws_clients", self.client_count())
-
-    def client_count(self) -> int:
-        """Connected clients, all agents."""
-        return sum(len(a.clients) for a in list(self._agents.values()))
+        self.clients.unsubscribe(client)
+        self.metrics.set("prompter_ws_clients", self.clients.count())
 
 
 def hint_hub(services: Services) -> HintHub:

@@ -54,14 +54,10 @@ class CallInfo:
     @classmethod
     def of(cls, event: CallStarted) -> CallInfo:
         """From a call.started event."""
+        d = event.details()
         return cls(
-            tenant=event.tenant,
-            call_id=event.call_id,
-            started_wall=event.started_at.timestamp(),
-            agent_id=event.agent_id,
-            caller=event.caller,
-            callee=event.callee,
-            direction=event.direction,
+            started_wall=d.pop("started_at").timestamp(),
+            **{k: v for k, v in d.items() if k != "language"},
         )
 
 

@@ -55,16 +55,9 @@ def redrive(services: Services) -> int:
             producer.send(topics.calls, ev.key, ev.encode())
         elif m.recording_key:
             ev = RecordingReady(
-                tenant=m.tenant,
-                call_id=m.call_id,
+                **m.details(),
                 uri=services.store.uri(m.recording_key),
                 channels=m.channels,  # type: ignore[arg-type]
-                started_at=m.started_at,
-                language=m.language,
-                agent_id=m.agent_id,
-                direction=m.direction or "inbound",  # type: ignore[arg-type]
-                caller=m.caller,
-                callee=m.callee,
             )
             producer.send(topics.recordings, ev.key, ev.encode())
         else:

@@ -81,17 +81,7 @@ def _known_call(services: Services, tenant: str, call_id: str) -> CallRow | None
     if manifest is None:
         return None
     index.upsert_call(
-        CallMeta(
-            tenant=tenant,
-            call_id=call_id,
-            started_at=manifest.started_at,
-            agent_id=manifest.agent_id,
-            direction=manifest.direction,
-            caller=manifest.caller,
-            callee=manifest.callee,
-            prefix=manifest.prefix,
-            recording_key=manifest.recording_key,
-        )
+        CallMeta.of(manifest, prefix=manifest.prefix, recording_key=manifest.recording_key)
     )
     return index.get_call(tenant, call_id)
 

@@ -28,7 +28,7 @@ from pipeline.ingest.stage import ingest_of
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound
 from recordings.index import index_of
-from recordings.index.base import CallRow, Filters, Hit, Interval, Sort
+from recordings.index.base import CallRow, Filters, Hit, Interval, Sort, indexed_details
 from recordings.index.query import Node, QueryError, parse_query
 from recordings.index.sqlite import HL_CLOSE, HL_OPEN
 from recordings.retention import CallHeld, delete_call_data, set_hold
@@ -267,14 +267,8 @@ def router(services: Services) -> APIRouter:
             if manifest is None:
                 raise HTTPException(404, "no such call")
             row = CallRow(
-                tenant=p.tenant,
-                call_id=call_id,
-                started_at=manifest.started_at,
+                **indexed_details(manifest),
                 started_known=True,
-                agent_id=manifest.agent_id,
-                direction=manifest.direction,
-                caller=manifest.caller,
-                callee=manifest.callee,
                 prefix=manifest.prefix,
                 recording_key=manifest.recording_key,
                 duration=None,

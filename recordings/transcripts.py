@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pipeline.events import Utterance
+from pipeline.catalog import CallManifest, save_manifest
+from pipeline.events import TranscriptReady, Utterance
 from pipeline.ids import call_key
 from pipeline.store import ObjectStore
 
@@ -103,3 +104,37 @@ def write_transcript(
         call_key(tenant, call_id, started_at, VTT_NAME), to_vtt(utterances).encode(), "text/vtt"
     )
     return json_uri, vtt_uri
+
+
+def finish_transcript(
+    store: ObjectStore,
+    manifest: CallManifest,
+    utterances: Sequence[Utterance],
+    info: dict[str, Any],
+    source: Literal["live", "batch"],
+    duration: float,
+    language: str | None,
+    **update: object,
+) -> TranscriptReady:
+    """A call's transcript is done: its artifacts written, its manifest `transcribed` (with
+    `update`), and the transcript.ready that says so. The one way both workers end a call."""
+    json_uri, vtt_uri = write_transcript(
+        store, manifest.tenant, manifest.call_id, manifest.started_at, utterances, info, source
+    )
+    done = {"status": "transcribed", "language": language, "error": None}
+    save_manifest(
+        store,
+        manifest.model_copy(
+            update={**done, "transcript_key": manifest.prefix + JSON_NAME, **update}
+        ),
+    )
+    return TranscriptReady(
+        tenant=manifest.tenant,
+        call_id=manifest.call_id,
+        json_uri=json_uri,
+        vtt_uri=vtt_uri,
+        utterances=len(utterances),
+        source=source,
+        duration=duration,
+        language=language,
+    )

@@ -21,6 +21,7 @@ from robot.session import RobotSession
 from robot.store import robot_store
 from robot.validate import ScenarioError, ScenarioInvalid, load_scenario
 from stt.decode_queue import DecodeQueue
+from stt.live_decoder import live_decoder_of
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,6 @@ class SessionManager:
 def robot_decoder_of(services: Services) -> DecodeQueue:
     """Whisper for robot sessions: one queue batching every session's clips. Every pass may
     decide an answer, so all get a window of `robot.decode_window_s`, greedily for speed."""
-    from stt.live_worker import live_decoder_of
-
     window = services.settings.robot.decode_window_s
     return services.component(
         "robot.decoder",

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipeline.events import MediaPeer, RobotStart
 from pipeline.logs import ctx
 from pipeline.services import Services
+from robot.calls import sessions_of
 from robot.guard import Guard, next_allowed
 from robot.numbers import NumberError, to_e164
 from robot.store import RobotStore
@@ -338,7 +339,6 @@ def new_campaign_id() -> str:
 
 def session_placer(services: Services, dialer: Dialer) -> Placer:
     """Dial through the PBX, then run the scenario on the answered call."""
-    from robot.calls import sessions_of
 
     def place(start: RobotStart) -> str:
         assert start.callee is not None and start.caller_id is not None

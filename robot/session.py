@@ -68,6 +68,7 @@ from robot.prompts import PromptAudio
 from robot.scenario import Scenario, placeholders, render
 from stt.decode_queue import DecodeQueueClosed
 from stt.live_call import LegAudio
+from stt.live_decoder import streaming_options
 from stt.streaming import ClipDecoder, Hypothesis, StreamingOptions, StreamingRecognizer
 from stt.vad import Endpointer, SpeechEnded, VadOptions
 from stt.vad import SpeechStarted as VadStarted
@@ -80,20 +81,17 @@ _GRACE_S = 5.0  # the control loop's own bound beyond the engine's maximum durat
 EventSink = Callable[[RobotStep | RobotOutcome], None]
 
 
-def streaming_options(services: Services) -> StreamingOptions:
-    """The recogniser's options for robot sessions (shorter hangover than live calls)."""
-    live, stt, robot = services.settings.live, services.settings.stt, services.settings.robot
-    return StreamingOptions(
-        vad_model=live.vad,
-        vad_aggressiveness=stt.vad_aggressiveness,
-        hangover_ms=robot.hangover_ms,
-        min_speech_ms=live.min_speech_ms,
-        speech_pad_ms=stt.speech_pad_ms,
-        onset_pad_ms=stt.onset_pad_ms,
-        # the answer's final pass once the whole padding is heard, as measured for the robot
-        final_pass_silence_ms=stt.speech_pad_ms,
-        max_utterance_s=live.max_utterance_s,
-        partial_interval_s=live.partial_interval_s,
+def robot_streaming_options(services: Services) -> StreamingOptions:
+    """The live recogniser's options, as a robot session hears answers: its own (shorter)
+    hangover, each answer's final pass once the whole padding is heard (as measured for the
+    robot), and neither early finals, the noise margin nor tentative words."""
+    return replace(
+        streaming_options(services),
+        hangover_ms=services.settings.robot.hangover_ms,
+        final_pass_silence_ms=services.settings.stt.speech_pad_ms,
+        early_final=False,
+        noise_margin_db=None,
+        tentative_partials=False,
     )
 
 
@@ -266,7 +264,7 @@ class RobotSession:
     # -- STT thread ----------------------------------------------------------------------------
     def _stt(self) -> None:
         # The dialog acts on partials (barge-in, early answers): stable words only.
-        options = replace(streaming_options(self.services), tentative_partials=False)
+        options = robot_streaming_options(self.services)
         rec = StreamingRecognizer(options)
         language = self.scenario.language
         try:

@@ -44,8 +44,8 @@ import yaml
 
 from models.piper import load_voice
 from pipeline.media import g711
+from pipeline.media.audio_file import write_wav
 from pipeline.media.resample import float_to_int16, resample
-from stt.audio import write_wav
 from tts.synth import speak
 
 RATE = 8000

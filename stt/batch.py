@@ -6,10 +6,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from typing import Any, Literal
 
-from pipeline.config import SttSettings
 from pipeline.events import Utterance, utterance_id
-from stt.audio import SAMPLE_RATE, DecodedAudio
-from stt.transcriber import TranscribeOptions, Transcriber, TranscriptionInfo
+from pipeline.media import SAMPLE_RATE
+from pipeline.media.audio_file import DecodedAudio
+from stt.transcriber import Transcriber, TranscriptionInfo
 
 LegName = Literal["agent", "customer"]
 Channels = Mapping[str, LegName] | Literal["mono"]
@@ -30,17 +30,6 @@ def parse_channels(spec: str) -> dict[str, LegName] | Literal["mono"]:
             f"channels must be 'mono' or a comma list of distinct legs agent/customer, got {spec!r}"
         )
     return {str(i): leg for i, leg in enumerate(legs)}  # type: ignore[misc]
-
-
-def options_from(stt: SttSettings) -> TranscribeOptions:
-    """Transcriber options from the settings."""
-    return TranscribeOptions(
-        beam_size=stt.beam_size,
-        batch_pad_ms=stt.batch_pad_ms,
-        min_silence_duration_ms=stt.min_silence_duration_ms,
-        no_speech_threshold=stt.no_speech_threshold,
-        min_word_probability=stt.min_word_probability,
-    )
 
 
 def check_channels(channels: Channels, present: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -15,16 +14,17 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
-from pipeline.catalog import CallManifest, load_manifest, new_manifest, save_manifest
+from pipeline.catalog import load_manifest, new_manifest, save_manifest, visible_manifest
 from pipeline.events import RecordingReady, Utterance
 from pipeline.ids import call_key, check_id
 from pipeline.languages import check_language
 from pipeline.logs import ctx
+from pipeline.media.audio_file import AudioError, AudioLimits, AudioRefused, probe_audio
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound
 from recordings.transcripts import from_document, to_document, to_txt, to_vtt
-from stt.audio import AudioError, AudioLimits, AudioRefused, probe_audio
 from stt.batch import ChannelMismatch, check_channels, parse_channels
+from stt.live_state import live_transcript
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +47,12 @@ def _bad(services: Services, status: int, reason: str, cause: str) -> HTTPExcept
     return HTTPException(status, reason)
 
 
-def visible_manifest(services: Services, p: Principal, call_id: str) -> CallManifest:
-    """The call's manifest if this principal may see it; 404 otherwise (never a hint)."""
-    try:
-        check_id(call_id, "call_id")
-    except ValueError:
-        raise HTTPException(404, "no such call") from None
-    m = load_manifest(services.store, p.tenant, call_id)
-    if m is None or (p.role == "agent" and m.agent_id != p.agent_id):
-        raise HTTPException(404, "no such call")
-    return m
-
-
 def _store_and_queue(
     services: Services,
     event: RecordingReady,
     key: str,
     data: bytes,
     content_type: str | None,
-    fields: Mapping[str, object],
 ) -> None:
     """The recording and its `queued` manifest stored, then the job on the bus (flushed):
     a restart re-drives every manifest still queued (recordings/recovery.py)."""
@@ -76,7 +63,7 @@ def _store_and_queue(
     store.put(key, data, content_type or "application/octet-stream")
     save_manifest(
         store,
-        new_manifest(event.tenant, event.call_id, event.started_at, recording_key=key, **fields),
+        new_manifest(**event.details(), recording_key=key, channels=event.channels),
     )
     producer = services.bus.producer()
     producer.send(services.topics.recordings, event.key, event.encode())
@@ -138,23 +125,20 @@ def router(services: Services) -> APIRouter:
         when = (started_at or datetime.now(UTC)).astimezone(UTC)
         ext = _EXT.get(header.container, "bin")
         key = call_key(principal.tenant, cid, when, f"recording.{ext}")
-        fields = {
-            "channels": chan,
-            "language": language,
-            "agent_id": agent_id,
-            "direction": direction,
-            "caller": caller,
-            "callee": callee,
-        }
         event = RecordingReady(
             tenant=principal.tenant,
             call_id=cid,
             uri=services.store.uri(key),
             started_at=when,
-            **fields,  # type: ignore[arg-type]
+            channels=chan,  # type: ignore[arg-type]
+            language=language,
+            agent_id=agent_id,
+            direction=direction,
+            caller=caller,
+            callee=callee,
         )
         await run_in_threadpool(
-            _store_and_queue, services, event, key, bytes(data), file.content_type, fields
+            _store_and_queue, services, event, key, bytes(data), file.content_type
         )
         services.metrics.inc("recordings_received_total")
         log.info(
@@ -177,10 +161,12 @@ def router(services: Services) -> APIRouter:
         format: Annotated[Literal["json", "vtt", "txt"], Query()] = "json",
     ) -> Response:
         """The call's transcript: finals so far during a live call, the stored one after."""
-        manifest = visible_manifest(services, principal, call_id)
+        manifest = visible_manifest(services.store, principal, call_id)
+        if manifest is None:
+            raise HTTPException(404, "no such call")
         utterances: list[Utterance] | None = None
         doc: dict[str, object] | None = None
-        live = live_finals(services, principal.tenant, call_id)
+        live = live_transcript(services, principal.tenant, call_id)
         if live is not None:
             utterances = live
             doc = to_document(principal.tenant, call_id, live, {"live": True}, "live")
@@ -201,12 +187,3 @@ def router(services: Services) -> APIRouter:
         return JSONResponse(doc)
 
     return r
-
-
-def live_finals(services: Services, tenant: str, call_id: str) -> list[Utterance] | None:
-    """Finals so far of a call in progress in this process (None when not live here)."""
-    try:
-        from stt.live_state import live_transcript
-    except ImportError:  # the live path is not part of this build
-        return None
-    return live_transcript(services, tenant, call_id)

@@ -7,13 +7,13 @@ import logging
 from collections.abc import Iterator
 
 from pipeline.catalog import load_manifest, new_manifest, save_manifest
-from pipeline.events import Event, MediaChunk, RecordingReady, TranscriptReady
+from pipeline.events import Event, MediaChunk, RecordingReady
 from pipeline.logs import ctx
+from pipeline.media.audio_file import AudioError, AudioLimits, load_audio
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
-from recordings.transcripts import JSON_NAME, write_transcript
-from stt.audio import AudioError, AudioLimits, load_audio
+from recordings.transcripts import finish_transcript
 from stt.batch import ChannelMismatch, info_dict, transcribe_recording
 from stt.transcriber import transcriber_of
 
@@ -63,36 +63,11 @@ class BatchStage(Stage):
         except ChannelMismatch as exc:
             metrics.inc("batch_errors_total", reason="channels")
             raise BadInput(str(exc)) from None
-        json_uri, vtt_uri = write_transcript(
-            store,
-            event.tenant,
-            event.call_id,
-            event.started_at,
-            utterances,
-            info_dict(info),
-            "batch",
-        )
         manifest = load_manifest(store, event.tenant, event.call_id) or new_manifest(
-            event.tenant,
-            event.call_id,
-            event.started_at,
-            recording_key=key,
-            channels=event.channels,
-            agent_id=event.agent_id,
-            direction=event.direction,
-            caller=event.caller,
-            callee=event.callee,
+            **event.details(), recording_key=key, channels=event.channels
         )
-        save_manifest(
-            store,
-            manifest.model_copy(
-                update={
-                    "status": "transcribed",
-                    "language": info.language,
-                    "error": None,
-                    "transcript_key": manifest.prefix + JSON_NAME,
-                }
-            ),
+        ready = finish_transcript(
+            store, manifest, utterances, info_dict(info), "batch", info.duration, info.language
         )
         metrics.inc("recordings_transcribed_total")
         metrics.inc("audio_seconds_total", info.duration, source="batch")
@@ -104,16 +79,7 @@ class BatchStage(Stage):
             **ctx(event.tenant, event.call_id),
         )
         yield from utterances
-        yield TranscriptReady(
-            tenant=event.tenant,
-            call_id=event.call_id,
-            json_uri=json_uri,
-            vtt_uri=vtt_uri,
-            utterances=len(utterances),
-            source="batch",
-            duration=info.duration,
-            language=info.language,
-        )
+        yield ready
 
     def failed(self, event: Event | MediaChunk, reason: str) -> None:
         """A recording given up on: its manifest says `failed` and why."""

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import WeightsNotFound
+from models.whisper import load_whisper
 from pipeline.config import Settings
 from pipeline.errors import CliError
+from pipeline.media.audio_file import AudioError, load_audio
 from recordings.transcripts import to_document, to_txt, to_vtt
-from stt.audio import AudioError, load_audio
-from stt.batch import ChannelMismatch, info_dict, options_from, parse_channels, transcribe_recording
+from stt.batch import ChannelMismatch, info_dict, parse_channels, transcribe_recording
+from stt.transcriber import Transcriber, options_from
 
 
 def register(sub: Any) -> None:
@@ -34,9 +36,6 @@ def register(sub: Any) -> None:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """Decode, transcribe each channel as its leg, print."""
-    from models.whisper import load_whisper
-    from stt.transcriber import Transcriber
-
     settings = Settings()
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")

@@ -11,35 +11,22 @@ stt.live_state for calls in progress.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from pipeline.auth import Principal, websocket_principal
-from pipeline.catalog import CallManifest, load_manifest
+from pipeline.api.fanout import forward, send_within, until_disconnect
+from pipeline.auth import websocket_principal
+from pipeline.catalog import visible_manifest
 from pipeline.events import TranscriptReady
-from pipeline.ids import check_id
 from pipeline.services import Services
-from pipeline.store import StoreError
 from stt.live_state import live_hub, live_transcript
 
 log = logging.getLogger(__name__)
 
 WATCH_ROLES = ("agent", "analyst", "admin")
 READY_TIMEOUT_S = 15.0
-
-
-def visible_call(services: Services, p: Principal, call_id: str) -> CallManifest | None:
-    """The call's manifest if this principal may watch it."""
-    try:
-        check_id(call_id, "call_id")
-        m = load_manifest(services.store, p.tenant, call_id)
-    except (ValueError, StoreError):
-        return None
-    if m is None or (p.role == "agent" and m.agent_id != p.agent_id):
-        return None
-    return m
+SEND_TIMEOUT_S = 5.0  # a watcher that takes no message for this long is closed (1013)
 
 
 def router(services: Services) -> APIRouter:
@@ -62,14 +49,15 @@ def router(services: Services) -> APIRouter:
             metrics.inc("auth_failures_total", reason="role")
             await ws.close(code=4403, reason=f"role {p.role!r} may not watch calls")
             return
-        manifest = await asyncio.to_thread(visible_call, services, p, call_id)
+        manifest = await asyncio.to_thread(visible_manifest, services.store, p, call_id)
         if manifest is None:
             metrics.inc("api_rejections_total", route="live", cause="unknown_call")
             await ws.close(code=4404, reason="no such call")
             return
         sub = hub.subscribe(p.tenant, call_id, asyncio.get_running_loop())
         metrics.inc("live_ws_clients_total")
-        gone = asyncio.ensure_future(_until_disconnect(ws))
+        gone = asyncio.ensure_future(until_disconnect(ws))
+        timeout_s = SEND_TIMEOUT_S
         try:
             await asyncio.to_thread(hub.wait_ready, READY_TIMEOUT_S)
             so_far = await asyncio.to_thread(live_transcript, services, p.tenant, call_id)
@@ -77,18 +65,18 @@ def router(services: Services) -> APIRouter:
                 await ws.close(code=1000, reason="the call is not live")
                 return
             for u in so_far:
-                await ws.send_text(u.model_dump_json())
-            while True:
-                nxt = asyncio.ensure_future(sub.queue.get())
-                done, _ = await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if gone in done:
-                    nxt.cancel()
+                if not await send_within(ws, u.model_dump_json(), timeout_s):
                     return
-                event = nxt.result()
-                await ws.send_text(event.model_dump_json())
-                if isinstance(event, TranscriptReady):
-                    await ws.close(code=1000, reason="call ended")
-                    return
+            outcome = await forward(
+                ws,
+                sub,
+                gone,
+                lambda e: e.model_dump_json(),
+                timeout_s,
+                is_last=lambda e: isinstance(e, TranscriptReady),
+            )
+            if outcome == "last":
+                await ws.close(code=1000, reason="call ended")
         except WebSocketDisconnect:
             return
         finally:
@@ -96,12 +84,3 @@ def router(services: Services) -> APIRouter:
             hub.unsubscribe(sub)
 
     return r
-
-
-async def _until_disconnect(ws: WebSocket) -> None:
-    """Returns when the client goes away (anything it sends is ignored)."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                return

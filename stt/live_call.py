@@ -19,9 +19,11 @@ import numpy as np
 
 from pipeline.catalog import CallManifest, ensure_live_manifest, load_manifest
 from pipeline.events import CallStarted, LegInfo, MediaChunk, Utterance
+from pipeline.ids import call_key
+from pipeline.media import SAMPLE_RATE
 from pipeline.media.resample import StreamTo16k
 from pipeline.store import ObjectNotFound, ObjectStore
-from stt.streaming import SAMPLE_RATE, StreamingOptions, StreamingRecognizer
+from stt.streaming import StreamingOptions, StreamingRecognizer
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +149,20 @@ class LiveCall:
 
     def prefix_key(self, name: str) -> str:
         """Key of one of the call's objects."""
-        from pipeline.ids import call_key
-
         return call_key(self.tenant, self.call_id, self.started_at, name)
 
     def language_of(self, leg: str) -> str | None:
         """The language a leg is decoded in: the call's, else the one detected on it."""
         return self.language or self.leg_languages.get(leg)
+
+    def who(self) -> dict[str, Any]:
+        """Who the call is between, as its manifest keeps it."""
+        return {
+            "agent_id": self.agent_id,
+            "direction": self.direction,
+            "caller": self.caller,
+            "callee": self.callee,
+        }
 
     def apply_started(self, ev: CallStarted) -> None:
         """Take the call's metadata from call.started."""
@@ -170,10 +179,7 @@ class LiveCall:
             "tenant": self.tenant,
             "call_id": self.call_id,
             "started_at": self.started_at.isoformat(),
-            "agent_id": self.agent_id,
-            "direction": self.direction,
-            "caller": self.caller,
-            "callee": self.callee,
+            **self.who(),
             "legs": [li.model_dump() for li in self.legs_info],
             "language": self.language,
             "leg_languages": self.leg_languages,
@@ -275,16 +281,7 @@ def delete_live_objects(store: ObjectStore, call: LiveCall) -> None:
 
 def ensure_manifest(store: ObjectStore, call: LiveCall) -> CallManifest:
     """The call's manifest, created with status `live` when it has none yet."""
-    return ensure_live_manifest(
-        store,
-        call.tenant,
-        call.call_id,
-        call.started_at,
-        agent_id=call.agent_id,
-        direction=call.direction,
-        caller=call.caller,
-        callee=call.callee,
-    )
+    return ensure_live_manifest(store, call.tenant, call.call_id, call.started_at, **call.who())
 
 
 def provisional_start(chunk: MediaChunk) -> datetime:

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.events import Word
+from pipeline.media import SAMPLE_RATE
+from pipeline.services import Services
+from stt.streaming import StreamingOptions
 from stt.transcriber import Segment
 from stt.words import join_words
 
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
+
 MAX_FRAMES = 3000  # one Whisper window (30 s of 10 ms frames)
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
@@ -241,3 +244,51 @@ def _select(encoded: Any, members: list[int]) -> Any:
 
     rows = np.asarray(encoded)[members]
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(rows))
+
+
+def streaming_options(services: Services) -> StreamingOptions:
+    """StreamingOptions from the live and stt settings."""
+    live, stt = services.settings.live, services.settings.stt
+    return StreamingOptions(
+        vad_model=live.vad,
+        vad_aggressiveness=stt.vad_aggressiveness,
+        hangover_ms=live.hangover_ms,
+        min_speech_ms=live.min_speech_ms,
+        speech_pad_ms=stt.speech_pad_ms,
+        onset_pad_ms=stt.onset_pad_ms,
+        max_utterance_s=live.max_utterance_s,
+        partial_interval_s=live.partial_interval_s,
+        early_final=live.early_final,
+        noise_margin_db=live.vad_noise_margin_db,
+        tentative_partials=live.tentative_partials,
+    )
+
+
+def live_decoder_of(
+    services: Services,
+    *,
+    final: bool = False,
+    beam_size: int | None = None,
+    min_window_s: float | None = None,
+) -> ShortWindowDecoder:
+    """The process's live decoders (sharing the one Whisper model): greedy for partial
+    passes, `live.beam_size` for finals and the passes likely to become finals. Finals are
+    decoded in a window of at least `stt.final_min_window_s`. `beam_size` and
+    `min_window_s` override."""
+    stt = services.settings.stt
+    beam = beam_size or (services.settings.live.beam_size if final else 1)
+    window = min_window_s if min_window_s is not None else stt.final_min_window_s
+    min_frames = int(window * 100) if final else 0
+    return services.component(
+        f"stt.live_decoder.beam{beam}.min{min_frames}",
+        lambda: ShortWindowDecoder(
+            services.whisper_model(),
+            DecoderOptions(
+                beam_size=beam,
+                batch_size=8,
+                no_speech_threshold=stt.no_speech_threshold,
+                min_word_probability=stt.min_word_probability,
+                min_frames=min_frames,
+            ),
+        ),
+    )

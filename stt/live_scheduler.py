@@ -1,4 +1,5 @@
-"""Live decoding off the worker's thread, on two lanes: finals never wait behind partials.
+"""Live decoding off the worker's thread, on two lanes: finals never wait behind partials;
+and `LiveScheduler`, which hands the lanes the clips due and applies what comes back.
 
 Each lane is one thread driving one decoder; the Whisper model runs `stt.workers` decodes at
 once (one CTranslate2 worker of one thread each, bench/decode_speed.py), so the two lanes
@@ -19,10 +20,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from stt.streaming import ClipDecoder, DecodeRequest
+from pipeline.media import SAMPLE_RATE
+from pipeline.services import Services
+from stt.live_call import LiveCall
+from stt.live_decoder import live_decoder_of
+from stt.streaming import ClipDecoder, DecodeRequest, Hypothesis
 from stt.transcriber import Segment
 
 log = logging.getLogger(__name__)
@@ -157,3 +163,119 @@ def _one_group(items: list[Due]) -> list[Due]:
     """The items that share the first item's language and prompt (one decoder call)."""
     first = items[0]
     return [d for d in items if (d.language, d.prompt) == (first.language, first.prompt)]
+
+
+CallKey = tuple[str, str]
+# Hypotheses decoded for one leg of one call, to become its utterances.
+Decoded = tuple[LiveCall, str, list[Hypothesis]]
+# Partial passes decoded in one batch on the partials lane.
+PARTIALS_PER_ROUND = 4
+# A leg's language is detected once, on a clip at least this long (short answers are often
+# misdetected), then held; until then only its finals are decoded (detecting on their clip).
+LANGUAGE_MIN_S = 2.0
+
+
+class LiveScheduler:
+    """The live worker's decoding: which clips of which legs are due, on which lane, and the
+    decoded hypotheses back into the legs' recognisers (on the worker's thread)."""
+
+    def __init__(self, services: Services, decoder: ClipDecoder | None = None) -> None:
+        self.services = services
+        # A decoder given to the scheduler decodes everything; else each kind loads its own.
+        self._decoder = decoder
+        self._final_decoder = decoder
+        self._lanes: DecodeLanes | None = None
+        self.decode_rounds = 0  # decoder batches asked for
+
+    @property
+    def decoder(self) -> ClipDecoder:
+        """The partial-pass decoder (loaded on first use)."""
+        if self._decoder is None:
+            self._decoder = live_decoder_of(self.services)
+        return self._decoder
+
+    @property
+    def final_decoder(self) -> ClipDecoder:
+        """The decoder of finals (the one given, else beam search)."""
+        if self._final_decoder is None:
+            self._final_decoder = live_decoder_of(self.services, final=True)
+        return self._final_decoder
+
+    @property
+    def lanes(self) -> DecodeLanes:
+        """The finals and partials lanes (started on first use)."""
+        if self._lanes is None:
+            self._lanes = DecodeLanes(self.decoder, self.final_decoder, PARTIALS_PER_ROUND)
+        return self._lanes
+
+    def step(self, calls: Mapping[CallKey, LiveCall]) -> list[Decoded]:
+        """Apply what the lanes decoded, then hand them what is due now."""
+        if not calls and self._lanes is None:
+            return []
+        out = self._apply(self.lanes.collect(), calls)
+        self.lanes.schedule(self._due(calls.values()))
+        return out
+
+    def drain(self, call: LiveCall, calls: Mapping[CallKey, LiveCall]) -> list[Decoded]:
+        """Everything the call's legs wait for, decoded on this thread (the call ends or is
+        handed over): its batches on the lanes first come back and are applied."""
+        out: list[Decoded] = []
+        if self._lanes is not None:
+            owners = [((call.tenant, call.call_id), leg) for leg in call.legs]
+            while any(self._lanes.in_flight(o) for o in owners):
+                out.extend(self._apply(self._lanes.collect(wait_s=0.1), calls))
+        for due in self._due([call]):
+            seg = self.final_decoder.transcribe_clips([due.request.audio], due.language)[0]
+            self.decode_rounds += 1
+            leg = call.legs[due.owner[1]]  # type: ignore[index]
+            out.append((call, leg.leg, leg.recogniser.apply(due.request, seg)))
+        return out
+
+    def _due(self, calls: Iterable[LiveCall]) -> list[Due]:
+        """Every leg's clips due now. A leg whose language is not known yet waits for a
+        clip long enough to detect it on (or its final)."""
+        due: list[Due] = []
+        min_clip = int(LANGUAGE_MIN_S * SAMPLE_RATE)
+        for call in calls:
+            for ls in call.legs.values():
+                language = call.language_of(ls.leg)
+                for r in ls.recogniser.requests():
+                    if language is None and not r.final and r.end - r.start < min_clip:
+                        continue
+                    due.append(Due(((call.tenant, call.call_id), ls.leg), r, language))
+        return due
+
+    def _apply(self, batches: list[Done], calls: Mapping[CallKey, LiveCall]) -> list[Decoded]:
+        """Decoded batches into their legs' recognisers; the hypotheses they complete."""
+        out: list[Decoded] = []
+        metrics = self.services.metrics
+        for batch in batches:
+            self.decode_rounds += 1
+            metrics.inc("live_decode_seconds_total", batch.seconds, lane=batch.lane)
+            metrics.inc("live_decoded_clips_total", len(batch.items), lane=batch.lane)
+            if batch.error is not None:
+                # the clips stay due and are decoded again in a later round
+                metrics.inc("live_decode_errors_total", lane=batch.lane)
+                continue
+            for item, seg in zip(batch.items, batch.segments, strict=True):
+                call_key, leg = cast(tuple[CallKey, str], item.owner)
+                call = calls.get(call_key)
+                stream = call.legs.get(leg) if call is not None else None
+                if call is None or stream is None or not stream.recogniser.owns(item.request):
+                    continue  # the call ended or was handed over meanwhile
+                req = item.request
+                if item.language is None and seg is not None and seg.language:
+                    if req.end - req.start >= LANGUAGE_MIN_S * SAMPLE_RATE:
+                        call.leg_languages.setdefault(leg, seg.language)
+                        call.dirty = True
+                hyps = stream.recogniser.apply(req, seg)
+                if not req.final and any(h.final for h in hyps):
+                    # the pass decoded in the first silence ended the utterance
+                    metrics.inc("live_finals_early_total")
+                out.append((call, leg, hyps))
+        return out
+
+    def close(self) -> None:
+        """Stop the lanes (after the batches in progress)."""
+        if self._lanes is not None:
+            self._lanes.close()

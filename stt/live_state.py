@@ -3,8 +3,8 @@
 A LiveHub consumes the transcripts and calls topics (only new records, a group of its own
 per process) in one thread. It keeps the finals of each live call until its live
 transcript.ready, and hands every event of a call to that call's subscribers (WebSockets)
-through bounded per-subscriber queues on their event loops, so a slow client only ever
-loses its own oldest messages. `live_transcript` also reads the live worker's checkpoint,
+through the fan-out (pipeline/api/fanout.py: a bounded queue per subscriber, a slow client
+only loses its own messages). `live_transcript` also reads the live worker's checkpoint,
 so finals emitted before this process started are not missing.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass, field
 
+from pipeline.api.fanout import Fanout, Subscriber
 from pipeline.bus.tail import BusTail
 from pipeline.events import (
     CallEnded,
@@ -25,34 +25,14 @@ from pipeline.events import (
 from pipeline.services import Services
 from pipeline.store import StoreError
 from recordings.transcripts import interleave
+from stt.live_call import call_from_checkpoint, load_checkpoint
 
 CallKey = tuple[str, str]
 QUEUE_SIZE = 256
 _POLL_S = 0.5
 
 
-@dataclass(eq=False)
-class Subscriber:
-    """One watcher of one call: an asyncio queue fed from the hub's thread."""
-
-    key: CallKey
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
-    dropped: int = 0
-
-    def _put(self, event: Event) -> None:
-        # runs on the subscriber's loop: a full queue loses its oldest message
-        if self.queue.full():
-            self.queue.get_nowait()
-            self.dropped += 1
-        self.queue.put_nowait(event)
-
-    def deliver(self, event: Event) -> None:
-        """Queue an event from any thread; never blocks."""
-        try:
-            self.loop.call_soon_threadsafe(self._put, event)
-        except RuntimeError:  # the loop is closed: the client is gone
-            pass
+Watcher = Subscriber[CallKey, Event]
 
 
 class LiveHub:
@@ -61,7 +41,9 @@ class LiveHub:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._finals: dict[CallKey, dict[str, Utterance]] = {}
-        self._subs: dict[CallKey, set[Subscriber]] = {}
+        self.watchers: Fanout[CallKey, Event] = Fanout(
+            services.metrics, "live_ws_dropped_total", QUEUE_SIZE
+        )
         self._lock = threading.Lock()
         t = services.topics
         self._tail = BusTail(
@@ -97,9 +79,9 @@ class LiveHub:
                 self._finals.pop(key, None)
             elif not isinstance(event, CallEnded):
                 return
-            subs = list(self._subs.get(key, ()))
-        for s in subs:
-            s.deliver(event)
+            # Under the lock: a watcher subscribing now sees this final either in
+            # `finals` or from the fan-out.
+            self.watchers.publish(key, event)
 
     def finals(self, tenant: str, call_id: str) -> list[Utterance] | None:
         """Finals seen so far of a live call (None when this hub does not know it live)."""
@@ -107,23 +89,14 @@ class LiveHub:
             got = self._finals.get((tenant, call_id))
             return None if got is None else list(got.values())
 
-    def subscribe(self, tenant: str, call_id: str, loop: asyncio.AbstractEventLoop) -> Subscriber:
+    def subscribe(self, tenant: str, call_id: str, loop: asyncio.AbstractEventLoop) -> Watcher:
         """Watch one call's events."""
-        sub = Subscriber((tenant, call_id), loop)
         with self._lock:
-            self._subs.setdefault(sub.key, set()).add(sub)
-        return sub
+            return self.watchers.subscribe((tenant, call_id), loop)
 
-    def unsubscribe(self, sub: Subscriber) -> None:
+    def unsubscribe(self, sub: Watcher) -> None:
         """Stop watching."""
-        with self._lock:
-            subs = self._subs.get(sub.key)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subs[sub.key]
-        if sub.dropped:
-            self.services.metrics.inc("live_ws_dropped_total", sub.dropped)
+        self.watchers.unsubscribe(sub)
 
     def close(self) -> None:
         """Stop the consumer thread."""
@@ -137,8 +110,6 @@ def live_hub(services: Services) -> LiveHub:
 
 def live_transcript(services: Services, tenant: str, call_id: str) -> list[Utterance] | None:
     """Finals so far of a call in progress, in speaking order; None when it is not live."""
-    from stt.live_call import call_from_checkpoint, load_checkpoint
-
     hub = live_hub(services)
     seen = hub.finals(tenant, call_id)
     try:

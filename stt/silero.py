@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE = 16000
 FRAME = 512  # samples per decision at 16 kHz (32 ms)
 _CONTEXT = 64
 

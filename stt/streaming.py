@@ -20,11 +20,11 @@ from typing import Literal, Protocol
 import numpy as np
 
 from pipeline.events import Word
+from pipeline.media import SAMPLE_RATE
 from stt.transcriber import Segment
 from stt.vad import Endpointer, SpeechEnded, SpeechStarted, VadOptions, VadState
 from stt.words import join_words
 
-SAMPLE_RATE = 16000
 _NORM = re.compile(r"[^\w']+")
 # Words Whisper rewrote inside the confirmed prefix are matched by time, with this slack.
 _TIME_SLACK_S = 0.05

@@ -33,16 +33,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+from pipeline.config import SttSettings
 from pipeline.events import Word
+from pipeline.media import SAMPLE_RATE
+from pipeline.services import Services
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
-    from pipeline.services import Services
-
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -296,10 +295,19 @@ def _split_at_pauses(
     return pieces
 
 
+def options_from(stt: SttSettings) -> TranscribeOptions:
+    """Transcriber options from the settings."""
+    return TranscribeOptions(
+        beam_size=stt.beam_size,
+        batch_pad_ms=stt.batch_pad_ms,
+        min_silence_duration_ms=stt.min_silence_duration_ms,
+        no_speech_threshold=stt.no_speech_threshold,
+        min_word_probability=stt.min_word_probability,
+    )
+
+
 def transcriber_of(services: Services) -> Transcriber:
     """The process's Transcriber (one Whisper model shared by batch and live)."""
-    from stt.batch import options_from
-
     st = services.settings.stt
     return services.component(
         "transcriber",

@@ -18,10 +18,11 @@ from typing import Literal
 import numpy as np
 import webrtcvad
 
+from pipeline.media import SAMPLE_RATE
+from pipeline.media.resample import float_to_int16
 from stt.silero import FRAME as SILERO_FRAME
 from stt.silero import SileroStream
 
-SAMPLE_RATE = 16000
 # Unvoiced frames tolerated inside a speech onset (plosives, webrtcvad flicker).
 _ONSET_GAP_FRAMES = 3
 # A stretch of speech at its maximum length is cut in its last pause of at least this many
@@ -221,8 +222,6 @@ class Endpointer:
 
 def speech_segments(audio: np.ndarray, options: VadOptions | None = None) -> list[tuple[int, int]]:
     """(start, end) samples of each utterance in a whole 16 kHz float32 signal."""
-    from pipeline.media.resample import float_to_int16
-
     ep = Endpointer(options)
     events = ep.feed(float_to_int16(audio))
     events.extend(ep.flush())

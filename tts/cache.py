@@ -6,11 +6,15 @@ import hashlib
 from collections.abc import Iterator
 
 from pipeline.ids import PROMPT_CACHE_PREFIX
+from pipeline.media.audio_file import AudioLimits, load_audio
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound
-from tts.formats import Format, decode_audio, normalise_level, render, wav_header
+from tts.formats import Format, normalise_level, render, wav_header
 from tts.synth import Synthesizer
 from tts.text import cache_text, prepare
+
+# An uploaded menu prompt: a few minutes at most, at whatever rate and channels it was made.
+PROMPT_LIMITS = AudioLimits(max_seconds=600.0, max_rate=96000, max_channels=8)
 
 
 class PromptCache:
@@ -55,8 +59,8 @@ class PromptCache:
         key = f"{PROMPT_CACHE_PREFIX}audio-{digest}-{fmt.name}.{fmt.ext}"
         data = self.lookup(key)
         if data is None:
-            audio, rate = decode_audio(source)
-            data = render(normalise_level(audio), rate, fmt)
+            audio = load_audio(source, PROMPT_LIMITS, rate=None)
+            data = render(normalise_level(audio.mono()), audio.rate, fmt)
             self.services.metrics.inc("tts_audio_converted_total")
             self.services.store.put(key, data, fmt.media_type)
         return data

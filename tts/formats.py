@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import struct
-import wave
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,41 +111,3 @@ def render(audio: np.ndarray, rate: int, fmt: Format) -> bytes:
     """A whole prompt (float32 at `rate`, already level-normalised) as a complete file."""
     data = encode_samples(resample(audio, rate, fmt.rate), fmt)
     return wav_header(fmt, len(data)) + data if fmt.wav else data
-
-
-def read_l16_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode a 16-bit PCM WAV to (float32, rate); a helper for checks and the CLI."""
-    with wave.open(io.BytesIO(data)) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-        return pcm.astype(np.float32) / 32768.0, w.getframerate()
-
-
-class AudioError(ValueError):
-    """Audio that cannot be decoded (an uploaded prompt in an unknown or broken format)."""
-
-
-def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
-    """Any file PyAV reads (WAV of any coding, MP3, Opus...) to mono float32 at its rate."""
-    import av
-
-    try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            if not container.streams.audio:
-                raise AudioError("the file holds no audio stream")
-            stream = container.streams.audio[0]
-            rate = int(stream.rate or 0)
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            parts = [
-                f.to_ndarray().reshape(-1)
-                for frame in container.decode(stream)
-                for f in resampler.resample(frame)
-            ]
-            parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    except (av.FFmpegError, ValueError) as exc:
-        if isinstance(exc, AudioError):
-            raise
-        raise AudioError(f"cannot decode audio: {exc}") from exc
-    audio = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-    if rate <= 0 or audio.size == 0:
-        raise AudioError("the audio is empty")
-    return audio, rate

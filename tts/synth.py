@@ -38,8 +38,9 @@ def speak(
     # Piper pulls in onnxruntime: only a process that speaks pays for it.
     from piper import SynthesisConfig
 
-    noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if steady else {}
-    cfg = SynthesisConfig(length_scale=length_scale, **noise)
+    cfg = SynthesisConfig(length_scale=length_scale)
+    if steady:
+        cfg.noise_scale = cfg.noise_w_scale = 0.0
     parts = [c.audio_float_array for c in voice.synthesize(text, syn_config=cfg)]
     audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return audio.astype(np.float32), int(voice.config.sample_rate)

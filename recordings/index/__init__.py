@@ -5,12 +5,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from pipeline.services import Services
 from recordings.index.base import TranscriptIndex
-
-if TYPE_CHECKING:
-    from pipeline.services import Services
+from recordings.index.sqlite import SqliteIndex
 
 INDEX_FILE = "index.sqlite"
 
@@ -19,8 +16,6 @@ def index_of(services: Services) -> TranscriptIndex:
     """The process-wide transcript index, opened on first use."""
 
     def open_index() -> TranscriptIndex:
-        from recordings.index.sqlite import SqliteIndex
-
         return SqliteIndex(services.settings.data_dir / INDEX_FILE)
 
     return services.component("index", open_index)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from pipeline.events import CallDetails
 from recordings.index.query import Node
 
 Interval = Literal["day", "week", "month"]
@@ -32,6 +33,16 @@ class CallMeta:
     recording_key: str | None = None
     duration: float | None = None
     source: str | None = None
+
+    @classmethod
+    def of(cls, call: CallDetails, **fields: Any) -> CallMeta:
+        """A call's details, and `fields` beyond them (prefix, recording_key ...)."""
+        return cls(**indexed_details(call), **fields)
+
+
+def indexed_details(call: CallDetails) -> dict[str, Any]:
+    """The details of a call the index keeps (all but its language)."""
+    return {k: v for k, v in call.details().items() if k != "language"}
 
 
 @dataclass(frozen=True)

@@ -92,14 +92,8 @@ class IndexStage(Stage):
             self._utterance(event)
         elif isinstance(event, CallStarted):
             self.index.upsert_call(
-                CallMeta(
-                    tenant=event.tenant,
-                    call_id=event.call_id,
-                    started_at=event.started_at,
-                    agent_id=event.agent_id,
-                    direction=event.direction,
-                    caller=event.caller,
-                    callee=event.callee,
+                CallMeta.of(
+                    event,
                     prefix=call_prefix(event.tenant, event.call_id, event.started_at),
                     source="live",
                 )
@@ -140,14 +134,8 @@ class IndexStage(Stage):
         except ObjectNotFound:
             key = None  # a foreign URI: keep the metadata, the audio stays unknown
         self.index.upsert_call(
-            CallMeta(
-                tenant=ev.tenant,
-                call_id=ev.call_id,
-                started_at=ev.started_at,
-                agent_id=ev.agent_id,
-                direction=ev.direction,
-                caller=ev.caller,
-                callee=ev.callee,
+            CallMeta.of(
+                ev,
                 prefix=call_prefix(ev.tenant, ev.call_id, ev.started_at),
                 recording_key=key,
                 source="batch",
@@ -164,14 +152,8 @@ class IndexStage(Stage):
                 f"store error reading the manifest: {exc}", retriable=exc.retriable
             ) from exc
         if manifest is not None:
-            meta = CallMeta(
-                tenant=ev.tenant,
-                call_id=ev.call_id,
-                started_at=manifest.started_at,
-                agent_id=manifest.agent_id,
-                direction=manifest.direction,
-                caller=manifest.caller,
-                callee=manifest.callee,
+            meta = CallMeta.of(
+                manifest,
                 prefix=manifest.prefix,
                 recording_key=manifest.recording_key,
                 duration=ev.duration,

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from pipeline.auth import KeyStore
+from pipeline.media.audio_file import write_wav
 from pipeline.media.resample import float_to_int16
-from stt.audio import write_wav
 
 LINES = [
     "Hello, I am calling about my invoice from last month.",

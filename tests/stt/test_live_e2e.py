@@ -176,7 +176,7 @@ def test_ffmpeg_rtp_to_a_registered_leg_is_transcribed(
 ) -> None:
     import subprocess
 
-    from stt.audio import write_wav
+    from pipeline.media.audio_file import write_wav
 
     svc = distributed_services
     lines = [

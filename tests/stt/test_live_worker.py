@@ -27,8 +27,8 @@ from pipeline.ids import call_key
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
-from stt.live_decoder import ShortWindowDecoder
-from stt.live_worker import LiveStage, live_decoder_of
+from stt.live_decoder import ShortWindowDecoder, live_decoder_of
+from stt.live_worker import LiveStage
 from stt.normalise import normalise, wer
 from stt.transcriber import Segment
 
@@ -111,7 +111,7 @@ def step(runner: WorkerRunner) -> None:
     stage = runner.stage
     assert isinstance(stage, LiveStage)
     deadline = time.monotonic() + 30
-    while not stage.lanes.idle and time.monotonic() < deadline:
+    while not stage.scheduler.lanes.idle and time.monotonic() < deadline:
         runner.run_once()
 
 
@@ -210,8 +210,8 @@ def test_partials_then_finals_per_leg_with_artifacts(
 
 def test_finals_are_decoded_with_beam_search_after_greedy_partials(services: Services) -> None:
     stage = LiveStage(services)
-    partial = stage.decoder  # partial passes come first in every call
-    final = stage.final_decoder
+    partial = stage.scheduler.decoder  # partial passes come first in every call
+    final = stage.scheduler.final_decoder
     assert isinstance(partial, ShortWindowDecoder) and isinstance(final, ShortWindowDecoder)
     assert partial.options.beam_size == 1
     assert final.options.beam_size == services.settings.live.beam_size == 5

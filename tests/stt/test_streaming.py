@@ -9,11 +9,11 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.events import Word
+from pipeline.media import SAMPLE_RATE
 from pipeline.media.resample import float_to_int16
 from stt.live_decoder import ShortWindowDecoder, trim_repetition
 from stt.normalise import wer
 from stt.streaming import (
-    SAMPLE_RATE,
     Hypothesis,
     StreamingOptions,
     StreamingRecognizer,

@@ -103,8 +103,8 @@ def test_a_real_french_voice_reads_as_well_as_plain_faster_whisper(
     import ctranslate2
     from faster_whisper import decode_audio
 
+    from pipeline.media.audio_file import load_audio
     from sim import corpus
-    from stt.audio import load_audio
     from stt.batch import transcribe_recording
     from stt.normalise import word_errors
 

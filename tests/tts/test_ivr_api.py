@@ -141,7 +141,9 @@ def test_bad_documents(services: Services, menu_doc: dict[str, Any]) -> None:
         assert c.put("/v1/ivr/bad..name", json=menu_doc, headers=admin).status_code == 422
         r = c.put("/v1/ivr/m", json=menu_doc, headers=admin)
         assert r.status_code == 422
-        assert r.json()["detail"]["errors"][0].startswith("nodes.closed.audio: cannot decode")
+        assert r.json()["detail"]["errors"][0].startswith(
+            "nodes.closed.audio: not a readable audio file"
+        )
         assert not services.store.exists("acme/_ivr/m.json")
         assert c.get("/v1/ivr/m/nodes/main/prompt.wav", headers=admin).status_code == 404
         assert services.metrics.total("ivr_prompt_rejected_total") == 1

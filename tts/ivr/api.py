@@ -12,10 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
+from pipeline.media.audio_file import AudioError
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound
 from tts.cache import PromptCache
-from tts.formats import AudioError, FormatError, get_format
+from tts.formats import FormatError, get_format
 from tts.ivr.engine import Engine, SessionExpired, SessionFinished
 from tts.ivr.menu import Menu, PromptKind, prompt_text
 from tts.ivr.store import MenuNotFound, MenuStore

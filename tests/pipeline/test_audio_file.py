@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from stt.audio import (
+from pipeline.media.audio_file import (
     SAMPLE_RATE,
     AudioError,
     AudioLimits,

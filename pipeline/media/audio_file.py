@@ -1,4 +1,4 @@
-"""Audio loading: any file ffmpeg decodes, to 16 kHz mono float32 per channel.
+"""Audio files: any file ffmpeg decodes, to 16 kHz mono float32 per channel; WAV out.
 
 One edge function, one inside format (as faster-whisper's `decode_audio`): WAV PCM at any
 rate, WAV mu-law/A-law, MP3, OGG/Opus, FLAC... all go through PyAV. Channels are kept
@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ from typing import Any
 import av
 import numpy as np
 
-from pipeline.media.resample import resample
+from pipeline.media import SAMPLE_RATE
+from pipeline.media.resample import float_to_int16, resample
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 MAX_CHANNELS = 2  # a call has two legs at most
 # WAV sample sizes PBXs and recorders write: PCM 8/16/24/32 bits, float 32/64, G.711 8.
 _WAV_BITS = {1: (8, 16, 24, 32), 3: (32, 64), 6: (8,), 7: (8,)}
@@ -148,17 +149,19 @@ def probe_audio(data: bytes, limits: AudioLimits | None = None) -> AudioHeader:
 
 @dataclass(frozen=True)
 class DecodedAudio:
-    """Decoded channels, each 16 kHz mono float32, and what the source was."""
+    """Decoded channels, each mono float32 at `rate` (16 kHz unless asked otherwise), and
+    what the source was."""
 
     channels: tuple[np.ndarray, ...]
     source_rate: int
     codec: str
     container: str
+    rate: int = SAMPLE_RATE
 
     @property
     def duration(self) -> float:
         """Seconds of audio (of the longest channel)."""
-        return max((len(c) for c in self.channels), default=0) / SAMPLE_RATE
+        return max((len(c) for c in self.channels), default=0) / self.rate
 
     def mono(self) -> np.ndarray:
         """The channels mixed down (a mono recording of the whole call)."""
@@ -171,23 +174,26 @@ class DecodedAudio:
         return np.asarray(mix / len(self.channels), dtype=np.float32)
 
 
-def load_audio(source: bytes | Path | str, limits: AudioLimits | None = None) -> DecodedAudio:
-    """Decode a whole file within `limits`; raises AudioError with the reason when it
-    cannot (AudioRefused when it lies outside the limits)."""
+def load_audio(
+    source: bytes | Path | str, limits: AudioLimits | None = None, rate: int | None = SAMPLE_RATE
+) -> DecodedAudio:
+    """Decode a whole file within `limits`, resampled to `rate` (None: the file's own rate);
+    raises AudioError with the reason when it cannot (AudioRefused when it lies outside the
+    limits)."""
     data = Path(source).read_bytes() if isinstance(source, Path | str) else source
     limits = limits or AudioLimits()
     probe_audio(data, limits)
     with _audio_stream(data) as (container, stream):
         ctx = stream.codec_context
         n_channels = ctx.channels or 1
-        rate = ctx.sample_rate
+        source_rate = int(ctx.sample_rate)
         planes: list[list[np.ndarray]] = [[] for _ in range(n_channels)]
         decoded_frames = 0
         decoded_samples = 0
         try:
             for frame in container.decode(stream):
                 decoded_samples += frame.samples
-                if decoded_samples > (limits.max_seconds + 1) * rate:
+                if decoded_samples > (limits.max_seconds + 1) * source_rate:
                     raise AudioRefused(
                         f"more than {limits.max_seconds:.0f} s of audio: recordings may be "
                         f"at most {limits.max_seconds:.0f} s",
@@ -212,11 +218,12 @@ def load_audio(source: bytes | Path | str, limits: AudioLimits | None = None) ->
         container_name = container.format.name
     if decoded_frames == 0:
         raise AudioError("no audio frames could be decoded")
+    out_rate = rate or source_rate
     channels = tuple(
-        resample(np.concatenate(p) if p else np.zeros(0, np.float32), rate, SAMPLE_RATE)
+        resample(np.concatenate(p) if p else np.zeros(0, np.float32), source_rate, out_rate)
         for p in planes
     )
-    return DecodedAudio(channels, rate, codec_name, container_name)
+    return DecodedAudio(channels, source_rate, codec_name, container_name, out_rate)
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
@@ -237,10 +244,6 @@ def write_wav(
     channels: list[np.ndarray] | tuple[np.ndarray, ...], rate: int = SAMPLE_RATE
 ) -> bytes:
     """16-bit PCM WAV bytes from float32 channels (padded to the longest)."""
-    import wave
-
-    from pipeline.media.resample import float_to_int16
-
     n = max((len(c) for c in channels), default=0)
     inter = np.zeros((n, len(channels)), dtype=np.int16)
     for i, c in enumerate(channels):
