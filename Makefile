@@ -36,7 +36,7 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check app pipeline stt tts prompter robot recordings models sim tests bench
 	$(BIN)/ruff format --check app pipeline stt tts prompter robot recordings models sim tests bench
-	$(BIN)/mypy pipeline stt tts prompter robot recordings models sim
+	$(BIN)/mypy app pipeline stt tts prompter robot recordings models sim tests bench
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -61,7 +61,7 @@ def plain_path(model: Any, call: corpus.Call, wav: Path, seed: int) -> tuple[dic
 
     began = time.perf_counter()
     legs = decode_audio(str(wav), split_stereo=True)
-    out = {}
+    out: dict[str, str] = {}
     for leg, audio in zip(corpus.LEGS, legs, strict=True):
         ctranslate2.set_random_seed(seed)
         segments, _ = model.transcribe(audio, language=call.language, beam_size=5)
@@ -167,7 +167,9 @@ def live_path(
     for call in calls:
         finals = [(t, u) for t, u in received if u.call_id == call.name]
         finals.sort(key=lambda tu: tu[1].start)
-        texts = {leg: " ".join(u.text for _, u in finals if u.leg == leg) for leg in corpus.LEGS}
+        texts: dict[str, str] = {
+            leg: " ".join(u.text for _, u in finals if u.leg == leg) for leg in corpus.LEGS
+        }
         lags, missing = [], 0
         for line in call.lines:
             lo, hi = line.start / corpus.RATE, line.end / corpus.RATE
@@ -288,15 +290,15 @@ def main() -> None:
             str(r[p].errors.hypothesis_words) if p in paths else "-"
             for p in ("plain", "batch", "live")
         )
-        lags = np.array(r["live"].lags) if r["live"].lags else None
+        live_lags = np.array(r["live"].lags) if r["live"].lags else None
         ratio = r["batch"].seconds / r["plain"].seconds if r["plain"].seconds else float("nan")
         print(
             f"{name:10s} {words:5d} {pct('plain')} {pct('batch')} {pct('live')} {delta('batch')} "
             f"{delta('live')}  {hyp if not words else '':>22s}  {r['plain'].seconds:7.1f} "
             f"{r['batch'].seconds:7.1f} {ratio:5.2f}  "
             + (
-                f"{np.percentile(lags, 50):8.2f} {np.percentile(lags, 95):8.2f}"
-                if lags is not None
+                f"{np.percentile(live_lags, 50):8.2f} {np.percentile(live_lags, 95):8.2f}"
+                if live_lags is not None
                 else "       -        -"
             )
             + f" {r['live'].missing:7d}",

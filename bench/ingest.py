@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from app.services import build_services
 from pipeline.config import Settings
@@ -59,7 +60,7 @@ def sender(ports: list[int], seconds: float, cpu: int | None, start_at: float, q
     q.put((sent, late))
 
 
-def run(n: int, seconds: float, pin: bool) -> dict[str, float]:
+def run(n: int, seconds: float, pin: bool) -> dict[str, Any]:
     """One measurement with n legs."""
     settings = Settings(
         data_dir=Path(tempfile.mkdtemp(prefix="bench-ingest-")),
@@ -106,8 +107,11 @@ def run(n: int, seconds: float, pin: bool) -> dict[str, float]:
     wall = time.monotonic() - wall0
     cpu = time.process_time() - cpu0
     accepted = services.metrics.total("rtp_packets_total")
-    drops = services.metrics.render().splitlines()
-    drops = [line for line in drops if line.startswith("callpipe_rtp_dropped_total")]
+    drops = [
+        line
+        for line in services.metrics.render().splitlines()
+        if line.startswith("callpipe_rtp_dropped_total")
+    ]
     for i in range(n):
         ingest.end("bench", f"c{i}", publish=False)
     stop.set()

@@ -196,7 +196,11 @@ def run(
         t.join(30)
     reader.close()
 
-    latencies, first_partials, gaps, errors, batch_errors = [], [], [], [], []
+    latencies: list[float] = []
+    first_partials: list[float] = []
+    gaps: list[float] = []
+    errors: list[float] = []
+    batch_errors: list[float] = []
     missing = 0
     for call in calls:
         for line in call.lines:

@@ -32,7 +32,7 @@ from pipeline.config import Settings  # noqa: E402
 from pipeline.events import Utterance  # noqa: E402
 from pipeline.services import Services  # noqa: E402
 from pipeline.worker import WorkerRunner  # noqa: E402
-from recordings.index.base import CallMeta, Filters, UtteranceRow  # noqa: E402
+from recordings.index.base import CallMeta, Filters, Sort, UtteranceRow  # noqa: E402
 from recordings.index.query import parse_query  # noqa: E402
 from recordings.index.sqlite import SqliteIndex  # noqa: E402
 from recordings.index.worker import IndexStage  # noqa: E402
@@ -300,7 +300,7 @@ def main() -> int:
                     ]
                 )
             t0 = time.perf_counter()
-            sort = "time" if kind.startswith("time") else "relevance"
+            sort: Sort = "time" if kind.startswith("time") else "relevance"
             page = index.search(tenant, q, f, sort, 0, 20)
             times.append(time.perf_counter() - t0)
             totals.append(page.total)

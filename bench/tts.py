@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 # This script is named like the package it measures: keep its folder off the import path.
 _HERE = Path(__file__).resolve().parent
@@ -181,7 +182,7 @@ def bench_http(services: Services, fetches: int, runs: int) -> None:
     base = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=base, timeout=30) as c:
         for name, text in [("1 sentence", ONE), ("5 sentences", FIVE)]:
-            firsts = []
+            firsts: list[float] = []
             for i in range(runs):
                 body = {"text": f"{text} Reference {i + 1}.", "format": "ulaw8k"}
                 t0 = time.perf_counter()
@@ -199,7 +200,7 @@ def bench_http(services: Services, fetches: int, runs: int) -> None:
                 f"{statistics.median(firsts) * 1000:.0f} ms over {runs}"
             )
         assert c.put("/v1/ivr/bench", json=menu, headers=admin).status_code == 200
-        for label, method, url, kw in [
+        fetches_of: list[tuple[str, str, str, dict[str, Any]]] = [
             (
                 "POST /v1/tts (cached)",
                 "POST",
@@ -212,7 +213,8 @@ def bench_http(services: Services, fetches: int, runs: int) -> None:
                 "/v1/ivr/bench/nodes/main/prompt.wav?format=ulaw8k",
                 {},
             ),
-        ]:
+        ]
+        for label, method, url, kw in fetches_of:
             times = []
             for _ in range(fetches):
                 t0 = time.perf_counter()
@@ -233,7 +235,7 @@ def bench_wer(services: Services, synth: Synthesizer, count: int) -> None:
     clips = []
     t0 = time.perf_counter()
     for p in prompts:
-        with av.open(io.BytesIO(synth.render(p, get_format("ulaw8k"), 1.0))) as f:
+        with av.open(io.BytesIO(synth.render(p, get_format("ulaw8k"), 1.0)), "r") as f:
             pcm = np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)])
         clips.append(resample(pcm.astype(np.float32) / 32768.0, 8000, 16000))
     synth_s = time.perf_counter() - t0

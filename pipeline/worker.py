@@ -203,7 +203,11 @@ class WorkerRunner:
             self._revoked_outputs.clear()
         for msg in msgs:
             self.metrics.inc("events_in_total", worker=self.stage.name, topic=msg.topic)
+            began = time.perf_counter()
             outputs.extend(self._handle(msg))
+            self.metrics.observe(
+                "stage_process_seconds", time.perf_counter() - began, worker=self.stage.name
+            )
         try:
             outputs.extend(self.stage.tick(time.time()))
         except Exception:  # a timer bug must not stop the worker

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipeline.events import RobotRefused
 from pipeline.logs import ctx
 from pipeline.metrics import Metrics
-from robot.holidays import holiday_name
+from robot.holidays import SUBDIVISIONS, holiday_name
 from robot.numbers import to_e164
 from robot.store import AuditEntry, RobotStore
 
@@ -53,6 +53,8 @@ class CallingPolicy(BaseModel):
     weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
     windows: list[str] = Field(default_factory=lambda: ["10:00-13:00", "14:00-20:00"])
     public_holidays: bool = True
+    # A subdivision with holidays of its own: "57" / "6AE" (Alsace-Moselle), "971".. (overseas).
+    holiday_subdivision: str | None = None
     extra_holidays: list[date] = Field(default_factory=list)
     max_calls: int = Field(default=4, ge=1)
     period_days: int = Field(default=30, ge=1)
@@ -68,6 +70,13 @@ class CallingPolicy(BaseModel):
         }
     )
     banned_caller_prefixes: list[str] = Field(default_factory=lambda: ["+336", "+337"])
+
+    @field_validator("holiday_subdivision")
+    @classmethod
+    def _subdivision(cls, v: str | None) -> str | None:
+        if v is not None and v not in SUBDIVISIONS:
+            raise ValueError(f"unknown subdivision {v!r}; known: {', '.join(SUBDIVISIONS)}")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -155,7 +164,7 @@ def _calendar(policy: CallingPolicy, at: datetime) -> tuple[str, str] | None:
     day = local.date()
     if policy.public_holidays:
         extra = {d: "tenant holiday" for d in policy.extra_holidays}
-        name = holiday_name(day, extra)
+        name = holiday_name(day, extra, policy.holiday_subdivision)
         if name is not None:
             return "public_holiday", f"{day.isoformat()} is a public holiday ({name})"
     if local.weekday() not in policy.weekdays:

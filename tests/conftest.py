@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -301,7 +301,7 @@ def encode_audio(channels: list[np.ndarray], rate: int, codec: str, fmt: str) ->
     buf = io.BytesIO()
     layout = "mono" if len(channels) == 1 else "stereo"
     with av.open(buf, mode="w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)
+        stream = cast(av.AudioStream, out.add_stream(codec, rate=rate, layout=layout))
         n = max(len(c) for c in channels)
         inter = np.zeros((n, len(channels)), dtype=np.int16)
         for i, c in enumerate(channels):

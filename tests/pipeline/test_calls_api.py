@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def test_router_is_registered_in_the_app() -> None:
     assert calls_api.router in ROUTERS
 
 
-def test_register_send_and_end_a_call(client: TestClient, rtp_services: Services, tap) -> None:  # type: ignore[no-untyped-def]
+def test_register_send_and_end_a_call(client: TestClient, rtp_services: Services, tap: Any) -> None:
     key = keys_of(rtp_services).create("acme", "pbx")
     r = client.post("/v1/calls", json=BODY, headers=auth(key))
     assert r.status_code == 201, r.text
@@ -89,7 +90,7 @@ def test_a_registered_call_is_visible_at_once(client: TestClient, rtp_services: 
 def test_the_language_of_a_call_travels_with_its_start(
     client: TestClient,
     rtp_services: Services,
-    tap,  # type: ignore[no-untyped-def]
+    tap: Any,
 ) -> None:
     key = keys_of(rtp_services).create("acme", "pbx")
     r = client.post("/v1/calls", json={**BODY, "language": "fr"}, headers=auth(key))
@@ -106,7 +107,7 @@ def test_the_language_of_a_call_travels_with_its_start(
 def test_a_tenant_language_applies_to_calls_that_name_none(
     client: TestClient,
     rtp_services: Services,
-    tap,  # type: ignore[no-untyped-def]
+    tap: Any,
 ) -> None:
     stt = rtp_services.settings.stt.model_copy(update={"tenant_languages": {"acme": "fr"}})
     rtp_services.settings.stt = stt

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import av
 import numpy as np
 import pytest
+from av.audio.codeccontext import AudioCodecContext
 
 from pipeline.media import g711
 
@@ -18,14 +20,14 @@ ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
 
 
 def _ffmpeg_decode(name: str, codes: bytes) -> np.ndarray:
-    ctx = av.CodecContext.create(name, "r")
+    ctx = cast(AudioCodecContext, av.CodecContext.create(name, "r"))
     ctx.sample_rate = 8000
     ctx.layout = "mono"
     return np.concatenate([f.to_ndarray().ravel() for f in ctx.decode(av.Packet(codes))])
 
 
 def _ffmpeg_encode(name: str, pcm: np.ndarray) -> np.ndarray:
-    ctx = av.CodecContext.create(name, "w")
+    ctx = cast(AudioCodecContext, av.CodecContext.create(name, "w"))
     ctx.sample_rate = 8000
     ctx.layout = "mono"
     ctx.format = "s16"

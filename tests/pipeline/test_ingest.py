@@ -9,6 +9,7 @@ import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,14 +57,16 @@ def joined(chunks: list[MediaChunk]) -> tuple[int, np.ndarray]:
     return chunks[0].start_sample, pcm
 
 
-def finish(ingest: RtpIngest, tap, call_id: str) -> None:  # type: ignore[no-untyped-def]
+def finish(ingest: RtpIngest, tap: Any, call_id: str) -> None:
     time.sleep(0.15)  # let the last datagrams reach the loop
     ingest.end("acme", call_id)
     tap.until(lambda t: t.ended(call_id) is not None)
 
 
 @pytest.mark.parametrize(("codec", "ptime"), [("PCMU", 20), ("PCMU", 60), ("PCMA", 10)])
-def test_g711_audio_arrives_sample_exact(ingest: RtpIngest, tap, codec: str, ptime: int) -> None:  # type: ignore[no-untyped-def]
+def test_g711_audio_arrives_sample_exact(
+    ingest: RtpIngest, tap: Any, codec: str, ptime: int
+) -> None:
     ports = register(ingest, "c1", ("agent", codec))
     audio = tone(1.5)
     sent = send_packets(
@@ -87,7 +90,7 @@ def test_g711_audio_arrives_sample_exact(ingest: RtpIngest, tap, codec: str, pti
     assert sizes <= {1280, 1440}, sizes
 
 
-def test_loss_is_concealed_in_place_and_counted(ingest: RtpIngest, tap) -> None:  # type: ignore[no-untyped-def]
+def test_loss_is_concealed_in_place_and_counted(ingest: RtpIngest, tap: Any) -> None:
     ports = register(ingest, "c2", ("customer", "PCMU"))
     audio = tone(1.0)
     packets = packetize(audio, "PCMU")
@@ -111,7 +114,7 @@ def test_loss_is_concealed_in_place_and_counted(ingest: RtpIngest, tap) -> None:
             np.testing.assert_array_equal(got, expected[i * 160 : (i + 1) * 160])
 
 
-def test_reordered_jittered_packets_come_out_whole(ingest: RtpIngest, tap) -> None:  # type: ignore[no-untyped-def]
+def test_reordered_jittered_packets_come_out_whole(ingest: RtpIngest, tap: Any) -> None:
     ports = register(ingest, "c3", ("agent", "PCMU"))
     audio = tone(1.0)
     packets = packetize(audio, "PCMU")
@@ -130,7 +133,7 @@ def test_reordered_jittered_packets_come_out_whole(ingest: RtpIngest, tap) -> No
     assert ingest.metrics.value("rtp_dropped_total", cause="duplicate") == 1
 
 
-def test_opus_leg_is_decoded_to_16k(ingest: RtpIngest, tap, speak) -> None:  # type: ignore[no-untyped-def]
+def test_opus_leg_is_decoded_to_16k(ingest: RtpIngest, tap: Any, speak: Any) -> None:
     ports = register(ingest, "c4", ("agent", "opus"), pt=111)
     pcm16 = (speak("The quick brown fox.", 16000) * 20000).astype(np.int16)
     packets = packetize(pcm16, "opus", payload_type=111, rate=16000)
@@ -145,7 +148,7 @@ def test_opus_leg_is_decoded_to_16k(ingest: RtpIngest, tap, speak) -> None:  # t
     np.testing.assert_array_equal(pcm, expected)
 
 
-def test_dtmf_digits_are_events_once_each(ingest: RtpIngest, tap) -> None:  # type: ignore[no-untyped-def]
+def test_dtmf_digits_are_events_once_each(ingest: RtpIngest, tap: Any) -> None:
     ports = register(ingest, "c5", ("customer", "PCMU"))
     audio = np.zeros(16000, np.int16)
     packets = packetize(audio, "PCMU", dtmf=[DtmfMark("customer", 4000, "4#1")])
@@ -164,8 +167,8 @@ def test_dtmf_digits_are_events_once_each(ingest: RtpIngest, tap) -> None:  # ty
 
 
 def test_bad_traffic_is_counted_and_other_calls_are_untouched(
-    ingest: RtpIngest, tap, rtp_services: Services
-) -> None:  # type: ignore[no-untyped-def]
+    ingest: RtpIngest, tap: Any, rtp_services: Services
+) -> None:
     ingest.live.max_packets_per_s = 200
     bad = register(ingest, "bad", ("agent", "PCMU"))["agent"]
     good = register(ingest, "good", ("agent", "PCMU"), tenant="other")["agent"]
@@ -221,7 +224,7 @@ def test_bad_traffic_is_counted_and_other_calls_are_untouched(
     intruder.close()
 
 
-def test_packets_to_a_port_without_a_call_are_counted(ingest: RtpIngest, tap) -> None:  # type: ignore[no-untyped-def]
+def test_packets_to_a_port_without_a_call_are_counted(ingest: RtpIngest, tap: Any) -> None:
     port = register(ingest, "gone", ("agent", "PCMU"))["agent"]
     ingest.end("acme", "gone")
     send_packets(packetize(tone(0.2), "PCMU"), "127.0.0.1", port, realtime=False)
@@ -232,7 +235,7 @@ def test_packets_to_a_port_without_a_call_are_counted(ingest: RtpIngest, tap) ->
     assert not tap.chunks("gone", "agent")
 
 
-def test_rtp_timeout_ends_the_call(ingest: RtpIngest, tap) -> None:  # type: ignore[no-untyped-def]
+def test_rtp_timeout_ends_the_call(ingest: RtpIngest, tap: Any) -> None:
     ingest.live.rtp_timeout_s = 0.6
     port = register(ingest, "quiet", ("agent", "PCMU"))["agent"]
     send_packets(packetize(tone(0.4), "PCMU"), "127.0.0.1", port, realtime=False)
@@ -245,7 +248,7 @@ def test_rtp_timeout_ends_the_call(ingest: RtpIngest, tap) -> None:  # type: ign
 
 
 def test_a_leg_silent_for_long_is_reported_once_and_the_call_goes_on(  # type: ignore[no-untyped-def]
-    ingest: RtpIngest, tap
+    ingest: RtpIngest, tap: Any
 ) -> None:
     ingest.live.rtp_timeout_s = 0.6
     ports = register(ingest, "one-way", ("agent", "PCMU"), ("customer", "PCMU"))
@@ -260,7 +263,7 @@ def test_a_leg_silent_for_long_is_reported_once_and_the_call_goes_on(  # type: i
     assert ingest.metrics.value("rtp_leg_silent_total") == 1
 
 
-def test_max_call_length_ends_the_call(ingest: RtpIngest, tap) -> None:  # type: ignore[no-untyped-def]
+def test_max_call_length_ends_the_call(ingest: RtpIngest, tap: Any) -> None:
     ingest.live.max_call_s = 0.5
     register(ingest, "long", ("agent", "PCMU"))
     tap.until(lambda t: t.ended("long") is not None, timeout_s=5)
@@ -268,8 +271,8 @@ def test_max_call_length_ends_the_call(ingest: RtpIngest, tap) -> None:  # type:
 
 
 def test_ffmpeg_as_a_third_party_sender(
-    ingest: RtpIngest, tap, speak: Callable[..., np.ndarray], tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    ingest: RtpIngest, tap: Any, speak: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
     speech = speak("This call is sent by ffmpeg over real RTP.", 16000)
     wav = tmp_path / "speech.wav"
     with wave.open(str(wav), "wb") as w:
@@ -311,7 +314,7 @@ def test_ffmpeg_as_a_third_party_sender(
     assert summary_drops == ingest.metrics.value("rtp_dropped_total", cause="rtcp")
 
 
-def test_calls_announced_on_the_bus(rtp_services: Services, tap) -> None:  # type: ignore[no-untyped-def]
+def test_calls_announced_on_the_bus(rtp_services: Services, tap: Any) -> None:
     stage = IngestStage(rtp_services)
     runner = WorkerRunner(stage, rtp_services.bus, rtp_services.topics, rtp_services.metrics)
     producer = rtp_services.bus.producer()

@@ -18,7 +18,7 @@ import uvicorn
 
 from app.api import create_app
 from pipeline.auth import keys_of
-from pipeline.events import CallStarted, Utterance
+from pipeline.events import CallStarted, Event, Utterance
 from pipeline.ids import call_key
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
@@ -87,7 +87,9 @@ def test_click_a_hit_and_the_player_is_at_it(
 ) -> None:
     wav, timed = recorded_call(speak)
     services.store.put(call_key("acme", "web-1", STARTED, "recording.wav"), wav, "audio/wav")
-    events = [CallStarted(tenant="acme", call_id="web-1", agent_id="a-3", started_at=STARTED)]
+    events: list[Event] = [
+        CallStarted(tenant="acme", call_id="web-1", agent_id="a-3", started_at=STARTED)
+    ]
     events += [
         Utterance(
             tenant="acme",

@@ -206,7 +206,7 @@ def lifecycle(endpoint: str, bucket: str) -> list[tuple[str, int]]:
     config = sdk.get_bucket_lifecycle(bucket)
     assert config is not None
     return sorted(
-        (str(r.rule_filter.prefix), int(r.expiration.days))
+        (str(r.rule_filter.prefix), int(r.expiration.days or 0))
         for r in config.rules
         if r.rule_filter is not None and r.expiration is not None
     )

@@ -144,14 +144,19 @@ def test_intent_on_partial_needs_a_keyword() -> None:
 
 def test_understand_applies_bounds_pattern_and_dtmf() -> None:
     number = Step(id="n", ask="How many?", expect="number", min=1, max=10)
-    assert understand(number, "seven", TODAY).value == 7
+    answer = understand(number, "seven", TODAY)
+    assert answer is not None and answer.value == 7
     assert understand(number, "forty", TODAY) is None
     code = Step(id="c", ask="Postcode?", pattern=r"\b\d{5}\b")
-    assert understand(code, "It is 75011 Paris", TODAY).value == "75011"
+    assert (
+        answer := understand(code, "It is 75011 Paris", TODAY)
+    ) is not None and answer.value == "75011"
     assert understand(code, "in Paris", TODAY) is None
     assert understand(code, "75011 Paris", TODAY, partial=True) is None
     yn = Step(id="y", ask="Ok?", expect="yes_no", dtmf={"1": "yes", "2": "no"})
-    assert dtmf_answer(yn, "2").value == "no"
+    answer = dtmf_answer(yn, "2")
+    assert answer is not None and answer.value == "no"
     assert dtmf_answer(yn, "5") is None
-    assert dtmf_answer(number, "7#").value == 7
+    answer = dtmf_answer(number, "7#")
+    assert answer is not None and answer.value == 7
     assert dtmf_answer(number, "42#") is None  # above max

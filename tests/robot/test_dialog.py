@@ -224,7 +224,7 @@ def test_dtmf_answers_during_the_prompt(survey_yaml: str) -> None:
     r.finish_prompt()
     playing = r.engine.playing
     out = r.feed(Dtmf("2", r.at()))  # "no" while the question is still being asked
-    assert StopPlayback(playing) in out
+    assert playing is not None and StopPlayback(playing) in out
     assert plays(out)[0].step == "people"
     r.finish_prompt()
     for d in "3#":
@@ -261,7 +261,7 @@ def test_barge_in_stops_ask_prompts_not_say_prompts(survey_yaml: str) -> None:
     r.finish_prompt()
     asking = r.engine.playing
     out = r.feed(SpeechStarted(r.at()))
-    assert out[0] == StopPlayback(asking)
+    assert asking is not None and out[0] == StopPlayback(asking)
     assert r.engine.playing is None
     assert len(r.steps("barge_in")) == 1
     r.feed(SpeechStopped(r.at(0.5)))
@@ -295,7 +295,7 @@ def test_max_duration_hangs_up_mid_prompt(survey_yaml: str) -> None:
     r.start()
     playing = r.engine.playing
     out = r.feed(Tick(r.at(121.0)))
-    assert out[0] == StopPlayback(playing)
+    assert playing is not None and out[0] == StopPlayback(playing)
     assert Hangup("max_duration") in out
     assert r.outcome.result == "max_duration"
     assert r.feed(Final("yes", 1, r.at())) == []  # done is done

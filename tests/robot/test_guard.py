@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,7 +12,7 @@ import pytest
 from pipeline.events import RobotRefused
 from pipeline.metrics import Metrics
 from robot.guard import CallingPolicy, Guard, next_allowed, policy_of
-from robot.holidays import easter_sunday, french_holidays
+from robot.holidays import public_holidays
 from robot.numbers import NumberError, to_e164
 from robot.opposition import parse_opposition
 from robot.store import RobotStore
@@ -30,7 +31,7 @@ MONDAY_11 = paris(2026, 11, 23, 11, 0)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> RobotStore:
+def store(tmp_path: Path) -> Iterator[RobotStore]:
     s = RobotStore(tmp_path / "robot.sqlite")
     yield s
     s.close()
@@ -88,15 +89,26 @@ def test_weekend_refused_weekday_allowed(guard: Guard) -> None:
     assert check(guard, paris(2026, 11, 20, 11, 0)) == (True, None)  # Friday
 
 
-def test_easter_and_holidays_computed() -> None:
-    assert easter_sunday(2024) == date(2024, 3, 31)
-    assert easter_sunday(2025) == date(2025, 4, 20)
-    assert easter_sunday(2026) == date(2026, 4, 5)
-    h = french_holidays(2026)
-    assert h[date(2026, 4, 6)] == "Easter Monday"
+def test_national_holidays_and_those_of_a_subdivision() -> None:
+    h = public_holidays(2026)
+    assert h[date(2026, 4, 6)] == "Easter Monday"  # Easter 2026 is 5 April
     assert h[date(2026, 5, 14)] == "Ascension Day"
-    assert h[date(2026, 5, 25)] == "Whit Monday"
+    assert h[date(2026, 5, 25)] == "Pentecost Monday"
     assert len(h) == 11
+    assert public_holidays(2025)[date(2025, 4, 21)] == "Easter Monday"
+    moselle = public_holidays(2026, "57")
+    assert moselle[date(2026, 4, 3)] == "Good Friday" and date(2026, 12, 26) in moselle
+    assert date(2026, 12, 26) not in h
+
+
+def test_a_policy_of_alsace_moselle_keeps_its_holidays(store: RobotStore, guard: Guard) -> None:
+    day = paris(2026, 12, 26, 11, 0)  # a Saturday: calls allowed on Saturdays here
+    store.put_policy("acme", {"weekdays": [0, 1, 2, 3, 4, 5]})
+    assert check(guard, day) == (True, None)
+    store.put_policy("acme", {"weekdays": [0, 1, 2, 3, 4, 5], "holiday_subdivision": "57"})
+    assert check(guard, day) == (False, "public_holiday")
+    with pytest.raises(ValueError, match="unknown subdivision"):
+        CallingPolicy(holiday_subdivision="75")
 
 
 @pytest.mark.parametrize(

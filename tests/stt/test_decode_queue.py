@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -65,7 +66,7 @@ def test_concurrent_calls_share_batches_and_get_their_own_results() -> None:
 def test_languages_apart_and_errors_reach_only_their_batch() -> None:
     inner = Recorder()
     q = DecodeQueue(inner)
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}
 
     def call(name: str, clip_len: int, language: str) -> None:
         try:
@@ -82,7 +83,7 @@ def test_languages_apart_and_errors_reach_only_their_batch() -> None:
     for t in ts:
         t.join(5)
     assert isinstance(results["bad"], RuntimeError)
-    assert results["en"].language == "en" and results["fr"].language == "fr"  # type: ignore[union-attr]
+    assert results["en"].language == "en" and results["fr"].language == "fr"
     assert all(lang in ("en", "fr", "de") for _, lang in inner.batches)
     with pytest.raises(RuntimeError):
         q.transcribe_clips([np.zeros(13)], "de")  # the loop survived the error

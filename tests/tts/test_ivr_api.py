@@ -28,7 +28,7 @@ def test_ivr_over_http(services: Services, menu_doc: dict[str, Any]) -> None:
         wav = c.get("/v1/ivr/main/nodes/support/prompt.wav?format=ulaw8k", headers=pbx)
         assert wav.status_code == 200
         assert services.metrics.total("tts_synthesised_total") == synthesised  # a cache hit
-        with av.open(io.BytesIO(wav.content)) as f:
+        with av.open(io.BytesIO(wav.content), "r") as f:
             assert f.streams.audio[0].rate == 8000 and f.streams.audio[0].codec.name == (
                 "pcm_mulaw"
             )
@@ -102,7 +102,7 @@ def test_yaml_menu_audio_prompt_and_reprompts(
         # the uploaded 16 kHz WAV comes back as 8 kHz mu-law of the same length
         wav = c.get("/v1/ivr/yml/nodes/entry/prompt.wav?format=ulaw8k", headers=pbx)
         assert wav.status_code == 200
-        with av.open(io.BytesIO(wav.content)) as f:
+        with av.open(io.BytesIO(wav.content), "r") as f:
             assert f.streams.audio[0].codec.name == "pcm_mulaw"
             n = sum(fr.samples for fr in f.decode(audio=0))
         assert abs(n / 8000 - len(greeting) / 16000) < 0.01

@@ -74,7 +74,12 @@ def test_audio_prompt_accepted_when_it_exists(menu_doc: dict[str, Any]) -> None:
     menu_doc["nodes"]["support"]["prompt"] = None
     menu_doc["nodes"]["support"]["audio"] = "prompts/support.wav"
     seen: list[str] = []
-    menu = load_menu(menu_doc, audio_exists=lambda key: seen.append(key) or True)
+
+    def audio_exists(key: str) -> bool:
+        seen.append(key)
+        return True
+
+    menu = load_menu(menu_doc, audio_exists=audio_exists)
     assert menu.nodes["support"].audio == "prompts/support.wav"
     assert seen == ["prompts/support.wav"]
 

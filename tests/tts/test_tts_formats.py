@@ -13,7 +13,7 @@ from tts.synth import Synthesizer
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, int]:
-    with av.open(io.BytesIO(data)) as c:
+    with av.open(io.BytesIO(data), "r") as c:
         frames = [f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]
         rate = c.streams.audio[0].rate
     pcm = np.concatenate(frames).astype(np.float32) / 32768.0

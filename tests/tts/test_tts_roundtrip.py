@@ -27,7 +27,7 @@ STREAMED = "Thank you for calling us, how can we help you today? Press 1 for sal
 
 
 def _decode(data: bytes) -> np.ndarray:
-    with av.open(io.BytesIO(data)) as c:
+    with av.open(io.BytesIO(data), "r") as c:
         assert c.streams.audio[0].rate == 8000
         pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
     return resample(pcm.astype(np.float32) / 32768.0, 8000, 16000)

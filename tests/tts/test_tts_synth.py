@@ -41,7 +41,7 @@ def test_first_audio_before_the_rest_is_synthesised(services: Services) -> None:
     assert services.metrics.total("tts_pieces_synthesised_total") == 3
     # the streamed file (open-length header) decodes to every sample that was sent
     data = header + first + b"".join(rest)
-    with av.open(io.BytesIO(data)) as f:
+    with av.open(io.BytesIO(data), "r") as f:
         assert f.streams.audio[0].rate == 8000
         pcm = np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)])
     assert len(pcm) == len(data) - len(header)
