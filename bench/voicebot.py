@@ -10,35 +10,29 @@ for each concurrency level, whether the sessions stayed real-time (99 % of outgo
 packets less than 40 ms late within a prompt, and response p95 under 1.5 s). The caller
 answers the question being asked, again after a re-prompt (answers/question counts them).
 Usage:
-    python bench/robot.py --concurrency 1 --concurrency 2 --concurrency 4 [--barge 5]
+    python bench/voicebot.py --concurrency 1 --concurrency 2 --concurrency 4 [--barge 5]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
-# This script is named like the package it measures: keep its folder off the import path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import numpy as np
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import zlib  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import date, timedelta  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from app.services import build_services  # noqa
-from pipeline.config import Settings  # noqa: E402
-from pipeline.events import MediaPeer, RobotStart  # noqa: E402
-from pipeline.services import Services  # noqa: E402
-from robot.calls import prompts_of, robot_decoder_of, sessions_of  # noqa: E402
-from sim.phone import SimCaller  # noqa: E402
+from app.services import build_services
+from pipeline.config import Settings
+from pipeline.events import MediaPeer, RobotStart
+from pipeline.services import Services
+from robot.calls import prompts_of, robot_decoder_of, sessions_of
+from sim.phone import SimCaller
 
 SCENARIO = """
 name: bench

@@ -10,7 +10,7 @@
    the hint arriving on the agent's WebSocket (p50/p95/max).
 
 Usage:
-    python bench/prompter.py [--calls 100] [--rules 1000] [--live-calls 4] [--skip-live]
+    python bench/hints.py [--calls 100] [--rules 1000] [--live-calls 4] [--skip-live]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import json
 import random
 import socket
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -30,21 +29,15 @@ from typing import Any
 
 import numpy as np
 
-# This file is bench/prompter.py: with bench/ first on sys.path, `import prompter` would
-# import this script instead of the package.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE]
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from app.services import build_services  # noqa: E402
-from pipeline.auth import keys_of  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
-from pipeline.events import CallStarted, LegInfo, Utterance  # noqa: E402
-from pipeline.services import Services  # noqa: E402
-from prompter.kb import Article  # noqa: E402
-from prompter.store import prompter_store  # noqa: E402
-from prompter.validate import load_playbook  # noqa: E402
-from prompter.worker import PrompterStage  # noqa: E402
+from app.services import build_services
+from pipeline.auth import keys_of
+from pipeline.config import Settings
+from pipeline.events import CallStarted, LegInfo, Utterance
+from pipeline.services import Services
+from prompter.kb import Article
+from prompter.store import prompter_store
+from prompter.validate import load_playbook
+from prompter.worker import PrompterStage
 
 WORDS = (
     "account invoice payment number address contract month plan offer phone internet "

@@ -1,6 +1,6 @@
 """TTS benchmark: real-time factor, time to first audio, cached fetch p95, round-trip WER.
 
-Usage: python bench/tts.py [--fetches 300] [--wer-prompts 50] [--runs 5]
+Usage: python bench/tts_latency.py [--fetches 300] [--wer-prompts 50] [--runs 5]
 (-P: the script's own name would otherwise shadow the `tts` package.)
 
 - first audio: Synthesizer.stream (the path of POST /v1/tts on a cache miss), from the call
@@ -14,38 +14,32 @@ Usage: python bench/tts.py [--fetches 300] [--wer-prompts 50] [--runs 5]
 
 from __future__ import annotations
 
-import sys
+import io
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
-# This script is named like the package it measures: keep its folder off the import path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import av
+import httpx
+import numpy as np
+import uvicorn
+from piper import PiperVoice
 
-import io  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-import av  # noqa: E402
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import uvicorn  # noqa: E402
-from piper import PiperVoice  # noqa: E402
-
-from app.api import create_app  # noqa: E402
-from app.services import build_services  # noqa: E402
-from pipeline.auth import keys_of  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
-from pipeline.media.resample import resample  # noqa: E402
-from pipeline.services import Services  # noqa: E402
-from stt.normalise import wer  # noqa: E402
-from stt.transcriber import transcriber_of  # noqa: E402
-from tts.formats import get_format  # noqa: E402
-from tts.synth import Synthesizer  # noqa: E402
+from app.api import create_app
+from app.services import build_services
+from pipeline.auth import keys_of
+from pipeline.config import Settings
+from pipeline.media.resample import resample
+from pipeline.services import Services
+from stt.normalise import wer
+from stt.transcriber import transcriber_of
+from tts.formats import get_format
+from tts.synth import Synthesizer
 
 ONE = "Thank you for calling Acme, how can we help you today?"
 FIVE = (
