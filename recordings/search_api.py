@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
-from pipeline.catalog import load_manifest
+from pipeline.catalog import load_manifest, visible_manifest
 from pipeline.ids import check_id
 from pipeline.ingest.stage import ingest_of
 from pipeline.services import Services
@@ -263,7 +263,7 @@ def router(services: Services) -> APIRouter:
             raise HTTPException(404, "no such call") from None
         row = index_of(services).get_call(p.tenant, call_id)
         if row is None:
-            manifest = load_manifest(services.store, p.tenant, call_id)
+            manifest = visible_manifest(services.store, p, call_id)
             if manifest is None:
                 raise HTTPException(404, "no such call")
             row = CallRow(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.events import MediaPeer, RobotStart
@@ -119,8 +120,6 @@ class HttpDialer:
 
     def dial(self, tenant: str, call_id: str, callee: str, caller_id: str) -> DialResult:
         """POST the call; the answer says how it went and where the media goes."""
-        import httpx
-
         try:
             resp = httpx.post(
                 self.url,

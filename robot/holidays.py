@@ -11,14 +11,20 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 
-import holidays
-
-SUBDIVISIONS: tuple[str, ...] = tuple(holidays.France.subdivisions)
+# The subdivisions `holidays.France` knows (checked by a test against the package): named
+# here because importing the package loads every country's calendar (~0.1 s), which only
+# the guard's first check should pay, not every `callpipe` start.
+SUBDIVISIONS: tuple[str, ...] = (
+    "57", "6AE", "971", "972", "973", "974", "976", "BL", "MF", "NC", "PF", "PM", "TF", "WF",
+    "Zone A", "Zone B", "Zone C",
+)  # fmt: skip
 
 
 @lru_cache(maxsize=256)
 def public_holidays(year: int, subdivision: str | None = None) -> dict[date, str]:
     """The public holidays of France (or of one of its `SUBDIVISIONS`) in `year`, by date."""
+    import holidays
+
     days = holidays.France(years=year, subdiv=subdivision, language="en_US")
     return dict(days.items())
 

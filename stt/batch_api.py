@@ -112,8 +112,11 @@ def router(services: Services) -> APIRouter:
                 check_language(language)
         except ValueError as exc:
             raise _bad(services, 422, str(exc), "bad_field") from None
+        # One copy, off the event loop (a 200 MB upload would stall every WebSocket).
+        blob = await run_in_threadpool(bytes, data)
+        del data
         try:
-            header = await run_in_threadpool(probe_audio, bytes(data), limits)
+            header = await run_in_threadpool(probe_audio, blob, limits)
             check_channels(chan, header.channels)
         except AudioRefused as exc:
             status = 413 if exc.kind == "length" else 422
@@ -137,9 +140,7 @@ def router(services: Services) -> APIRouter:
             caller=caller,
             callee=callee,
         )
-        await run_in_threadpool(
-            _store_and_queue, services, event, key, bytes(data), file.content_type
-        )
+        await run_in_threadpool(_store_and_queue, services, event, key, blob, file.content_type)
         services.metrics.inc("recordings_received_total")
         log.info(
             "recording queued (%.1f s, %d ch)",

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import ctranslate2
 import numpy as np
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import (
+    get_compression_ratio,
+    get_ctranslate2_storage,
+    merge_punctuations,
+)
 
 from pipeline.events import Word
 from pipeline.media import SAMPLE_RATE
@@ -94,8 +101,6 @@ class ShortWindowDecoder:
     def _batch(
         self, clips: list[np.ndarray], language: str | None, prompt: str | None
     ) -> list[Segment | None]:
-        from faster_whisper.transcribe import get_ctranslate2_storage
-
         self.calls += 1
         fe = self.model.feature_extractor
         # Pad in the audio domain (digital silence, as Whisper saw in training): padding the
@@ -136,9 +141,6 @@ class ShortWindowDecoder:
         frames: int,
         prompt_text: str | None,
     ) -> list[Segment | None]:
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_compression_ratio, merge_punctuations
-
         o = self.options
         tok = Tokenizer(
             self.model.hf_tokenizer,
@@ -240,8 +242,6 @@ def trim_repetition(words: list[Word]) -> list[Word]:
 
 def _select(encoded: Any, members: list[int]) -> Any:
     """Rows of an encoder output (a CPU CTranslate2 StorageView) as a new StorageView."""
-    import ctranslate2
-
     rows = np.asarray(encoded)[members]
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(rows))
 

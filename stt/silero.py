@@ -25,6 +25,7 @@ _CONTEXT = 64
 @cache
 def _session() -> Any:
     """One onnxruntime session per process (the model is stateless; state travels in calls)."""
+    # onnxruntime is loaded with the first session: a process that never endpoints skips it.
     import onnxruntime
     from faster_whisper.utils import get_assets_path
 

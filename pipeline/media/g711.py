@@ -2,6 +2,9 @@
 
 Decoding follows the ITU-T G.711 reference (Sun's g711.c); encoding picks the nearest
 level. 256 entries to decode, 65536 (one per int16 value) to encode: one fancy-index each.
+Hand-written on purpose: the standard library's `audioop` is deprecated (gone in 3.13), and
+a table lookup is the fastest G.711 there is; tests/pipeline/test_g711.py holds its decoding
+bit-exact against ffmpeg's and its encoding to the nearest level.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""RFC 3550 RTP packets: parse what a PBX sends, build what the tests and simulator send."""
+"""RFC 3550 RTP packets: parse what a PBX sends, build what the tests and simulator send.
+
+Hand-written on purpose: a header is one `struct`, and the Python RTP code on PyPI comes
+inside WebRTC stacks (aiortc) whose per-packet objects cost more than the ingest's whole
+budget of a few microseconds a packet (bench/ingest.py).
+"""
 
 from __future__ import annotations
 

@@ -7,12 +7,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import holidays
 import pytest
 
 from pipeline.events import RobotRefused
 from pipeline.metrics import Metrics
 from robot.guard import CallingPolicy, Guard, next_allowed, policy_of
-from robot.holidays import public_holidays
+from robot.holidays import SUBDIVISIONS, public_holidays
 from robot.numbers import NumberError, to_e164
 from robot.opposition import parse_opposition
 from robot.store import RobotStore
@@ -87,6 +88,10 @@ def test_weekend_refused_weekday_allowed(guard: Guard) -> None:
     assert check(guard, paris(2026, 11, 21, 11, 0)) == (False, "calling_hours")  # Saturday
     assert check(guard, paris(2026, 11, 22, 11, 0)) == (False, "calling_hours")  # Sunday
     assert check(guard, paris(2026, 11, 20, 11, 0)) == (True, None)  # Friday
+
+
+def test_the_subdivisions_are_those_of_the_package() -> None:
+    assert SUBDIVISIONS == tuple(holidays.France.subdivisions)
 
 
 def test_national_holidays_and_those_of_a_subdivision() -> None:
