@@ -1,14 +1,21 @@
-"""Building a process's services: which bus and object store the configured mode uses."""
+"""Building a process's services: which bus and object store the configured mode uses, and
+a clear error when a distributed one does not answer at start."""
 
 from __future__ import annotations
 
-from pipeline.bus.base import Bus
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pipeline.bus.base import Bus, BusError
 from pipeline.bus.inproc import InProcessBus
 from pipeline.bus.kafka import KafkaBus
 from pipeline.config import Settings
+from pipeline.errors import ServiceUnavailable
 from pipeline.metrics import Metrics
 from pipeline.services import Services
-from pipeline.store import ObjectStore
+from pipeline.store import ObjectStore, StoreError
 from pipeline.topics import Topics
 from recordings.store.local import LocalStore
 from recordings.store.minio import MinioStore
@@ -17,13 +24,55 @@ from recordings.store.minio import MinioStore
 def build_services(settings: Settings) -> Services:
     """Embedded: in-process bus and local store under the data dir. Distributed: Kafka + S3."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    topics = Topics(settings.topic_prefix).all()
     if settings.mode == "embedded":
         bus: Bus = InProcessBus(settings.kafka.partitions)
         store: ObjectStore = LocalStore(settings.data_dir / "objects")
+        bus.ensure_topics(topics)
     else:
-        bus = KafkaBus(settings.kafka)
-        store = MinioStore(settings.s3)
-    bus.ensure_topics(Topics(settings.topic_prefix).all())
+        bus, store = _distributed(settings, topics)
     return Services(
         settings=settings, bus=bus, store=store, metrics=Metrics(settings.metrics_tenant_labels)
     )
+
+
+def _distributed(settings: Settings, topics: list[str]) -> tuple[Bus, ObjectStore]:
+    """Kafka with every topic, and the S3 bucket; ServiceUnavailable naming the one that
+    does not answer."""
+    kafka = settings.kafka.bootstrap
+    try:
+        with _quiet("kafka"):
+            bus = KafkaBus(settings.kafka)
+            bus.ensure_topics(topics)
+    except BusError as exc:
+        raise ServiceUnavailable("Kafka", kafka, "CALLPIPE_KAFKA__BOOTSTRAP", _reason(exc)) from exc
+    try:
+        store = MinioStore(settings.s3)
+    except StoreError as exc:
+        bus.close()
+        raise ServiceUnavailable(
+            "S3", settings.s3.endpoint, "CALLPIPE_S3__ENDPOINT", _reason(exc)
+        ) from exc
+    return bus, store
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """kafka-python logs every failed connection attempt at ERROR while it retries; at start
+    the one line of ServiceUnavailable says it all."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _reason(exc: Exception) -> str:
+    """The root of a client library's error, short: "[Errno 111] Connection refused"."""
+    text = str(exc)
+    if "NoBrokersAvailable" in text:
+        return "no broker answered"
+    errno = re.search(r"\[Errno \d+\][^\"')]*", text)
+    return errno.group(0).strip() if errno else text.splitlines()[0][:200]

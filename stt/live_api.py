@@ -61,10 +61,12 @@ def router(services: Services) -> APIRouter:
         try:
             await asyncio.to_thread(hub.wait_ready, READY_TIMEOUT_S)
             so_far = await asyncio.to_thread(live_transcript, services, p.tenant, call_id)
-            if so_far is None:
+            # A call registered a moment ago is live by its manifest before this process's
+            # hub has read its call.started: watch it, with no finals yet.
+            if so_far is None and manifest.status != "live":
                 await ws.close(code=1000, reason="the call is not live")
                 return
-            for u in so_far:
+            for u in so_far or []:
                 if not await send_within(ws, u.model_dump_json(), timeout_s):
                     return
             outcome = await forward(

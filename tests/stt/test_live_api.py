@@ -17,7 +17,8 @@ from starlette.websockets import WebSocketDisconnect
 from app.api import create_app
 from app.roles import start_role
 from pipeline.auth import keys_of
-from pipeline.events import CallEnded, CallStarted, LegInfo, MediaChunk
+from pipeline.catalog import new_manifest, save_manifest
+from pipeline.events import CallEnded, CallStarted, LegInfo, MediaChunk, Utterance
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from stt.live_state import live_hub
@@ -156,8 +157,6 @@ def test_websocket_refuses_what_the_caller_may_not_watch(
     client = TestClient(create_app(services))
     p = services.bus.producer()
     start = CallStarted(tenant="acme", call_id="w-2", agent_id="a-7", started_at=STARTED)
-    from pipeline.catalog import new_manifest, save_manifest
-
     save_manifest(
         services.store, new_manifest("acme", "w-2", STARTED, agent_id="a-7", status="live")
     )
@@ -180,3 +179,46 @@ def test_websocket_refuses_what_the_caller_may_not_watch(
         "/v1/calls/w-2/live", headers={"Authorization": f"Bearer {keys['agent']}"}
     ) as ws:
         ws.close()
+
+
+def test_a_call_live_by_its_manifest_is_watched_before_the_hub_reads_its_start(
+    services: Services, keys: dict[str, str]
+) -> None:
+    """The PBX registered the call (its manifest says live) and the agent's page opened the
+    view before this process's hub read the call.started: the view stays open and streams."""
+    client = TestClient(create_app(services))
+    hub = live_hub(services)
+    assert hub.wait_ready(10)
+    save_manifest(
+        services.store, new_manifest("acme", "w-3", STARTED, agent_id="a-7", status="live")
+    )
+    said = Utterance(
+        tenant="acme",
+        call_id="w-3",
+        leg="agent",
+        utterance_id="u-w3",
+        start=0.5,
+        end=1.5,
+        text="hello",
+        final=False,
+        source="live",
+    )
+    with client.websocket_connect("/v1/calls/w-3/live?key=" + keys["agent"]) as ws:
+        deadline = time.monotonic() + 10
+        while hub.watchers.count() == 0:  # the route has subscribed
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        services.bus.producer().send(services.topics.transcripts, said.key, said.encode())
+        msg = json.loads(ws.receive_text())
+    assert (msg["utterance_id"], msg["text"]) == ("u-w3", "hello")
+    # a call that is over, with no live state here, still closes at once
+    save_manifest(
+        services.store,
+        new_manifest("acme", "w-4", STARTED, agent_id="a-7", status="transcribed"),
+    )
+    with (
+        client.websocket_connect("/v1/calls/w-4/live?key=" + keys["agent"]) as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        ws.receive_text()
+    assert closed.value.code == 1000
