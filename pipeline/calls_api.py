@@ -78,6 +78,18 @@ def _reject(services: Services, status: int, reason: str, cause: str) -> HTTPExc
     return HTTPException(status, reason)
 
 
+def end_live_call(services: Services, tenant: str, call_id: str) -> dict[str, Any] | None:
+    """Hang up a call this process's ingest holds: `{call_id, reason, legs}`, or None when
+    it holds no such call."""
+    ingest = ingest_of(services)
+    if ingest.call(tenant, call_id) is None:
+        return None
+    summary = ingest.end(tenant, call_id, "hangup")
+    if summary is None:
+        return None
+    return {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
+
+
 def router(services: Services) -> APIRouter:
     """POST /v1/calls and POST /v1/calls/{call_id}/hangup."""
     r = APIRouter()
@@ -144,11 +156,9 @@ def router(services: Services) -> APIRouter:
     ) -> dict[str, Any]:
         """The PBX ends a live call. Idempotent: a call already ended (by an earlier
         hang-up, an RTP timeout, or closed after a restart) is answered with how it ended."""
-        ingest = ingest_of(services)
-        if ingest.call(principal.tenant, call_id) is not None:
-            summary = ingest.end(principal.tenant, call_id, "hangup")
-            if summary is not None:
-                return {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
+        ended = end_live_call(services, principal.tenant, call_id)
+        if ended is not None:
+            return ended
         manifest = load_manifest(services.store, principal.tenant, call_id)
         if manifest is None:
             raise _reject(services, 404, "no such live call", "unknown")

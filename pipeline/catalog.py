@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from pipeline.auth import Principal
-from pipeline.events import CallDetails
+from pipeline.events import CallDetails, RecordingReady
 from pipeline.ids import call_prefix, check_id
 from pipeline.store import ObjectNotFound, ObjectStore, StoreError
 
@@ -48,6 +48,11 @@ def new_manifest(tenant: str, call_id: str, started_at: datetime, **fields: obje
         prefix=call_prefix(tenant, call_id, started_at),
         **fields,  # type: ignore[arg-type]
     )
+
+
+def recording_manifest(event: RecordingReady, recording_key: str) -> CallManifest:
+    """A new manifest for an uploaded recording (status `queued`)."""
+    return new_manifest(**event.details(), recording_key=recording_key, channels=event.channels)
 
 
 def save_manifest(store: ObjectStore, manifest: CallManifest) -> None:

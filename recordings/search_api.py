@@ -22,9 +22,9 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
+from pipeline.calls_api import end_live_call
 from pipeline.catalog import load_manifest, visible_manifest
 from pipeline.ids import check_id
-from pipeline.ingest.stage import ingest_of
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound
 from recordings.index import index_of
@@ -481,12 +481,7 @@ def router(services: Services) -> APIRouter:
     def delete_call(call_id: str, principal: Admin) -> dict[str, Any]:
         """Delete a call's objects, then its index rows; a live call is ended first. 409 while
         the call is held."""
-        ingest = ingest_of(services)
-        ended: dict[str, Any] | None = None
-        if ingest.call(principal.tenant, call_id) is not None:
-            summary = ingest.end(principal.tenant, call_id, "hangup")
-            if summary is not None:
-                ended = {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
+        ended = end_live_call(services, principal.tenant, call_id)
         try:
             removed = delete_call_data(services, principal.tenant, call_id)
         except CallHeld as exc:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
-from pipeline.catalog import load_manifest, new_manifest, save_manifest, visible_manifest
+from pipeline.catalog import load_manifest, recording_manifest, save_manifest, visible_manifest
 from pipeline.events import RecordingReady, Utterance
 from pipeline.ids import call_key, check_id
 from pipeline.languages import check_language
@@ -61,10 +61,7 @@ def _store_and_queue(
     if existing is not None and existing.recording_key and existing.recording_key != key:
         store.delete(existing.recording_key)
     store.put(key, data, content_type or "application/octet-stream")
-    save_manifest(
-        store,
-        new_manifest(**event.details(), recording_key=key, channels=event.channels),
-    )
+    save_manifest(store, recording_manifest(event, key))
     producer = services.bus.producer()
     producer.send(services.topics.recordings, event.key, event.encode())
     producer.flush(30.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from pipeline.catalog import load_manifest, new_manifest, save_manifest
+from pipeline.catalog import load_manifest, recording_manifest, save_manifest
 from pipeline.events import Event, MediaChunk, RecordingReady
 from pipeline.logs import ctx
 from pipeline.media.audio_file import AudioError, AudioLimits, load_audio
@@ -63,8 +63,8 @@ class BatchStage(Stage):
         except ChannelMismatch as exc:
             metrics.inc("batch_errors_total", reason="channels")
             raise BadInput(str(exc)) from None
-        manifest = load_manifest(store, event.tenant, event.call_id) or new_manifest(
-            **event.details(), recording_key=key, channels=event.channels
+        manifest = load_manifest(store, event.tenant, event.call_id) or recording_manifest(
+            event, key
         )
         ready = finish_transcript(
             store, manifest, utterances, info_dict(info), "batch", info.duration, info.language

@@ -57,7 +57,6 @@ def router(services: Services) -> APIRouter:
         sub = hub.subscribe(p.tenant, call_id, asyncio.get_running_loop())
         metrics.inc("live_ws_clients_total")
         gone = asyncio.ensure_future(until_disconnect(ws))
-        timeout_s = SEND_TIMEOUT_S
         try:
             await asyncio.to_thread(hub.wait_ready, READY_TIMEOUT_S)
             so_far = await asyncio.to_thread(live_transcript, services, p.tenant, call_id)
@@ -67,14 +66,14 @@ def router(services: Services) -> APIRouter:
                 await ws.close(code=1000, reason="the call is not live")
                 return
             for u in so_far or []:
-                if not await send_within(ws, u.model_dump_json(), timeout_s):
+                if not await send_within(ws, u.model_dump_json(), SEND_TIMEOUT_S):
                     return
             outcome = await forward(
                 ws,
                 sub,
                 gone,
                 lambda e: e.model_dump_json(),
-                timeout_s,
+                SEND_TIMEOUT_S,
                 is_last=lambda e: isinstance(e, TranscriptReady),
             )
             if outcome == "last":
