@@ -16,10 +16,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 # Debian's Chromium drives the page tests; ffmpeg is the third-party RTP sender in the
 # live tests; the Asterisk sound packs (a real French voice and its transcripts, real music
-# on hold) and espeak-ng make the evaluation corpus (sim/corpus.py). Installed only when
+# on hold) and espeak-ng make the evaluation corpus (sim/corpus.py); PostgreSQL is the
+# shared database the tests start themselves (tests/conftest.py). Installed only when
 # missing (CI runs as root).
 DEBS := chromium ffmpeg espeak-ng asterisk-core-sounds-fr-wav asterisk-core-sounds-fr \
-	asterisk-moh-opsound-wav
+	asterisk-moh-opsound-wav postgresql
 system-deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 import prompter.api
 import recordings.search_api
@@ -15,15 +15,21 @@ import stt.batch_api
 import stt.live_api
 import tts.api
 import tts.ivr.api
+from app.health import health
 from pipeline import calls_api
 from pipeline.api import errors, limits
 from pipeline.auth import Principal, require
 from pipeline.services import Services
 
-# Each builds its package's routes on the process's services.
-ROUTERS: list[Callable[[Services], APIRouter]] = [
+RouterOf = Callable[[Services], APIRouter]
+
+# Live call registration: served where the RTP ingest runs, since the ports it hands out
+# are that host's (embedded: the one process; distributed: the `ingest` role).
+CALL_ROUTERS: list[RouterOf] = [calls_api.router]
+
+# Everything else: the `api` role, as many replicas as wanted behind a load balancer.
+API_ROUTERS: list[RouterOf] = [
     stt.batch_api.router,
-    calls_api.router,
     stt.live_api.router,
     prompter.api.router,
     recordings.search_api.router,
@@ -32,16 +38,21 @@ ROUTERS: list[Callable[[Services], APIRouter]] = [
     tts.ivr.api.router,
 ]
 
+ROUTERS: list[RouterOf] = CALL_ROUTERS + API_ROUTERS
 
-def create_app(services: Services) -> FastAPI:
-    """One app for embedded and distributed mode alike."""
+
+def create_app(services: Services, routers: list[RouterOf] = ROUTERS) -> FastAPI:
+    """One app for embedded and distributed mode alike (a role may serve fewer routers)."""
     app = FastAPI(title="callpipe", version="0.1.0")
     app.state.services = services
     limits.install(app, services.metrics)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "mode": services.settings.mode}
+    @app.get("/healthz", responses={503: {"description": "a service this process needs is down"}})
+    def healthz() -> JSONResponse:
+        """ok, or 503 naming each service (Kafka, S3, database) that does not answer."""
+        up, states = health(services)
+        body = {"status": "ok" if up else "degraded", "mode": services.settings.mode}
+        return JSONResponse({**body, "services": states}, status_code=200 if up else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics(_: Annotated[Principal, Depends(require("admin"))]) -> str:
@@ -49,7 +60,7 @@ def create_app(services: Services) -> FastAPI:
         config)."""
         return services.metrics.render()
 
-    for router in ROUTERS:
+    for router in routers:
         app.include_router(router(services))
     errors.document(app)
     return app

@@ -15,7 +15,7 @@ import robot.cli
 import sim.pbx
 import stt.cli
 import tts.cli
-from app import serve
+from app import migrate, serve
 from app.services import build_services
 from pipeline.errors import CliError
 from pipeline.logs import configure_logging
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve.register(sub)
+    migrate.register(sub)
     stt.cli.register(sub)
     sim.pbx.register(sub)
     recordings.cli.register(sub, build_services)

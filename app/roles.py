@@ -1,7 +1,9 @@
 """Worker roles: what `callpipe worker ROLE` runs, and what `callpipe serve` runs all of.
 
-A role is its consumer-group stages `(services) -> list[Stage]` and, where it has one, a
-background service `(services, stop) -> list[Thread]` (UDP ingest, sweeper, recovery).
+A role is its consumer-group stages `(services) -> list[Stage]`, where it has one a
+background service `(services, stop) -> list[Thread]` (UDP ingest, sweeper, recovery), and
+where it has one an HTTP app of some routers (`api`: the whole API but call registration;
+`ingest`: call registration, beside the ports it hands out).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import recordings.retention
 import robot.worker
 import stt.batch_worker
 import stt.live_worker
+from app.api import API_ROUTERS, CALL_ROUTERS, RouterOf
 from pipeline.ingest import stage as ingest
 from pipeline.services import Services
 from pipeline.worker import Stage, WorkerRunner
@@ -39,14 +42,33 @@ BACKGROUND: dict[str, BackgroundOf] = {
 }
 
 
+HTTP: dict[str, list[RouterOf]] = {
+    "api": API_ROUTERS,
+    "ingest": CALL_ROUTERS,
+}
+
+# What each role does, for `callpipe worker --help`.
+DESCRIPTIONS: dict[str, str] = {
+    "api": "HTTP API, live view and hint WebSockets, pages (as many replicas as wanted)",
+    "batch": "transcribes uploaded recordings",
+    "index": "indexes final utterances for search",
+    "ingest": "receives RTP on the live ports; serves POST /v1/calls for them",
+    "live": "live partial and final transcripts of each call leg",
+    "prompter": "agent hints from playbooks and the knowledge base",
+    "recovery": "re-queues recordings whose transcription was interrupted",
+    "retention": "deletes what is past retention (held calls stay)",
+    "robot": "voicebot calls and campaigns",
+}
+
+
 def roles() -> list[str]:
     """Every role name, in a stable order."""
-    return sorted(set(STAGES) | set(BACKGROUND))
+    return sorted(set(STAGES) | set(BACKGROUND) | set(HTTP))
 
 
 def start_role(services: Services, role: str, stop: threading.Event) -> list[threading.Thread]:
     """Start one role's workers and background services in threads."""
-    if role not in STAGES and role not in BACKGROUND:
+    if role not in roles():
         raise ValueError(f"unknown role {role!r}; known: {', '.join(roles())}")
     threads: list[threading.Thread] = []
     if role in BACKGROUND:

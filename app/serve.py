@@ -13,7 +13,8 @@ import uvicorn
 
 from app.api import create_app
 from app.demo import start_demo
-from app.roles import roles, start_role
+from app.migrate import migrate_all
+from app.roles import DESCRIPTIONS, HTTP, roles, start_role
 from app.services import build_services
 from pipeline.config import Settings
 from pipeline.services import Services
@@ -30,8 +31,15 @@ def register(sub: Any) -> None:
     p.add_argument("--demo", action="store_true", help="play a demo call once started")
     p.set_defaults(func=cmd_serve)
 
-    w = sub.add_parser("worker", help="run one worker role (distributed: Kafka + S3)")
+    w = sub.add_parser(
+        "worker",
+        help="run one role (distributed: Kafka + S3, and PostgreSQL if configured)",
+        description="Roles:\n" + "\n".join(f"  {r:<10} {DESCRIPTIONS[r]}" for r in roles()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     w.add_argument("role", choices=roles())
+    w.add_argument("--host", default=None, help="HTTP address of api and ingest (CALLPIPE_HOST)")
+    w.add_argument("--port", type=int, default=None, help="HTTP port of api and ingest")
     w.set_defaults(func=cmd_worker)
 
 
@@ -56,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
     settings = settings.model_copy(update={"mode": "embedded"})
     services = build_services(settings)
+    migrate_all(settings)
     stop = threading.Event()
     start_all(services, stop)
     app = create_app(services)
@@ -76,19 +85,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Distributed mode: one role on Kafka + S3 until SIGTERM/SIGINT."""
-    settings = _settings(args).model_copy(update={"mode": "distributed"})
+    """Distributed mode: one role on Kafka + S3 (+ PostgreSQL) until SIGTERM/SIGINT."""
+    settings = _settings(args, host=args.host, port=args.port)
+    settings = settings.model_copy(update={"mode": "distributed"})
     services = build_services(settings)
+    migrate_all(settings)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threads = start_role(services, args.role, stop)
-    log.info("worker %s running (%d threads)", args.role, len(threads))
     try:
-        while not stop.wait(0.5):
-            pass
+        if args.role in HTTP:
+            log.info("worker %s serving on http://%s:%d", args.role, settings.host, settings.port)
+            app = create_app(services, HTTP[args.role])
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        else:
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            log.info("worker %s running (%d threads)", args.role, len(threads))
+            while not stop.wait(0.5):
+                pass
     except KeyboardInterrupt:
+        pass
+    finally:
         stop.set()
-    for t in threads:
-        t.join(timeout=15)
-    services.close()
+        for t in threads:
+            t.join(timeout=15)
+        services.close()
     return 0

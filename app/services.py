@@ -1,5 +1,5 @@
-"""Building a process's services: which bus and object store the configured mode uses, and
-a clear error when a distributed one does not answer at start."""
+"""Building a process's services: which bus, object store and database the configuration
+chooses, and a clear error when one of them does not answer at start."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from pipeline.bus.base import Bus, BusError
 from pipeline.bus.inproc import InProcessBus
 from pipeline.bus.kafka import KafkaBus
 from pipeline.config import Settings
+from pipeline.database import DatabaseError, PostgresPool
 from pipeline.errors import ServiceUnavailable
 from pipeline.metrics import Metrics
 from pipeline.services import Services
@@ -22,18 +24,48 @@ from recordings.store.minio import MinioStore
 
 
 def build_services(settings: Settings) -> Services:
-    """Embedded: in-process bus and local store under the data dir. Distributed: Kafka + S3."""
+    """Embedded: in-process bus and local store under the data dir. Distributed: Kafka + S3.
+    Either: PostgreSQL for the relational stores when `database.url` names one (else SQLite
+    files under the data dir)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     topics = Topics(settings.topic_prefix).all()
+    pool = _postgres(settings) if settings.database.url is not None else None
     if settings.mode == "embedded":
         bus: Bus = InProcessBus(settings.kafka.partitions)
         store: ObjectStore = LocalStore(settings.data_dir / "objects")
         bus.ensure_topics(topics)
     else:
-        bus, store = _distributed(settings, topics)
-    return Services(
+        try:
+            bus, store = _distributed(settings, topics)
+        except ServiceUnavailable:
+            if pool is not None:
+                pool.close()
+            raise
+    services = Services(
         settings=settings, bus=bus, store=store, metrics=Metrics(settings.metrics_tenant_labels)
     )
+    if pool is not None:
+        services.component("postgres", lambda: pool)
+    return services
+
+
+def _postgres(settings: Settings) -> PostgresPool:
+    """The database pool, opened and checked; ServiceUnavailable when it does not answer."""
+    url = str(settings.database.url)
+    try:
+        with _quiet("psycopg.pool"):
+            return PostgresPool(url, max_size=settings.database.pool_size)
+    except DatabaseError as exc:
+        raise ServiceUnavailable(
+            "PostgreSQL", _without_password(url), "CALLPIPE_DATABASE__URL", str(exc)
+        ) from exc
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be printed: host, port and database, never the password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 5432}{parts.path}"
 
 
 def _distributed(settings: Settings, topics: list[str]) -> tuple[Bus, ObjectStore]:

@@ -27,7 +27,9 @@ import httpx
 import numpy as np
 
 from models.piper import load_voice
-from pipeline.auth import KeyStore
+from pipeline.auth import KEYS_SCHEMA, KeyStore
+from pipeline.config import Settings
+from pipeline.database import open_database
 from pipeline.media.audio_file import write_wav
 from sim.pbx import parse_script, render_script, simulate_call
 
@@ -103,7 +105,7 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        keys = KeyStore(data / "keys.sqlite")
+        keys = KeyStore(open_database(Settings(data_dir=data), "keys", KEYS_SCHEMA))
         pbx, analyst = keys.create("soak", "pbx"), keys.create("soak", "analyst")
         voice = load_voice(None)
         rendered = render_script(parse_script(SCRIPT), voice)

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from fastapi import HTTPException, Request, WebSocket
 
+from pipeline.database import Database, database_of
 from pipeline.ids import check_id
 from pipeline.services import Services
-from pipeline.sqlite_db import private_file
 
 Role = Literal["pbx", "agent", "analyst", "admin"]
 ROLES: tuple[Role, ...] = ("pbx", "agent", "analyst", "admin")
@@ -39,20 +36,19 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class KeyStore:
-    """API keys in SQLite, hashed."""
+# Migrations of the keys' schema, in order (pipeline/database.py applies the new ones).
+KEYS_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, key_id TEXT UNIQUE,"
+    " tenant TEXT NOT NULL, role TEXT NOT NULL, agent_id TEXT, created_at TEXT"
+    " DEFAULT CURRENT_TIMESTAMP)"
+]
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(
-            str(private_file(path)), check_same_thread=False, isolation_level=None
-        )
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, key_id TEXT UNIQUE,"
-            " tenant TEXT NOT NULL, role TEXT NOT NULL, agent_id TEXT, created_at TEXT"
-            " DEFAULT CURRENT_TIMESTAMP)"
-        )
+
+class KeyStore:
+    """API keys, hashed, in the deployment's database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def create(self, tenant: str, role: Role, agent_id: str | None = None) -> str:
         """A new key; only its hash is kept."""
@@ -63,28 +59,24 @@ class KeyStore:
             raise ValueError("an agent key needs --agent-id")
         key_id = secrets.token_hex(4)
         key = f"cp_{key_id}_{secrets.token_urlsafe(24)}"
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO api_keys (hash, key_id, tenant, role, agent_id) VALUES (?,?,?,?,?)",
-                (_hash(key), key_id, tenant, role, agent_id),
-            )
+        self._db.execute(
+            "INSERT INTO api_keys (hash, key_id, tenant, role, agent_id) VALUES (?,?,?,?,?)",
+            (_hash(key), key_id, tenant, role, agent_id),
+        )
         return key
 
     def lookup(self, key: str) -> Principal | None:
         """The principal of a key, or None for an unknown key."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT tenant, role, agent_id, key_id FROM api_keys WHERE hash = ?", (_hash(key),)
-            ).fetchone()
+        row = self._db.fetchone(
+            "SELECT tenant, role, agent_id, key_id FROM api_keys WHERE hash = ?", (_hash(key),)
+        )
         if row is None:
             return None
         return Principal(tenant=row[0], role=row[1], agent_id=row[2], key_id=row[3])
 
     def revoke(self, key_id: str) -> bool:
         """Delete a key by its id; True when one was deleted."""
-        with self._lock:
-            cur = self._db.execute("DELETE FROM api_keys WHERE key_id = ?", (key_id,))
-        return cur.rowcount > 0
+        return self._db.execute("DELETE FROM api_keys WHERE key_id = ?", (key_id,)) > 0
 
     def close(self) -> None:
         """Close the database."""
@@ -93,7 +85,7 @@ class KeyStore:
 
 def keys_of(services: Services) -> KeyStore:
     """The API keys of this deployment, opened on first use."""
-    return services.component("keys", lambda: KeyStore(services.settings.data_dir / "keys.sqlite"))
+    return services.component("keys", lambda: KeyStore(database_of(services, "keys", KEYS_SCHEMA)))
 
 
 def principal_of(request: Request) -> Principal:

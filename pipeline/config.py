@@ -49,6 +49,22 @@ class S3Settings(BaseModel):
     region: str = "us-east-1"
 
 
+class DatabaseSettings(BaseModel):
+    """Where the relational stores live (API keys, transcript index, prompter, robot)."""
+
+    # None: SQLite files under the data dir (one process, or processes of one machine).
+    # postgresql://user:password@host:5432/name: one database every host shares.
+    url: str | None = None
+    pool_size: int = Field(default=8, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database.url must be a postgresql:// URL (unset: SQLite files)")
+        return v
+
+
 class SttSettings(BaseModel):
     """Whisper and VAD options fixed at start."""
 
@@ -210,6 +226,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)

@@ -1,6 +1,6 @@
-"""Playbooks, knowledge-base articles, fired hints and their feedback, per tenant, in SQLite
-under the data dir (`prompter.sqlite`, beside the API keys; distributed deployments share
-that directory as they share the keys).
+"""Playbooks, knowledge-base articles, fired hints and their feedback, per tenant, in the
+deployment's database (`prompter.sqlite` under the data dir, or PostgreSQL shared by every
+host).
 
 Every change to a tenant's playbooks or articles bumps the tenant's version: workers
 compare it when a call starts and reload, so an update applies to new calls without a
@@ -10,22 +10,21 @@ store, because the bucket's retention rules would expire a playbook nobody edits
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
+from pipeline.database import Database, database_of
 from pipeline.events import Hint
 from pipeline.services import Services
-from pipeline.sqlite_db import immediate, open_shared
 from prompter.kb import Article
 from prompter.playbook import Playbook
 
-FILE_NAME = "prompter.sqlite"
+NAME = "prompter"
 
-_SCHEMA = """
+# Migrations, in order (pipeline/database.py applies the new ones on open).
+SCHEMA = [
+    """
 CREATE TABLE IF NOT EXISTS playbooks (
   tenant TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, source TEXT NOT NULL,
   updated_at TEXT NOT NULL, PRIMARY KEY (tenant, name));
@@ -39,8 +38,9 @@ CREATE TABLE IF NOT EXISTS hints (
 CREATE INDEX IF NOT EXISTS hints_rule ON hints (tenant, rule);
 CREATE TABLE IF NOT EXISTS feedback (
   tenant TEXT NOT NULL, hint_id TEXT NOT NULL, useful INTEGER NOT NULL, agent_id TEXT,
-  at TEXT NOT NULL, PRIMARY KEY (tenant, hint_id));
+  at TEXT NOT NULL, PRIMARY KEY (tenant, hint_id))
 """
+]
 
 
 @dataclass(frozen=True)
@@ -79,114 +79,109 @@ def _now() -> str:
 
 
 class PrompterStore:
-    """The souffleur's SQLite database; safe to share between threads and processes."""
+    """The souffleur's tables; safe to share between threads, processes and hosts."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = open_shared(path, _SCHEMA, busy_timeout_s=5.0)
-        self._lock = threading.Lock()
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._db, self._lock)
+    def _tx(self) -> AbstractContextManager[None]:
+        return self._db.transaction("prompter")
 
-    @staticmethod
-    def _bump(db: sqlite3.Connection, tenant: str) -> None:
-        db.execute(
+    def _bump(self, tenant: str) -> None:
+        self._db.execute(
             "INSERT INTO versions (tenant, version) VALUES (?, 1)"
-            " ON CONFLICT(tenant) DO UPDATE SET version = version + 1",
+            " ON CONFLICT (tenant) DO UPDATE SET version = versions.version + 1",
             (tenant,),
         )
 
     def version(self, tenant: str) -> int:
         """The tenant's playbooks-and-articles version (0 before any)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT version FROM versions WHERE tenant = ?", (tenant,)
-            ).fetchone()
+        row = self._db.fetchone("SELECT version FROM versions WHERE tenant = ?", (tenant,))
         return int(row[0]) if row else 0
 
     # -- playbooks ------------------------------------------------------------------------
     def put_playbook(self, tenant: str, name: str, playbook: Playbook, source: str) -> bool:
         """Create or replace; True when it was created."""
         body = playbook.model_dump_json()
-        with self._tx() as db:
-            existed = db.execute(
+        with self._tx():
+            existed = self._db.fetchone(
                 "SELECT 1 FROM playbooks WHERE tenant = ? AND name = ?", (tenant, name)
-            ).fetchone()
-            db.execute(
-                "INSERT OR REPLACE INTO playbooks (tenant, name, body, source, updated_at)"
-                " VALUES (?,?,?,?,?)",
+            )
+            self._db.execute(
+                "INSERT INTO playbooks (tenant, name, body, source, updated_at)"
+                " VALUES (?,?,?,?,?) ON CONFLICT (tenant, name) DO UPDATE SET"
+                " body = excluded.body, source = excluded.source,"
+                " updated_at = excluded.updated_at",
                 (tenant, name, body, source, _now()),
             )
-            self._bump(db, tenant)
+            self._bump(tenant)
         return existed is None
 
     def get_playbook(self, tenant: str, name: str) -> StoredPlaybook | None:
         """One playbook, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT name, body, source, updated_at FROM playbooks"
-                " WHERE tenant = ? AND name = ?",
-                (tenant, name),
-            ).fetchone()
+        row = self._db.fetchone(
+            "SELECT name, body, source, updated_at FROM playbooks WHERE tenant = ? AND name = ?",
+            (tenant, name),
+        )
         return _playbook(row) if row else None
 
     def playbooks(self, tenant: str) -> list[StoredPlaybook]:
         """Every playbook of a tenant, by name."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT name, body, source, updated_at FROM playbooks WHERE tenant = ?"
-                " ORDER BY name",
-                (tenant,),
-            ).fetchall()
+        rows = self._db.fetchall(
+            "SELECT name, body, source, updated_at FROM playbooks WHERE tenant = ? ORDER BY name",
+            (tenant,),
+        )
         return [_playbook(r) for r in rows]
 
     def delete_playbook(self, tenant: str, name: str) -> bool:
         """True when one was deleted."""
-        with self._tx() as db:
-            cur = db.execute("DELETE FROM playbooks WHERE tenant = ? AND name = ?", (tenant, name))
-            if cur.rowcount:
-                self._bump(db, tenant)
-        return cur.rowcount > 0
+        with self._tx():
+            changed = self._db.execute(
+                "DELETE FROM playbooks WHERE tenant = ? AND name = ?", (tenant, name)
+            )
+            if changed:
+                self._bump(tenant)
+        return changed > 0
 
     # -- knowledge base -------------------------------------------------------------------
     def put_article(self, tenant: str, article: Article) -> bool:
         """Create or replace; True when it was created."""
-        with self._tx() as db:
-            existed = db.execute(
+        with self._tx():
+            existed = self._db.fetchone(
                 "SELECT 1 FROM articles WHERE tenant = ? AND id = ?", (tenant, article.id)
-            ).fetchone()
-            db.execute(
-                "INSERT OR REPLACE INTO articles (tenant, id, body, updated_at) VALUES (?,?,?,?)",
+            )
+            self._db.execute(
+                "INSERT INTO articles (tenant, id, body, updated_at) VALUES (?,?,?,?)"
+                " ON CONFLICT (tenant, id) DO UPDATE SET body = excluded.body,"
+                " updated_at = excluded.updated_at",
                 (tenant, article.id, article.model_dump_json(), _now()),
             )
-            self._bump(db, tenant)
+            self._bump(tenant)
         return existed is None
 
     def get_article(self, tenant: str, article_id: str) -> Article | None:
         """One article, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT body FROM articles WHERE tenant = ? AND id = ?", (tenant, article_id)
-            ).fetchone()
+        row = self._db.fetchone(
+            "SELECT body FROM articles WHERE tenant = ? AND id = ?", (tenant, article_id)
+        )
         return Article.model_validate_json(row[0]) if row else None
 
     def articles(self, tenant: str) -> list[Article]:
         """Every article of a tenant, by id."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT body FROM articles WHERE tenant = ? ORDER BY id", (tenant,)
-            ).fetchall()
+        rows = self._db.fetchall(
+            "SELECT body FROM articles WHERE tenant = ? ORDER BY id", (tenant,)
+        )
         return [Article.model_validate_json(r[0]) for r in rows]
 
     def delete_article(self, tenant: str, article_id: str) -> bool:
         """True when one was deleted."""
-        with self._tx() as db:
-            cur = db.execute(
+        with self._tx():
+            changed = self._db.execute(
                 "DELETE FROM articles WHERE tenant = ? AND id = ?", (tenant, article_id)
             )
-            if cur.rowcount:
-                self._bump(db, tenant)
-        return cur.rowcount > 0
+            if changed:
+                self._bump(tenant)
+        return changed > 0
 
     # -- hints and feedback ---------------------------------------------------------------
     def record_hints(self, hints: list[Hint]) -> None:
@@ -205,50 +200,48 @@ class PrompterStore:
             )
             for h in hints
         ]
-        with self._tx() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO hints (tenant, hint_id, rule, call_id, agent_id, kind,"
-                " created_at) VALUES (?,?,?,?,?,?,?)",
+        with self._tx():
+            self._db.executemany(
+                "INSERT INTO hints (tenant, hint_id, rule, call_id, agent_id, kind,"
+                " created_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 rows,
             )
 
     def fired_hint(self, tenant: str, hint_id: str) -> FiredHint | None:
         """A hint this tenant was shown, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT hint_id, rule, call_id, agent_id, kind FROM hints"
-                " WHERE tenant = ? AND hint_id = ?",
-                (tenant, hint_id),
-            ).fetchone()
+        row = self._db.fetchone(
+            "SELECT hint_id, rule, call_id, agent_id, kind FROM hints"
+            " WHERE tenant = ? AND hint_id = ?",
+            (tenant, hint_id),
+        )
         return FiredHint(*row) if row else None
 
     def record_feedback(
         self, tenant: str, hint_id: str, useful: bool, agent_id: str | None
     ) -> None:
         """An agent's verdict on a hint (a second verdict replaces the first)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO feedback (tenant, hint_id, useful, agent_id, at)"
-                " VALUES (?,?,?,?,?)",
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO feedback (tenant, hint_id, useful, agent_id, at)"
+                " VALUES (?,?,?,?,?) ON CONFLICT (tenant, hint_id) DO UPDATE SET"
+                " useful = excluded.useful, agent_id = excluded.agent_id, at = excluded.at",
                 (tenant, hint_id, int(useful), agent_id, _now()),
             )
 
     def stats(self, tenant: str) -> list[RuleStats]:
         """Fired / useful / not useful per rule of a tenant."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT h.rule, COUNT(*), COALESCE(SUM(f.useful = 1), 0),"
-                " COALESCE(SUM(f.useful = 0), 0) FROM hints h LEFT JOIN feedback f"
-                " ON f.tenant = h.tenant AND f.hint_id = h.hint_id WHERE h.tenant = ?"
-                " GROUP BY h.rule ORDER BY h.rule",
-                (tenant,),
-            ).fetchall()
+        rows = self._db.fetchall(
+            "SELECT h.rule, COUNT(*), COUNT(CASE WHEN f.useful = 1 THEN 1 END),"
+            " COUNT(CASE WHEN f.useful = 0 THEN 1 END) FROM hints h LEFT JOIN feedback f"
+            " ON f.tenant = h.tenant AND f.hint_id = h.hint_id WHERE h.tenant = ?"
+            " GROUP BY h.rule ORDER BY h.rule",
+            (tenant,),
+        )
         return [RuleStats(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
 def _playbook(row: tuple[str, str, str, str]) -> StoredPlaybook:
@@ -258,5 +251,5 @@ def _playbook(row: tuple[str, str, str, str]) -> StoredPlaybook:
 def prompter_store(services: Services) -> PrompterStore:
     """The process's store (one connection shared by the worker and the API)."""
     return services.component(
-        "prompter.store", lambda: PrompterStore(services.settings.data_dir / FILE_NAME)
+        "prompter.store", lambda: PrompterStore(database_of(services, NAME, SCHEMA))
     )

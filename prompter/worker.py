@@ -10,11 +10,11 @@ ignored: a finished call has no agent to prompt. Timers (absences, silences) run
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+from pipeline.database import DatabaseError
 from pipeline.events import CallEnded, CallStarted, Event, Hint, MediaChunk, Utterance
 from pipeline.logs import ctx
 from pipeline.services import Services
@@ -120,7 +120,7 @@ class PrompterStage(Stage):
             )
         try:
             self.store.record_hints(hints)
-        except sqlite3.Error as exc:  # stats lose a row; the agent still gets the hint
+        except DatabaseError as exc:  # stats lose a row; the agent still gets the hint
             self.metrics.inc("prompter_store_errors_total")
             log.warning("could not record hints: %s", exc, **ctx(hints[0].tenant, hints[0].call_id))
         return hints

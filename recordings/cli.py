@@ -9,8 +9,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeline.auth import ROLES, KeyStore
+from pipeline.auth import KEYS_SCHEMA, ROLES, KeyStore
 from pipeline.config import Settings
+from pipeline.database import open_database
 from pipeline.errors import CliError
 from pipeline.services import ServicesFactory
 from recordings.retention import apply_lifecycle, sweep
@@ -44,7 +45,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Create a key (stored hashed) and print the clear key once."""
     settings = _settings(args)
-    store = KeyStore(settings.data_dir / "keys.sqlite")
+    store = KeyStore(open_database(settings, "keys", KEYS_SCHEMA))
     try:
         key = store.create(args.tenant, args.role, args.agent_id)
     except ValueError as exc:

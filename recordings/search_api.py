@@ -28,9 +28,17 @@ from pipeline.ids import check_id
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound
 from recordings.index import index_of
-from recordings.index.base import CallRow, Filters, Hit, Interval, Sort, indexed_details
+from recordings.index.base import (
+    HL_CLOSE,
+    HL_OPEN,
+    CallRow,
+    Filters,
+    Hit,
+    Interval,
+    Sort,
+    indexed_details,
+)
 from recordings.index.query import Node, QueryError, parse_query
-from recordings.index.sqlite import HL_CLOSE, HL_OPEN
 from recordings.retention import CallHeld, delete_call_data, set_hold
 
 log = logging.getLogger(__name__)

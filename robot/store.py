@@ -1,30 +1,29 @@
-"""The robot's SQLite database under the data dir (`robot.sqlite`): calls placed (for the
-30-day cap), the opposition list, the guard's audit trail, calling policies, scenarios,
-sessions and campaigns, all per tenant.
+"""The robot's tables (`robot` in the deployment's database: `robot.sqlite` under the data
+dir, or PostgreSQL): calls placed (for the 30-day cap), the opposition list, the guard's
+audit trail, calling policies, scenarios, sessions and campaigns, all per tenant.
 
 Not in the object store: the call counts and the audit must survive the bucket's 90-day
-expiry rules, and the cap check needs a transaction (check and count in one step).
-Distributed deployments share the data dir, as they share the API keys.
+expiry rules, and the cap check needs a transaction (check and count in one step), which
+on PostgreSQL holds across the robot workers of every host.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from pipeline.database import Database, database_of
 from pipeline.services import Services
-from pipeline.sqlite_db import immediate, open_shared
 
-FILE_NAME = "robot.sqlite"
+NAME = "robot"
 
-_SCHEMA = """
+# Migrations, in order (pipeline/database.py applies the new ones on open).
+SCHEMA = [
+    """
 CREATE TABLE IF NOT EXISTS placed_calls (
   tenant TEXT NOT NULL, callee TEXT NOT NULL, at REAL NOT NULL, call_id TEXT NOT NULL,
   campaign_id TEXT, PRIMARY KEY (tenant, call_id));
@@ -48,8 +47,9 @@ CREATE TABLE IF NOT EXISTS sessions (
   PRIMARY KEY (tenant, call_id));
 CREATE TABLE IF NOT EXISTS campaigns (
   tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL,
-  PRIMARY KEY (tenant, id));
+  PRIMARY KEY (tenant, id))
 """
+]
 
 
 def _now() -> str:
@@ -74,64 +74,63 @@ class AuditEntry:
 
 
 class RobotStore:
-    """All robot tables in one SQLite file; thread-safe."""
+    """All robot tables; thread-safe, and on PostgreSQL shared by every host."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = open_shared(path, _SCHEMA, busy_timeout_s=10.0)
-        self._lock = threading.RLock()
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """An IMMEDIATE transaction: check-then-record steps cannot interleave."""
-        return immediate(self._db, self._lock)
+    def transaction(self) -> AbstractContextManager[None]:
+        """Check-then-record steps (the guard's cap) cannot interleave, on any host."""
+        return self._db.transaction("robot.guard")
 
     # -- calls placed ---------------------------------------------------------------------
     def count_calls(self, tenant: str, callee: str, since: float, until: float) -> int:
         """Automated calls to `callee` placed in (since, until] (UNIX times)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM placed_calls WHERE tenant=? AND callee=? AND at>? AND at<=?",
-                (tenant, callee, since, until),
-            ).fetchone()
-        return int(row[0])
+        row = self._db.fetchone(
+            "SELECT COUNT(*) FROM placed_calls WHERE tenant=? AND callee=? AND at>? AND at<=?",
+            (tenant, callee, since, until),
+        )
+        return int(row[0]) if row else 0
 
     def record_call(
         self, tenant: str, callee: str, at: float, call_id: str, campaign_id: str | None = None
     ) -> None:
         """Count a placed call (idempotent per call id)."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO placed_calls VALUES (?,?,?,?,?)",
-                (tenant, callee, at, call_id, campaign_id),
-            )
+        self._db.execute(
+            "INSERT INTO placed_calls VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+            (tenant, callee, at, call_id, campaign_id),
+        )
 
     # -- opposition list ------------------------------------------------------------------
     def replace_opposition(self, tenant: str, numbers: Iterable[str], rejected: int) -> int:
         """Replace a tenant's whole list (a re-import refreshes it); returns its size."""
         unique = sorted(set(numbers))
-        with self.transaction() as db:
-            db.execute("DELETE FROM opposition WHERE tenant=?", (tenant,))
-            db.executemany("INSERT INTO opposition VALUES (?,?)", [(tenant, n) for n in unique])
-            db.execute(
-                "INSERT OR REPLACE INTO opposition_imports VALUES (?,?,?,?)",
+        with self.transaction():
+            self._db.execute("DELETE FROM opposition WHERE tenant=?", (tenant,))
+            self._db.executemany(
+                "INSERT INTO opposition VALUES (?,?)", [(tenant, n) for n in unique]
+            )
+            self._db.execute(
+                "INSERT INTO opposition_imports VALUES (?,?,?,?) ON CONFLICT (tenant) DO UPDATE"
+                " SET numbers = excluded.numbers, rejected = excluded.rejected,"
+                " imported_at = excluded.imported_at",
                 (tenant, len(unique), rejected, _now()),
             )
         return len(unique)
 
     def is_opposed(self, tenant: str, number: str) -> bool:
         """The (E.164) number is on the tenant's opposition list."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM opposition WHERE tenant=? AND number=?", (tenant, number)
-            ).fetchone()
+        row = self._db.fetchone(
+            "SELECT 1 FROM opposition WHERE tenant=? AND number=?", (tenant, number)
+        )
         return row is not None
 
     def opposition_info(self, tenant: str) -> dict[str, Any]:
         """Size and date of the tenant's last import."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT numbers, rejected, imported_at FROM opposition_imports WHERE tenant=?",
-                (tenant,),
-            ).fetchone()
+        row = self._db.fetchone(
+            "SELECT numbers, rejected, imported_at FROM opposition_imports WHERE tenant=?",
+            (tenant,),
+        )
         if row is None:
             return {"numbers": 0, "rejected": 0, "imported_at": None}
         return {"numbers": row[0], "rejected": row[1], "imported_at": row[2]}
@@ -139,66 +138,62 @@ class RobotStore:
     # -- audit ----------------------------------------------------------------------------
     def audit(self, e: AuditEntry) -> None:
         """Log one guard decision."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO audit (tenant, decided_at, at, kind, callee, caller_id, sector,"
-                " allowed, rule, reason, call_id, campaign_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    e.tenant,
-                    _now(),
-                    e.at.isoformat(),
-                    e.kind,
-                    e.callee,
-                    e.caller_id,
-                    e.sector,
-                    int(e.allowed),
-                    e.rule,
-                    e.reason,
-                    e.call_id,
-                    e.campaign_id,
-                ),
-            )
+        self._db.execute(
+            "INSERT INTO audit (tenant, decided_at, at, kind, callee, caller_id, sector,"
+            " allowed, rule, reason, call_id, campaign_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                e.tenant,
+                _now(),
+                e.at.isoformat(),
+                e.kind,
+                e.callee,
+                e.caller_id,
+                e.sector,
+                int(e.allowed),
+                e.rule,
+                e.reason,
+                e.call_id,
+                e.campaign_id,
+            ),
+        )
 
     def audit_entries(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
         """The tenant's latest decisions, newest first."""
-        with self._lock:
-            cur = self._db.execute(
-                "SELECT id, decided_at, at, kind, callee, caller_id, sector, allowed, rule,"
-                " reason, call_id, campaign_id FROM audit WHERE tenant=? ORDER BY id DESC"
-                " LIMIT ?",
-                (tenant, limit),
-            )
-            names = [d[0] for d in cur.description]
-            rows = cur.fetchall()
+        names = (
+            "id decided_at at kind callee caller_id sector allowed rule reason call_id campaign_id"
+        ).split()
+        rows = self._db.fetchall(
+            f"SELECT {', '.join(names)} FROM audit WHERE tenant=? ORDER BY id DESC LIMIT ?",
+            (tenant, limit),
+        )
         return [{**dict(zip(names, r, strict=True)), "allowed": bool(r[7])} for r in rows]
 
     # -- JSON documents ---------------------------------------------------------------------
     def _put(self, table: str, key: str, tenant: str, name: str, body: Any) -> None:
-        with self._lock:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO {table} (tenant, {key}, body, updated_at)"
-                " VALUES (?,?,?,?)",
-                (tenant, name, json.dumps(body, default=str), _now()),
-            )
+        self._db.execute(
+            f"INSERT INTO {table} (tenant, {key}, body, updated_at) VALUES (?,?,?,?)"
+            f" ON CONFLICT (tenant, {key}) DO UPDATE SET body = excluded.body,"
+            " updated_at = excluded.updated_at",
+            (tenant, name, json.dumps(body, default=str), _now()),
+        )
 
     def _get(self, table: str, key: str, tenant: str, name: str) -> Any:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT body FROM {table} WHERE tenant=? AND {key}=?", (tenant, name)
-            ).fetchone()
+        row = self._db.fetchone(
+            f"SELECT body FROM {table} WHERE tenant=? AND {key}=?", (tenant, name)
+        )
         return None if row is None else json.loads(row[0])
 
     def put_policy(self, tenant: str, body: dict[str, Any]) -> None:
         """Store a tenant's calling policy."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO policies VALUES (?,?)", (tenant, json.dumps(body))
-            )
+        self._db.execute(
+            "INSERT INTO policies VALUES (?,?) ON CONFLICT (tenant) DO UPDATE"
+            " SET body = excluded.body",
+            (tenant, json.dumps(body)),
+        )
 
     def policy(self, tenant: str) -> dict[str, Any] | None:
         """A tenant's calling policy, or None for the default."""
-        with self._lock:
-            row = self._db.execute("SELECT body FROM policies WHERE tenant=?", (tenant,)).fetchone()
+        row = self._db.fetchone("SELECT body FROM policies WHERE tenant=?", (tenant,))
         return None if row is None else dict(json.loads(row[0]))
 
     def put_scenario(self, tenant: str, name: str, source: str) -> None:
@@ -230,12 +225,11 @@ class RobotStore:
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
 def robot_store(services: Services) -> RobotStore:
     """The process's robot store."""
     return services.component(
-        "robot.store", lambda: RobotStore(services.settings.data_dir / FILE_NAME)
+        "robot.store", lambda: RobotStore(database_of(services, NAME, SCHEMA))
     )

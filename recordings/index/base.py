@@ -1,14 +1,14 @@
 """The transcript index interface: what the search API and the workers need of a backend.
 
-SQLite FTS5 (`recordings.index.sqlite`) is the embedded backend; a PostgreSQL full-text
-backend can follow by implementing `TranscriptIndex` and compiling the same query tree
-(`recordings.index.query.Node`) to a tsquery.
+SQLite FTS5 (`recordings.index.sqlite`) is the embedded backend, PostgreSQL full-text
+search (`recordings.index.postgres`) the shared one; both compile the same query tree
+(`recordings.index.query.Node`) and make snippets alike (`recordings.index.snippet`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from pipeline.events import CallDetails
@@ -16,6 +16,11 @@ from recordings.index.query import Node
 
 Interval = Literal["day", "week", "month"]
 Sort = Literal["relevance", "time"]
+
+# Snippets mark matches between these (the API turns them into what it serves).
+HL_OPEN = "\x02"
+HL_CLOSE = "\x03"
+SNIPPET_TOKENS = 24
 
 
 @dataclass(frozen=True)
@@ -191,3 +196,36 @@ class TranscriptIndex(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def to_ts(dt: datetime) -> float:
+    """UNIX time of a datetime (a naive one is UTC)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def from_ts(ts: float) -> datetime:
+    """The UTC datetime of a UNIX time."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def call_row(r: tuple[Any, ...], utterances: int) -> CallRow:
+    """A call row from the columns tenant, call_id, started_at, started_known, agent_id,
+    direction, caller, callee, prefix, recording_key, duration, source, held."""
+    return CallRow(
+        tenant=r[0],
+        call_id=r[1],
+        started_at=from_ts(r[2]),
+        started_known=bool(r[3]),
+        agent_id=r[4],
+        direction=r[5],
+        caller=r[6],
+        callee=r[7],
+        prefix=r[8],
+        recording_key=r[9],
+        duration=r[10],
+        source=r[11],
+        held=bool(r[12]),
+        utterances=utterances,
+    )

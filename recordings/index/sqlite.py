@@ -19,12 +19,15 @@ import logging
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.sqlite_db import private_file
 from recordings.index.base import (
+    HL_CLOSE,
+    HL_OPEN,
+    SNIPPET_TOKENS,
     Bucket,
     CallMeta,
     CallRow,
@@ -34,6 +37,9 @@ from recordings.index.base import (
     Page,
     Sort,
     UtteranceRow,
+    call_row,
+    from_ts,
+    to_ts,
 )
 from recordings.index.query import Node, QueryError, to_fts5
 from recordings.index.rank import score_window
@@ -41,9 +47,6 @@ from recordings.index.snippet import make_snippet
 
 log = logging.getLogger(__name__)
 
-HL_OPEN = "\x02"
-HL_CLOSE = "\x03"
-SNIPPET_TOKENS = 24
 COUNT_CAP = 1_000
 RANK_WINDOW = 1_000
 SCHEMA_VERSION = 2
@@ -175,42 +178,13 @@ class IndexSchemaError(RuntimeError):
     """The index file was written by a newer callpipe: refuse rather than corrupt it."""
 
 
-def _ts(dt: datetime) -> float:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _call_row(r: tuple[Any, ...], utterances: int) -> CallRow:
-    return CallRow(
-        tenant=r[0],
-        call_id=r[1],
-        started_at=_dt(r[2]),
-        started_known=bool(r[3]),
-        agent_id=r[4],
-        direction=r[5],
-        caller=r[6],
-        callee=r[7],
-        prefix=r[8],
-        recording_key=r[9],
-        duration=r[10],
-        source=r[11],
-        held=bool(r[12]),
-        utterances=utterances,
-    )
-
-
 def _call_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on the `calls` table (alias c)."""
     clauses = ["c.tenant = ?"]
     args: list[Any] = [tenant]
     for column, value in (
-        ("c.started_at >= ?", _ts(f.since) if f.since else None),
-        ("c.started_at < ?", _ts(f.until) if f.until else None),
+        ("c.started_at >= ?", to_ts(f.since) if f.since else None),
+        ("c.started_at < ?", to_ts(f.until) if f.until else None),
         ("c.agent_id = ?", f.agent_id),
         ("c.direction = ?", f.direction),
         ("c.call_id = ?", f.call_id),
@@ -227,8 +201,8 @@ def _utt_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     clauses = ["+u.tenant = ?"]
     args: list[Any] = [tenant]
     for column, value in (
-        ("u.call_started >= ?", _ts(f.since) if f.since else None),
-        ("u.call_started < ?", _ts(f.until) if f.until else None),
+        ("u.call_started >= ?", to_ts(f.since) if f.since else None),
+        ("u.call_started < ?", to_ts(f.until) if f.until else None),
         ("u.agent_id = ?", f.agent_id),
         ("u.direction = ?", f.direction),
         ("u.call_id = ?", f.call_id),
@@ -433,7 +407,7 @@ class SqliteIndex:
         params = {
             "tenant": meta.tenant,
             "call_id": meta.call_id,
-            "started_at": _ts(meta.started_at) if meta.started_at else time.time(),
+            "started_at": to_ts(meta.started_at) if meta.started_at else time.time(),
             "started_known": int(known),
             "agent_id": meta.agent_id,
             "direction": meta.direction,
@@ -640,7 +614,7 @@ class SqliteIndex:
                 end=r[5],
                 text=r[6],
                 snippet=make_snippet(r[6], query, HL_OPEN, HL_CLOSE, SNIPPET_TOKENS),
-                call_started_at=_dt(r[7]),
+                call_started_at=from_ts(r[7]),
                 agent_id=r[8],
                 direction=r[9],
                 score=score,
@@ -681,10 +655,10 @@ class SqliteIndex:
         # Ids are time keys: a date range is also an id range FTS5 can seek to.
         if filters.since is not None:
             where += f" AND {fts}.rowid >= ?"
-            args.append(_bucket(_ts(filters.since)))
+            args.append(_bucket(to_ts(filters.since)))
         if filters.until is not None:
             where += f" AND {fts}.rowid < ?"
-            args.append(_bucket(_ts(filters.until)) + (1 << SEQ_BITS))
+            args.append(_bucket(to_ts(filters.until)) + (1 << SEQ_BITS))
         # CROSS JOIN pins the join order: the FTS match drives and rows are fetched by id.
         joined = (
             f"FROM {fts} CROSS JOIN utterances u ON u.id = {fts}.rowid"
@@ -778,7 +752,7 @@ class SqliteIndex:
             " LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
-        return Page(total=total, items=[_call_row(r[:-1], r[-1]) for r in rows])
+        return Page(total=total, items=[call_row(r[:-1], r[-1]) for r in rows])
 
     def get_call(self, tenant: str, call_id: str) -> CallRow | None:
         """One call of this tenant."""
@@ -792,7 +766,7 @@ class SqliteIndex:
         n = db.execute(
             "SELECT count(*) FROM utterances WHERE tenant = ? AND call_id = ?", (tenant, call_id)
         ).fetchone()[0]
-        return _call_row(r, n)
+        return call_row(r, n)
 
     def call_utterances(self, tenant: str, call_id: str) -> list[UtteranceRow]:
         """Both legs in speaking order."""
@@ -844,11 +818,11 @@ class SqliteIndex:
             .execute(
                 f"SELECT {_CALL_COLUMNS} FROM calls c"
                 " WHERE c.tenant = ? AND c.started_at < ? AND c.held = 0",
-                (tenant, _ts(cutoff)),
+                (tenant, to_ts(cutoff)),
             )
             .fetchall()
         )
-        return [_call_row(r, 0) for r in rows]
+        return [call_row(r, 0) for r in rows]
 
     def tenants(self) -> list[str]:
         """Tenants that have calls."""

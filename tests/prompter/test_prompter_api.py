@@ -174,7 +174,7 @@ def test_feedback_and_stats_through_the_worker(
     assert stats == {
         "rules": [{"rule": "frontline/retention", "fired": 1, "useful": 0, "not_useful": 0}]
     }
-    (hint_id,) = [row[0] for row in store._db.execute("SELECT hint_id FROM hints")]
+    (hint_id,) = [row[0] for row in store._db.fetchall("SELECT hint_id FROM hints")]
     assert (
         client.post(
             f"/v1/hints/{hint_id}/feedback", json={"useful": True}, headers=_h(keys["other_agent"])

@@ -5,18 +5,23 @@ Fixture names carry a `search_` prefix so they never shadow other recordings tes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.api import create_app
 from pipeline.auth import keys_of
+from pipeline.database import PostgresPool
 from pipeline.ids import call_prefix
 from pipeline.services import Services
 from recordings.index import index_of
 from recordings.index.base import CallMeta, TranscriptIndex, UtteranceRow
+from recordings.index.postgres import PostgresIndex
+from recordings.index.sqlite import SqliteIndex
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,39 @@ def index_corpus(index: TranscriptIndex) -> None:
                 for i, (leg, s, e, text) in enumerate(call.lines)
             ]
         )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_index(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], TranscriptIndex]]:
+    """`new_index()`: an empty index, once on SQLite and once on a fresh PostgreSQL
+    database, so the index's tests hold for both back-ends."""
+    opened: list[TranscriptIndex] = []
+    pools: list[PostgresPool] = []
+
+    def make() -> TranscriptIndex:
+        if request.param == "sqlite":
+            opened.append(SqliteIndex(tmp_path / f"i{len(opened)}.sqlite"))
+        else:
+            if not pools:
+                pools.append(PostgresPool(request.getfixturevalue("postgres_url")))
+            opened.append(PostgresIndex(pools[0]))
+        return opened[-1]
+
+    yield make
+    for index in opened:
+        index.close()
+    for pool in pools:
+        pool.close()
+
+
+@pytest.fixture
+def corpus_index(new_index: Callable[[], TranscriptIndex]) -> TranscriptIndex:
+    """The corpus in an index of each back-end."""
+    index = new_index()
+    index_corpus(index)
+    return index
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ import httpx
 import numpy as np
 import pytest
 
-from pipeline.auth import KeyStore
+from pipeline.auth import KEYS_SCHEMA, KeyStore
+from pipeline.config import Settings
+from pipeline.database import open_database
 from pipeline.media.audio_file import write_wav
 from pipeline.media.resample import float_to_int16
 
@@ -100,7 +102,7 @@ def test_kill_9_loses_no_accepted_recording_and_closes_the_live_call(
     from sim.pbx import send_leg
 
     server.start()
-    keys = KeyStore(server.data / "keys.sqlite")
+    keys = KeyStore(open_database(Settings(data_dir=server.data), "keys", KEYS_SCHEMA))
     pbx = keys.create("acme", "pbx")
     api = f"http://127.0.0.1:{server.port}"
     auth = {"Authorization": f"Bearer {pbx}"}

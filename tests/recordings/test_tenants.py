@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 
 from app.api import create_app
 from app.cli import main
-from pipeline.auth import KeyStore
+from pipeline.auth import KEYS_SCHEMA, KeyStore
+from pipeline.config import Settings
+from pipeline.database import open_database
 from pipeline.ids import call_key
 from pipeline.services import Services
 from recordings.index.base import TranscriptIndex
@@ -119,7 +121,7 @@ def test_keys_create_prints_the_key_alone(
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and out.startswith("cp_")
     key = out.strip()
-    store = KeyStore(data / "keys.sqlite")
+    store = KeyStore(open_database(Settings(data_dir=data), "keys", KEYS_SCHEMA))
     p = store.lookup(key)
     assert p is not None and (p.tenant, p.role) == ("acme", "analyst")
     store.close()

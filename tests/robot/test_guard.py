@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from pathlib import Path
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import holidays
 import pytest
 
+from pipeline.database import Database
 from pipeline.events import RobotRefused
 from pipeline.metrics import Metrics
 from robot.guard import CallingPolicy, Guard, next_allowed, policy_of
 from robot.holidays import SUBDIVISIONS, public_holidays
 from robot.numbers import NumberError, to_e164
 from robot.opposition import parse_opposition
-from robot.store import RobotStore
+from robot.store import NAME, SCHEMA, RobotStore
 
 PARIS = ZoneInfo("Europe/Paris")
 CALLER = "+33123456789"
@@ -32,8 +36,9 @@ MONDAY_11 = paris(2026, 11, 23, 11, 0)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[RobotStore]:
-    s = RobotStore(tmp_path / "robot.sqlite")
+def store(database: Callable[[str, list[str]], Database]) -> Iterator[RobotStore]:
+    """The robot store on SQLite and on PostgreSQL (the `database` fixture runs both)."""
+    s = RobotStore(database(NAME, SCHEMA))
     yield s
     s.close()
 
@@ -158,6 +163,40 @@ def test_fifth_call_in_30_days_refused_across_campaigns(guard: Guard, store: Rob
     # Rolling window: on 3 December the call of 2 November is more than 30 days old.
     assert check(guard, paris(2026, 12, 3, 11, 0)) == (True, None)
     assert store.count_calls("acme", CALLEE, 0, 2e10) == 4
+
+
+def test_hosts_racing_never_place_a_fifth_call(
+    database: Callable[[str, list[str]], Database],
+) -> None:
+    """Three guards on three connections to one database (robot workers on three hosts),
+    nine threads placing calls to one callee at once: exactly four are placed."""
+
+    class SlowStore(RobotStore):
+        # Widens the gap between counting and recording, where an unserialised check
+        # lets two hosts both see 3 calls and both place a 4th.
+        def count_calls(self, tenant: str, callee: str, since: float, until: float) -> int:
+            n = super().count_calls(tenant, callee, since, until)
+            time.sleep(0.05)
+            return n
+
+    stores = [SlowStore(database(NAME, SCHEMA)) for _ in range(3)]
+    guards = [Guard(s, Metrics(), partial(policy_of, s)) for s in stores]
+    start = threading.Barrier(9)
+
+    def place(i: int) -> bool:
+        start.wait()
+        return (
+            guards[i % 3]
+            .check(
+                "acme", CALLEE, CALLER, "insurance", MONDAY_11, kind="call", place_call_id=f"r{i}"
+            )
+            .allowed
+        )
+
+    with ThreadPoolExecutor(9) as pool:
+        allowed = list(pool.map(place, range(9)))
+    assert allowed.count(True) == 4
+    assert stores[1].count_calls("acme", CALLEE, 0, 2e10) == 4
 
 
 def test_fourth_call_allowed(guard: Guard) -> None:

@@ -1,0 +1,452 @@
+"""The shared transcript index: PostgreSQL full-text search, for many API and worker hosts.
+
+Same query language, filters, snippets and tenant scoping as the SQLite index. Accents and
+case: each utterance's tsvector is built from its text folded in Python
+(`recordings.index.rank.fold`, the folding the SQLite tokenizer does), under the `simple`
+configuration, and query words are folded the same way; so "resilier" finds "Résilier"
+on both back-ends and a query answers the same whichever one a deployment runs. Why not
+the `french` / `english` stemming configurations: a stemmed index finds "contrats" for
+"contrat", which the embedded index does not, snippets would mark words the query does
+not hold, and calls mix languages within a leg (Whisper's language is per leg, the
+customer's English words inside a French call are common).
+
+Counts stop at COUNT_CAP; relevance ranks the newest RANK_WINDOW matches (or as many as
+the page reaches) in Python (`recordings.index.rank`), which bounds a query's cost by
+the window, not by how many utterances match.
+Every value is a bound parameter; the tsquery is built from folded words only (letters
+and digits), each quoted.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from pipeline.database import PostgresDatabase, PostgresPool, migrate
+from recordings.index.base import (
+    HL_CLOSE,
+    HL_OPEN,
+    SNIPPET_TOKENS,
+    Bucket,
+    CallMeta,
+    CallRow,
+    Filters,
+    Hit,
+    Interval,
+    Page,
+    Sort,
+    UtteranceRow,
+    call_row,
+    from_ts,
+    to_ts,
+)
+from recordings.index.query import Node, Not, Or, Term
+from recordings.index.rank import fold, score_window, tokens
+from recordings.index.snippet import make_snippet
+
+COUNT_CAP = 1_000
+RANK_WINDOW = 1_000
+DELETE_CHUNK = 500
+NAME = "transcript_index"
+
+SCHEMA = [
+    """
+CREATE TABLE IF NOT EXISTS transcript_calls (
+    tenant TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    started_known BOOLEAN NOT NULL DEFAULT false,
+    agent_id TEXT,
+    direction TEXT,
+    caller TEXT,
+    callee TEXT,
+    prefix TEXT,
+    recording_key TEXT,
+    duration DOUBLE PRECISION,
+    source TEXT,
+    held BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (tenant, call_id)
+);
+CREATE INDEX IF NOT EXISTS transcript_calls_by_time ON transcript_calls (tenant, started_at);
+CREATE TABLE IF NOT EXISTS transcript_utterances (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    utterance_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    leg TEXT NOT NULL,
+    start DOUBLE PRECISION NOT NULL,
+    "end" DOUBLE PRECISION NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT NOT NULL,
+    call_started DOUBLE PRECISION NOT NULL DEFAULT 0,
+    agent_id TEXT,
+    direction TEXT,
+    tsv TSVECTOR NOT NULL,
+    UNIQUE (tenant, utterance_id)
+);
+CREATE INDEX IF NOT EXISTS transcript_utterances_by_call
+    ON transcript_utterances (tenant, call_id, start);
+CREATE INDEX IF NOT EXISTS transcript_utterances_newest
+    ON transcript_utterances (tenant, call_started DESC, id DESC);
+CREATE INDEX IF NOT EXISTS transcript_utterances_text
+    ON transcript_utterances USING GIN (tsv)
+"""
+]
+
+_UPSERT_CALL = """
+INSERT INTO transcript_calls AS c (tenant, call_id, started_at, started_known, agent_id,
+    direction, caller, callee, prefix, recording_key, duration, source)
+VALUES (%(tenant)s, %(call_id)s, %(started_at)s, %(started_known)s, %(agent_id)s,
+    %(direction)s, %(caller)s, %(callee)s, %(prefix)s, %(recording_key)s, %(duration)s,
+    %(source)s)
+ON CONFLICT (tenant, call_id) DO UPDATE SET
+    started_at = CASE WHEN excluded.started_known THEN excluded.started_at
+                      ELSE c.started_at END,
+    started_known = c.started_known OR excluded.started_known,
+    agent_id = coalesce(excluded.agent_id, c.agent_id),
+    direction = coalesce(excluded.direction, c.direction),
+    caller = coalesce(excluded.caller, c.caller),
+    callee = coalesce(excluded.callee, c.callee),
+    prefix = coalesce(excluded.prefix, c.prefix),
+    recording_key = coalesce(excluded.recording_key, c.recording_key),
+    duration = coalesce(excluded.duration, c.duration),
+    source = coalesce(excluded.source, c.source)
+"""
+
+# A call first seen through an utterance gets a provisional start (now) until its
+# call.started or manifest arrives; retention then counts from when it was indexed.
+_PLACEHOLDER_CALL = """
+INSERT INTO transcript_calls (tenant, call_id, started_at, started_known, source)
+VALUES (%s, %s, %s, false, %s) ON CONFLICT (tenant, call_id) DO NOTHING
+"""
+
+# The call's filterable fields are copied onto each utterance, so a search needs no join.
+_UPSERT_UTT = """
+INSERT INTO transcript_utterances AS u (tenant, utterance_id, call_id, leg, start, "end", text,
+    source, call_started, agent_id, direction, tsv)
+SELECT %(tenant)s, %(utterance_id)s, %(call_id)s, %(leg)s, %(start)s, %(end)s, %(text)s,
+    %(source)s, c.started_at, c.agent_id, c.direction, to_tsvector('simple', %(folded)s)
+FROM transcript_calls c WHERE c.tenant = %(tenant)s AND c.call_id = %(call_id)s
+ON CONFLICT (tenant, utterance_id) DO UPDATE SET
+    call_id = excluded.call_id, leg = excluded.leg, start = excluded.start,
+    "end" = excluded."end", text = excluded.text, source = excluded.source,
+    call_started = excluded.call_started, agent_id = excluded.agent_id,
+    direction = excluded.direction, tsv = excluded.tsv
+WHERE (u.call_id, u.leg, u.start, u."end", u.text)
+    IS DISTINCT FROM (excluded.call_id, excluded.leg, excluded.start, excluded."end",
+                      excluded.text)
+"""
+
+_SYNC_CALL = """
+UPDATE transcript_utterances u SET call_started = c.started_at, agent_id = c.agent_id,
+    direction = c.direction
+FROM transcript_calls c
+WHERE c.tenant = %s AND c.call_id = %s AND u.tenant = c.tenant AND u.call_id = c.call_id
+    AND (u.call_started, u.agent_id, u.direction)
+        IS DISTINCT FROM (c.started_at, c.agent_id, c.direction)
+"""
+
+_PERIOD = {
+    "day": "to_char(to_timestamp(u.call_started) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "week": "to_char(date_trunc('week', to_timestamp(u.call_started) AT TIME ZONE 'UTC'),"
+    " 'YYYY-MM-DD')",
+    "month": "to_char(to_timestamp(u.call_started) AT TIME ZONE 'UTC', 'YYYY-MM')",
+}
+
+_CALL_COLUMNS = (
+    "c.tenant, c.call_id, c.started_at, c.started_known, c.agent_id, c.direction, c.caller,"
+    " c.callee, c.prefix, c.recording_key, c.duration, c.source, c.held"
+)
+
+_HIT_COLUMNS = (
+    'u.id, u.call_id, u.utterance_id, u.leg, u.start, u."end", u.text, u.call_started,'
+    " u.agent_id, u.direction"
+)
+
+
+def _lexeme(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def to_tsquery(node: Node) -> str | None:
+    """The tsquery text of a parsed query over folded words (None: it can match nothing,
+    as a term of punctuation only)."""
+    if isinstance(node, Term):
+        words = tokens(node.text)
+        if not words:
+            return None
+        parts = [_lexeme(w) for w in words]
+        if node.prefix:
+            parts[-1] += ":*"
+        return parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
+    left, right = to_tsquery(node.left), to_tsquery(node.right)
+    if isinstance(node, Not):
+        if left is None or right is None:
+            return left
+        return f"({left} & !{right})"
+    if isinstance(node, Or):
+        if left is None or right is None:
+            return left or right
+        return f"({left} | {right})"
+    if left is None or right is None:
+        return None
+    return f"({left} & {right})"
+
+
+def _utt_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
+    """Filters on transcript_utterances (alias u), which carries its call's fields."""
+    clauses = ["u.tenant = %s"]
+    args: list[Any] = [tenant]
+    for column, value in (
+        ("u.call_started >= %s", to_ts(f.since) if f.since else None),
+        ("u.call_started < %s", to_ts(f.until) if f.until else None),
+        ("u.agent_id = %s", f.agent_id),
+        ("u.direction = %s", f.direction),
+        ("u.call_id = %s", f.call_id),
+        ("u.leg = %s", f.leg),
+    ):
+        if value is not None:
+            clauses.append(column)
+            args.append(value)
+    return " AND ".join(clauses), args
+
+
+def _call_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
+    """Filters on transcript_calls (alias c)."""
+    clauses = ["c.tenant = %s"]
+    args: list[Any] = [tenant]
+    for column, value in (
+        ("c.started_at >= %s", to_ts(f.since) if f.since else None),
+        ("c.started_at < %s", to_ts(f.until) if f.until else None),
+        ("c.agent_id = %s", f.agent_id),
+        ("c.direction = %s", f.direction),
+        ("c.call_id = %s", f.call_id),
+    ):
+        if value is not None:
+            clauses.append(column)
+            args.append(value)
+    return " AND ".join(clauses), args
+
+
+class PostgresIndex:
+    """TranscriptIndex on a PostgreSQL database every host shares."""
+
+    def __init__(self, pool: PostgresPool) -> None:
+        self._pool = pool.pool
+        migrate(PostgresDatabase(pool), NAME, SCHEMA)
+
+    # -- writes -------------------------------------------------------------------------
+    def upsert_call(self, meta: CallMeta) -> None:
+        """Create or merge a call row (known fields overwrite, None keeps what is stored),
+        and copy its start, agent and direction onto its utterances."""
+        params = {
+            "tenant": meta.tenant,
+            "call_id": meta.call_id,
+            "started_at": to_ts(meta.started_at) if meta.started_at else time.time(),
+            "started_known": meta.started_at is not None,
+            "agent_id": meta.agent_id,
+            "direction": meta.direction,
+            "caller": meta.caller,
+            "callee": meta.callee,
+            "prefix": meta.prefix,
+            "recording_key": meta.recording_key,
+            "duration": meta.duration,
+            "source": meta.source,
+        }
+        with self._pool.connection() as conn:
+            conn.execute(_UPSERT_CALL, params)
+            conn.execute(_SYNC_CALL, (meta.tenant, meta.call_id))
+
+    def upsert_utterances(self, rows: list[UtteranceRow]) -> None:
+        """Index utterances in one transaction; a replayed utterance id overwrites."""
+        if not rows:
+            return
+        now = time.time()
+        # Calls in one order for every writer, so two index workers adding the same calls
+        # wait for each other instead of deadlocking. Utterances keep their given order,
+        # which is their id order (the tie-break of the time sort); a call's utterances come
+        # from one partition, so two workers never write the same ones at once.
+        calls = sorted({(r.tenant, r.call_id): r.source for r in rows}.items())
+        params = [
+            {
+                "tenant": r.tenant,
+                "utterance_id": r.utterance_id,
+                "call_id": r.call_id,
+                "leg": r.leg,
+                "start": r.start,
+                "end": r.end,
+                "text": r.text,
+                "source": r.source,
+                "folded": fold(r.text),
+            }
+            for r in rows
+        ]
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(_PLACEHOLDER_CALL, [(t, c, now, s) for (t, c), s in calls])
+            cur.executemany(_UPSERT_UTT, params)
+
+    def set_hold(self, tenant: str, call_id: str, held: bool) -> bool:
+        """Set or lift the legal hold flag."""
+        with self._pool.connection() as conn:
+            cur = conn.execute(
+                "UPDATE transcript_calls SET held = %s WHERE tenant = %s AND call_id = %s",
+                (held, tenant, call_id),
+            )
+            return cur.rowcount > 0
+
+    def delete_call(self, tenant: str, call_id: str) -> int:
+        """Remove a call row and its utterances together (one transaction)."""
+        return self.delete_calls(tenant, [call_id])
+
+    def delete_calls(self, tenant: str, call_ids: list[str]) -> int:
+        """Remove many calls of one tenant in one transaction; returns utterances removed."""
+        removed = 0
+        with self._pool.connection() as conn:
+            for i in range(0, len(call_ids), DELETE_CHUNK):
+                chunk = call_ids[i : i + DELETE_CHUNK]
+                cur = conn.execute(
+                    "DELETE FROM transcript_utterances WHERE tenant = %s AND call_id = ANY(%s)",
+                    (tenant, chunk),
+                )
+                removed += cur.rowcount
+                conn.execute(
+                    "DELETE FROM transcript_calls WHERE tenant = %s AND call_id = ANY(%s)",
+                    (tenant, chunk),
+                )
+        return removed
+
+    # -- reads --------------------------------------------------------------------------
+    def search(
+        self, tenant: str, query: Node, filters: Filters, sort: Sort, offset: int, limit: int
+    ) -> Page:
+        """Matching utterances, counted up to the cap, ranked, with snippets made here."""
+        tsquery = to_tsquery(query)
+        if tsquery is None:
+            return Page(total=0, items=[])
+        where, args = _utt_where(tenant, filters)
+        matched = f"FROM transcript_utterances u WHERE {where} AND u.tsv @@ %s::tsquery"
+        args.append(tsquery)
+        window = max(RANK_WINDOW, offset + limit, COUNT_CAP + 1)
+        with self._pool.connection() as conn:
+            newest = conn.execute(
+                f"SELECT {_HIT_COLUMNS} {matched} ORDER BY u.call_started DESC, u.id DESC LIMIT %s",
+                [*args, window],
+            ).fetchall()
+            total = len(newest)
+            if not total:
+                return Page(total=0, items=[])
+            if sort == "time":
+                page = conn.execute(
+                    f"SELECT {_HIT_COLUMNS} {matched}"
+                    " ORDER BY u.call_started DESC, u.start, u.id LIMIT %s OFFSET %s",
+                    [*args, limit, offset],
+                ).fetchall()
+                ranked = [(r, 0.0) for r in page]
+            else:
+                rows = newest[: max(RANK_WINDOW, offset + limit)]
+                scores = score_window([r[6] for r in rows], query)
+                order = sorted(range(len(rows)), key=lambda k: (-scores[k], k))
+                ranked = [(rows[k], scores[k]) for k in order[offset : offset + limit]]
+        hits = [
+            Hit(
+                call_id=r[1],
+                utterance_id=r[2],
+                leg=r[3],
+                start=r[4],
+                end=r[5],
+                text=r[6],
+                snippet=make_snippet(r[6], query, HL_OPEN, HL_CLOSE, SNIPPET_TOKENS),
+                call_started_at=from_ts(r[7]),
+                agent_id=r[8],
+                direction=r[9],
+                score=score,
+            )
+            for r, score in ranked
+        ]
+        return Page(total=min(total, COUNT_CAP), items=hits, exact=total <= COUNT_CAP)
+
+    def list_calls(self, tenant: str, filters: Filters, offset: int, limit: int) -> Page:
+        """Calls newest first, with their utterance counts."""
+        where, args = _call_where(tenant, filters)
+        with self._pool.connection() as conn:
+            total = conn.execute(
+                f"SELECT count(*) FROM transcript_calls c WHERE {where}", args
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_CALL_COLUMNS}, (SELECT count(*) FROM transcript_utterances u"
+                " WHERE u.tenant = c.tenant AND u.call_id = c.call_id)"
+                f" FROM transcript_calls c WHERE {where}"
+                " ORDER BY c.started_at DESC, c.call_id LIMIT %s OFFSET %s",
+                [*args, limit, offset],
+            ).fetchall()
+        return Page(
+            total=int(total[0]) if total else 0,
+            items=[call_row(r[:-1], r[-1]) for r in rows],
+        )
+
+    def get_call(self, tenant: str, call_id: str) -> CallRow | None:
+        """One call of this tenant."""
+        with self._pool.connection() as conn:
+            r = conn.execute(
+                f"SELECT {_CALL_COLUMNS}, (SELECT count(*) FROM transcript_utterances u"
+                " WHERE u.tenant = c.tenant AND u.call_id = c.call_id)"
+                " FROM transcript_calls c WHERE c.tenant = %s AND c.call_id = %s",
+                (tenant, call_id),
+            ).fetchone()
+        return None if r is None else call_row(r[:-1], r[-1])
+
+    def call_utterances(self, tenant: str, call_id: str) -> list[UtteranceRow]:
+        """Both legs in speaking order."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                'SELECT tenant, call_id, utterance_id, leg, start, "end", text, source'
+                " FROM transcript_utterances WHERE tenant = %s AND call_id = %s"
+                " ORDER BY start, leg",
+                (tenant, call_id),
+            ).fetchall()
+        return [UtteranceRow(*r) for r in rows]
+
+    def term_counts(
+        self, tenant: str, query: Node, filters: Filters, interval: Interval
+    ) -> list[Bucket]:
+        """Matching utterances and distinct calls per day, week (Monday) or month (UTC)."""
+        tsquery = to_tsquery(query)
+        if tsquery is None:
+            return []
+        where, args = _utt_where(tenant, filters)
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_PERIOD[interval]} AS p, count(*), count(DISTINCT u.call_id)"
+                f" FROM transcript_utterances u WHERE {where} AND u.tsv @@ %s::tsquery"
+                " GROUP BY p ORDER BY p",
+                [*args, tsquery],
+            ).fetchall()
+        return [Bucket(period=r[0], utterances=r[1], calls=r[2]) for r in rows]
+
+    def held_calls(self, tenant: str) -> set[str]:
+        """Calls of the tenant under legal hold."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT call_id FROM transcript_calls WHERE tenant = %s AND held", (tenant,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def expired_calls(self, tenant: str, cutoff: datetime) -> list[CallRow]:
+        """Calls started before the cutoff, held ones left out."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM transcript_calls c"
+                " WHERE c.tenant = %s AND c.started_at < %s AND NOT c.held",
+                (tenant, to_ts(cutoff)),
+            ).fetchall()
+        return [call_row(r, 0) for r in rows]
+
+    def tenants(self) -> list[str]:
+        """Tenants that have calls."""
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT DISTINCT tenant FROM transcript_calls ORDER BY 1")
+            return [r[0] for r in rows.fetchall()]
+
+    def close(self) -> None:
+        """The pool is the process's and closes with its services."""

@@ -1,0 +1,58 @@
+"""The relational stores' database layer on both back-ends: migrations, the API keys, and
+a PostgreSQL that does not answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pipeline.auth import KEYS_SCHEMA, KeyStore
+from pipeline.database import Database, DatabaseError, PostgresPool, ddl, migrate
+
+
+def test_migrations_apply_once_and_in_order(
+    database: Callable[[str, list[str]], Database],
+) -> None:
+    steps = ["CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY, at REAL NOT NULL)"]
+    db = database("things", steps)
+    db.execute("INSERT INTO things VALUES (?, ?)", ("a", 1.5e9 + 0.25))
+    assert migrate(db, "things", steps) == 1  # a second start changes nothing
+    steps.append("ALTER TABLE things ADD COLUMN note TEXT; CREATE INDEX things_at ON things (at)")
+    assert migrate(db, "things", steps) == 2
+    db.execute("UPDATE things SET note = ? WHERE id = ?", ("kept", "a"))
+    # REAL is a double on PostgreSQL too: a UNIX time keeps its fraction
+    assert db.fetchall("SELECT id, at, note FROM things") == [("a", 1.5e9 + 0.25, "kept")]
+    assert db.fetchone("SELECT version FROM schema_versions WHERE component = ?", ("things",))
+
+
+def test_a_failed_transaction_leaves_nothing(
+    database: Callable[[str, list[str]], Database],
+) -> None:
+    db = database("things", ["CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)"])
+    with pytest.raises(DatabaseError), db.transaction("things"):
+        db.execute("INSERT INTO things VALUES (?)", ("a",))
+        db.execute("INSERT INTO things VALUES (?)", ("a",))  # the key exists
+    assert db.fetchall("SELECT id FROM things") == []
+
+
+def test_api_keys_on_either_back_end(database: Callable[[str, list[str]], Database]) -> None:
+    keys = KeyStore(database("keys", KEYS_SCHEMA))
+    key = keys.create("acme", "agent", agent_id="a-1")
+    p = keys.lookup(key)
+    assert p is not None and (p.tenant, p.role, p.agent_id) == ("acme", "agent", "a-1")
+    assert keys.lookup(key + "x") is None
+    assert p.key_id is not None and keys.revoke(p.key_id) and keys.lookup(key) is None
+
+
+def test_ddl_translates_what_postgres_spells_otherwise() -> None:
+    sql = "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL)"
+    assert ddl("sqlite", sql) == sql
+    assert ddl("postgres", sql) == (
+        "CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at DOUBLE PRECISION)"
+    )
+
+
+def test_postgres_that_does_not_answer_says_why(unused_port: int) -> None:
+    with pytest.raises(DatabaseError, match="Connection refused|connection failed"):
+        PostgresPool(f"postgresql://callpipe@127.0.0.1:{unused_port}/callpipe", timeout_s=1)
