@@ -1,8 +1,13 @@
 """Search benchmark: index N generated French-like utterances over calls and tenants, then
-time phrase, boolean, prefix, filtered and common-word queries on the SQLite FTS5 index.
+time phrase, boolean, prefix, filtered and common-word queries on each index back-end.
 
     python bench/search.py                      # 1,000,000 utterances, 50,000 calls, 3 tenants
     python bench/search.py --utterances 100000  # a quick run
+    python bench/search.py --backend postgres   # PostgreSQL, and SQLite as the same-run reference
+
+PostgreSQL: a throwaway server started here from Debian's binaries (sim/postgres.py, default
+durability, shared_buffers 1 GB), or `--postgres-url` for one of yours (a database that
+the benchmark may fill). The same queries (same seed) run on each back-end.
 
 Prints the indexing rate (bulk batches as the index worker writes them, and through the
 index stage on the in-process bus), query latency p50/p95 per kind (each query as the API
@@ -14,6 +19,7 @@ then ranks the newest window of matches, see recordings/index/sqlite.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import shutil
 import statistics
@@ -29,14 +35,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.bus.inproc import InProcessBus  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
+from pipeline.database import PostgresPool  # noqa: E402
 from pipeline.events import Utterance  # noqa: E402
 from pipeline.services import Services  # noqa: E402
 from pipeline.worker import WorkerRunner  # noqa: E402
-from recordings.index.base import CallMeta, Filters, Sort, UtteranceRow  # noqa: E402
+from recordings.index.base import (  # noqa: E402
+    CallMeta,
+    Filters,
+    Sort,
+    TranscriptIndex,
+    UtteranceRow,
+)
+from recordings.index.postgres import PostgresIndex  # noqa: E402
 from recordings.index.query import parse_query  # noqa: E402
 from recordings.index.sqlite import SqliteIndex  # noqa: E402
 from recordings.index.worker import IndexStage  # noqa: E402
 from recordings.store.local import LocalStore  # noqa: E402
+from sim.postgres import fresh_database, postgres_server  # noqa: E402
 
 STOP = (
     "je le la les de des du un une et à est pas vous nous mon ma mes votre vos il elle "
@@ -147,11 +162,10 @@ def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.array(values) * 1000, p))
 
 
-def stage_rate(rows: list[UtteranceRow], data: Path) -> float:
+def stage_rate(rows: list[UtteranceRow], data: Path, index: TranscriptIndex) -> float:
     """Utterances per second through IndexStage and WorkerRunner on the in-process bus."""
     settings = Settings(data_dir=data, topic_prefix="bench.")
     services = Services(settings=settings, bus=InProcessBus(6), store=LocalStore(data / "obj"))
-    index = SqliteIndex(data / "stage.sqlite")
     runner = WorkerRunner(
         IndexStage(services, index),
         services.bus,
@@ -177,39 +191,63 @@ def stage_rate(rows: list[UtteranceRow], data: Path) -> float:
         runner.run_once()
     runner.run_once()  # the last tick writes the last batch
     elapsed = time.perf_counter() - t0
-    index.close()
     return len(rows) / elapsed
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--utterances", type=int, default=1_000_000)
-    ap.add_argument("--calls", type=int, default=None, help="default: utterances / 20")
-    ap.add_argument("--tenants", type=int, default=3)
-    ap.add_argument("--queries", type=int, default=200, help="per kind")
-    ap.add_argument("--stage-utterances", type=int, default=50_000)
-    ap.add_argument("--batch", type=int, default=500, help="utterances per write transaction")
-    ap.add_argument("--data", type=Path, default=None, help="keep the index here")
-    ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args()
+class Backend:
+    """One index back-end under test: how to open its bulk index and a fresh stage index,
+    and its size on disk."""
 
-    n_calls = args.calls or max(1, args.utterances // 20)
-    tenants = [f"tenant-{i}" for i in range(args.tenants)]
-    tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
-    data = args.data or tmp
-    data.mkdir(parents=True, exist_ok=True)
-    path = data / "index.sqlite"
-    if path.exists():
-        path.unlink()
+    def __init__(self, name: str, data: Path, pg_url: str | None = None) -> None:
+        self.name = name
+        self.data = data
+        self.pg_url = pg_url
+        self.pools: list[PostgresPool] = []
 
-    t0 = time.perf_counter()
-    calls, rows = generate(args.utterances, n_calls, tenants, args.seed)
-    print(
-        f"generated {len(rows):,} utterances over {len(calls):,} calls and {len(tenants)} "
-        f"tenants in {time.perf_counter() - t0:.1f} s"
-    )
+    def open(self, label: str) -> TranscriptIndex:
+        if self.pg_url is None:
+            path = self.data / f"{label}.sqlite"
+            path.unlink(missing_ok=True)
+            return SqliteIndex(path)
+        pool = PostgresPool(fresh_database(self.pg_url, f"bench_{label}"), max_size=2)
+        self.pools.append(pool)
+        return PostgresIndex(pool)
 
-    index = SqliteIndex(path)
+    def after_load(self) -> str:
+        """What a deployment runs after a bulk load (PostgreSQL: VACUUM ANALYZE)."""
+        if not self.pools:
+            return ""
+        t0 = time.perf_counter()
+        with self.pools[0].pool.connection() as conn:
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE transcript_utterances")
+            conn.execute("VACUUM ANALYZE transcript_calls")
+        return f"VACUUM ANALYZE after the load: {time.perf_counter() - t0:.1f} s"
+
+    def size(self) -> int:
+        if not self.pools:
+            path = self.data / "index.sqlite"
+            wal = path.with_name(path.name + "-wal")
+            return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        with self.pools[0].pool.connection() as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+
+
+def run(
+    backend: Backend,
+    calls: list[CallMeta],
+    rows: list[UtteranceRow],
+    tenants: list[str],
+    args: argparse.Namespace,
+) -> None:
+    """Index, then time every kind of query, on one back-end."""
+    print(f"\n== {backend.name} ==")
+    index = backend.open("index")
     t0 = time.perf_counter()
     for c in calls:
         index.upsert_call(c)
@@ -223,12 +261,26 @@ def main() -> int:
         f"utterances indexed (batches of {args.batch}): {len(rows) / t_utt:,.0f} utt/s "
         f"({t_utt:.1f} s)   target 5,000 utt/s"
     )
+    if note := backend.after_load():
+        print(note)
     n_stage = min(args.stage_utterances, len(rows))
+    stage_index = backend.open("stage")
+    rate = stage_rate(rows[:n_stage], backend.data / "stage", stage_index)
+    stage_index.close()
     print(
         f"through IndexStage + WorkerRunner (in-process bus, {n_stage:,} utterances): "
-        f"{stage_rate(rows[:n_stage], data / 'stage'):,.0f} utt/s"
+        f"{rate:,.0f} utt/s"
     )
+    query_latency(index, rows, tenants, args)
+    index.close()
+    size = backend.size()
+    print(f"index size on disk: {size / 1e6:,.0f} MB ({size / len(rows):.0f} bytes per utterance)")
 
+
+def query_latency(
+    index: TranscriptIndex, rows: list[UtteranceRow], tenants: list[str], args: argparse.Namespace
+) -> None:
+    """p50/p95/max per kind of query; the same queries whatever the back-end (same seed)."""
     rng = random.Random(args.seed + 1)
     vocab_rows = rows
 
@@ -274,7 +326,7 @@ def main() -> int:
     }
     now = datetime.now(UTC)
     print(
-        f"\nquery latency over {args.queries} queries per kind (count + first page of 20 "
+        f"query latency over {args.queries} queries per kind (count + first page of 20 "
         "with snippets, relevance order unless the kind says time):"
     )
     print(f"{'kind':<12} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'mean hits':>10} {'capped':>7}")
@@ -310,15 +362,53 @@ def main() -> int:
             f"{max(times) * 1000:8.1f} {statistics.mean(totals):10,.0f} {capped:7d}"
         )
 
-    index.close()
-    size = path.stat().st_size
-    wal = path.with_name(path.name + "-wal")
-    size += wal.stat().st_size if wal.exists() else 0
-    print(
-        f"\nindex size on disk: {size / 1e6:,.0f} MB ({size / len(rows):.0f} bytes per utterance)"
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--utterances", type=int, default=1_000_000)
+    ap.add_argument("--calls", type=int, default=None, help="default: utterances / 20")
+    ap.add_argument("--tenants", type=int, default=3)
+    ap.add_argument("--queries", type=int, default=200, help="per kind")
+    ap.add_argument("--stage-utterances", type=int, default=50_000)
+    ap.add_argument("--batch", type=int, default=500, help="utterances per write transaction")
+    ap.add_argument("--data", type=Path, default=None, help="keep the SQLite index here")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--backend",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres: PostgreSQL, then SQLite as the same-run reference",
     )
-    if args.data is None:
-        shutil.rmtree(tmp, ignore_errors=True)
+    ap.add_argument("--postgres-url", default=None, help="default: a throwaway local server")
+    args = ap.parse_args()
+
+    n_calls = args.calls or max(1, args.utterances // 20)
+    tenants = [f"tenant-{i}" for i in range(args.tenants)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    data = args.data or tmp
+    data.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    calls, rows = generate(args.utterances, n_calls, tenants, args.seed)
+    print(
+        f"generated {len(rows):,} utterances over {len(calls):,} calls and {len(tenants)} "
+        f"tenants in {time.perf_counter() - t0:.1f} s"
+    )
+    try:
+        if args.backend == "postgres":
+            with contextlib.ExitStack() as stack:
+                url = args.postgres_url or stack.enter_context(
+                    postgres_server("-c shared_buffers=1GB")
+                )
+                pg = Backend("PostgreSQL full-text", data, url)
+                try:
+                    run(pg, calls, rows, tenants, args)
+                finally:
+                    pg.close()
+        run(Backend("SQLite FTS5", data), calls, rows, tenants, args)
+    finally:
+        if args.data is None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +33,8 @@ from pipeline.ingest.receiver import RtpIngest
 from pipeline.ingest.stage import ingest_of
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
+from sim.postgres import fresh_database
+from sim.postgres import postgres_server as pg_server
 from tts import synth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,54 +139,18 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root; CI runs as root, so its server runs as the
-    `postgres` user Debian's package creates."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL 15 server (Debian's `postgresql` package) on loopback; yields the URL
-    of its `postgres` database (superuser `postgres`, trust on loopback)."""
-    assert (PG_BIN / "initdb").exists(), "apt-get install postgresql (make test does)"
-    # Not under pytest's temp dir: that one is private to root, out of the server's reach.
-    root = Path(tempfile.mkdtemp(prefix="callpipe-pg-"))
-    data, sockets = root / "data", root / "run"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-    subprocess.run(
-        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    log = root / "postgres.log"
-    settings = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-    cmd = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", settings, "-w"]
-    subprocess.run(_as_postgres([*cmd, "start"]), check=True, capture_output=True)
-    try:
-        wait_port(port, 30)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(_as_postgres([*cmd, "-m", "fast", "stop"]), capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    of its `postgres` database. fsync off: the tests need no durability."""
+    with pg_server("-c fsync=off") as url:
+        yield url
 
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> str:
     """A fresh, empty database on the session's PostgreSQL server."""
-    import psycopg
-
-    name = f"t{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(postgres_server, f"t{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
