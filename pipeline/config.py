@@ -30,6 +30,9 @@ class KafkaSettings(BaseModel):
     fetch_max_wait_ms: int = Field(default=100, ge=0)
     linger_ms: int = Field(default=5, ge=0)
     poll_timeout_ms: int = 200
+    # How long an API request waits for the broker to take a job (an upload) before it
+    # answers 503: a broker restarting within it is ridden out.
+    publish_timeout_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _heartbeat(self) -> KafkaSettings:

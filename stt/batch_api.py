@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
+from pipeline.bus.base import BusError
 from pipeline.catalog import load_manifest, recording_manifest, save_manifest, visible_manifest
 from pipeline.events import RecordingReady, Utterance
 from pipeline.ids import call_key, check_id
@@ -21,7 +22,7 @@ from pipeline.languages import check_language
 from pipeline.logs import ctx
 from pipeline.media.audio_file import AudioError, AudioLimits, AudioRefused, probe_audio
 from pipeline.services import Services
-from pipeline.store import ObjectNotFound
+from pipeline.store import ObjectNotFound, StoreError
 from recordings.transcripts import from_document, to_document, to_txt, to_vtt
 from stt.batch import ChannelMismatch, check_channels, parse_channels
 from stt.live_state import live_transcript
@@ -47,6 +48,10 @@ def _bad(services: Services, status: int, reason: str, cause: str) -> HTTPExcept
     return HTTPException(status, reason)
 
 
+# Seconds a client is asked to wait before sending again an upload refused with 503.
+RETRY_AFTER_S = 5
+
+
 def _store_and_queue(
     services: Services,
     event: RecordingReady,
@@ -55,16 +60,25 @@ def _store_and_queue(
     content_type: str | None,
 ) -> None:
     """The recording and its `queued` manifest stored, then the job on the bus (flushed):
-    a restart re-drives every manifest still queued (recordings/recovery.py)."""
+    a restart re-drives every manifest still queued (recordings/recovery.py).
+
+    The producer rides out a broker that restarts within the flush timeout; past it the
+    job is not accepted (BusError), and its manifest says so rather than `queued`."""
     store = services.store
     existing = load_manifest(store, event.tenant, event.call_id)
     if existing is not None and existing.recording_key and existing.recording_key != key:
         store.delete(existing.recording_key)
     store.put(key, data, content_type or "application/octet-stream")
-    save_manifest(store, recording_manifest(event, key))
+    manifest = recording_manifest(event, key)
+    save_manifest(store, manifest)
     producer = services.bus.producer()
-    producer.send(services.topics.recordings, event.key, event.encode())
-    producer.flush(30.0)
+    try:
+        producer.send(services.topics.recordings, event.key, event.encode())
+        producer.flush(services.settings.kafka.publish_timeout_s)
+    except BusError:
+        refused = "not queued: the job queue (Kafka) did not answer; send the recording again"
+        save_manifest(store, manifest.model_copy(update={"status": "failed", "error": refused}))
+        raise
 
 
 def router(services: Services) -> APIRouter:
@@ -73,7 +87,7 @@ def router(services: Services) -> APIRouter:
     max_bytes = int(services.settings.max_upload_mb * 1024 * 1024)
     limits = AudioLimits(max_seconds=services.settings.max_recording_s)
 
-    @r.post("/v1/recordings", status_code=202, responses=errors(415))
+    @r.post("/v1/recordings", status_code=202, responses=errors(415, 503))
     async def upload_recording(
         request: Request,
         file: Annotated[UploadFile, File(description="the recording")],
@@ -137,7 +151,19 @@ def router(services: Services) -> APIRouter:
             caller=caller,
             callee=callee,
         )
-        await run_in_threadpool(_store_and_queue, services, event, key, blob, file.content_type)
+        try:
+            await run_in_threadpool(_store_and_queue, services, event, key, blob, file.content_type)
+        except (BusError, StoreError) as exc:
+            service = "job queue (Kafka)" if isinstance(exc, BusError) else "object store (S3)"
+            log.warning(
+                "upload refused, %s unavailable: %s", service, exc, **ctx(principal.tenant, cid)
+            )
+            services.metrics.inc("api_rejections_total", route="recordings", cause="unavailable")
+            raise HTTPException(
+                503,
+                f"the {service} is unavailable; nothing was accepted, send the recording again",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
         services.metrics.inc("recordings_received_total")
         log.info(
             "recording queued (%.1f s, %d ch)",

@@ -1,24 +1,30 @@
 """The shared transcript index: PostgreSQL full-text search, for many API and worker hosts.
 
-Same query language, filters, snippets and tenant scoping as the SQLite index. Accents and
-case: each utterance's tsvector is built from its text folded in Python
-(`recordings.index.rank.fold`, the folding the SQLite tokenizer does), under the `simple`
-configuration, and query words are folded the same way; so "resilier" finds "Résilier"
-on both back-ends and a query answers the same whichever one a deployment runs. Why not
-the `french` / `english` stemming configurations: a stemmed index finds "contrats" for
-"contrat", which the embedded index does not, snippets would mark words the query does
-not hold, and calls mix languages within a leg (Whisper's language is per leg, the
-customer's English words inside a French call are common).
+Same query language, filters, snippets and tenant scoping as the SQLite index, and the
+same words: each utterance's tsvector is built here from its folded words
+(`recordings.index.rank.tokens`, the folding of the SQLite tokenizer: lower case, no
+diacritics, letters and digits), not by a PostgreSQL parser, and query words are folded
+alike; so "resilier" finds "Résilier" and a query answers the same on both back-ends. Why
+not the `french` / `english` stemming configurations: a stemmed index finds "contrats" for
+"contrat", which the embedded index does not, snippets would mark words the query lacks,
+and a leg's language is one label for speech that mixes them.
+
+Besides its words, the tsvector holds each pair of adjacent words as one lexeme
+(`je_le`, at the position of its first word; a folded word never holds `_`), and a phrase
+is searched as its chain of pairs. GIN keeps no positions: a phrase of common words
+("je le", "de la") matched word by word makes PostgreSQL re-read every row holding both
+words, 100-200 ms at a million utterances; as pairs it is one posting list.
 
 Counts stop at COUNT_CAP; relevance ranks the newest RANK_WINDOW matches (or as many as
 the page reaches) in Python (`recordings.index.rank`), which bounds a query's cost by
 the window, not by how many utterances match.
-Every value is a bound parameter; the tsquery is built from folded words only (letters
-and digits), each quoted.
+Every value is a bound parameter; the tsquery is built from folded words only, each
+quoted.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime
 from typing import Any
@@ -42,7 +48,7 @@ from recordings.index.base import (
     to_ts,
 )
 from recordings.index.query import Node, Not, Or, Term
-from recordings.index.rank import fold, score_window, tokens
+from recordings.index.rank import score_window, tokens
 from recordings.index.snippet import make_snippet
 
 COUNT_CAP = 1_000
@@ -126,7 +132,7 @@ _UPSERT_UTT = """
 INSERT INTO transcript_utterances AS u (tenant, utterance_id, call_id, leg, start, "end", text,
     source, call_started, agent_id, direction, tsv)
 SELECT %(tenant)s, %(utterance_id)s, %(call_id)s, %(leg)s, %(start)s, %(end)s, %(text)s,
-    %(source)s, c.started_at, c.agent_id, c.direction, to_tsvector('simple', %(folded)s)
+    %(source)s, c.started_at, c.agent_id, c.direction, %(tsv)s::tsvector
 FROM transcript_calls c WHERE c.tenant = %(tenant)s AND c.call_id = %(call_id)s
 ON CONFLICT (tenant, utterance_id) DO UPDATE SET
     call_id = excluded.call_id, leg = excluded.leg, start = excluded.start,
@@ -165,8 +171,30 @@ _HIT_COLUMNS = (
 )
 
 
+# PostgreSQL's limits: positions above 16383 share the last one; a lexeme is < 2 KB.
+MAX_POSITION = 16_383
+MAX_LEXEME_BYTES = 2_000
+PAIR = "_"
+
+
 def _lexeme(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_of(text: str) -> str:
+    """The tsvector literal of a text: its folded words and adjacent pairs, positioned."""
+    words = tokens(text)
+    positions: dict[str, list[int]] = {}
+    for i, word in enumerate(words):
+        at = min(i + 1, MAX_POSITION)
+        positions.setdefault(word, []).append(at)
+        if i + 1 < len(words):
+            positions.setdefault(word + PAIR + words[i + 1], []).append(at)
+    return " ".join(
+        f"{_lexeme(lexeme)}:{','.join(map(str, at[:256]))}"
+        for lexeme, at in positions.items()
+        if len(lexeme.encode()) < MAX_LEXEME_BYTES
+    )
 
 
 def to_tsquery(node: Node) -> str | None:
@@ -176,7 +204,10 @@ def to_tsquery(node: Node) -> str | None:
         words = tokens(node.text)
         if not words:
             return None
-        parts = [_lexeme(w) for w in words]
+        # A phrase is its chain of adjacent pairs (a prefix: the last pair's prefix).
+        pairs = [a + PAIR + b for a, b in itertools.pairwise(words)]
+        lexemes = pairs or words
+        parts = [_lexeme(w) for w in lexemes]
         if node.prefix:
             parts[-1] += ":*"
         return parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
@@ -278,7 +309,7 @@ class PostgresIndex:
                 "end": r.end,
                 "text": r.text,
                 "source": r.source,
-                "folded": fold(r.text),
+                "tsv": tsvector_of(r.text),
             }
             for r in rows
         ]

@@ -63,6 +63,12 @@ def test_prefix(corpus_index: TranscriptIndex) -> None:
     assert ids(hits(corpus_index, "rembours*")) == {"u-c2-0", "u-c3-1"}
     assert ids(hits(corpus_index, "electri*")) == {"u-c1-1"}
     assert ids(hits(corpus_index, "rembours")) == set()
+    # a phrase whose last word is a prefix; an apostrophe splits words as a space does
+    assert ids(hits(corpus_index, '"mon contr"*')) == {"u-c1-1", "u-c3-0"}
+    assert ids(hits(corpus_index, '"voudrais resil"*')) == {"u-c1-1"}
+    assert ids(hits(corpus_index, '"contrat d electricite"')) == {"u-c1-1"}
+    assert ids(hits(corpus_index, "d'électricité")) == {"u-c1-1"}
+    assert ids(hits(corpus_index, '"electricite je"')) == set()  # another utterance
 
 
 def test_snippet_marks_the_match(corpus_index: TranscriptIndex) -> None:
