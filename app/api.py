@@ -29,6 +29,7 @@ CALL_ROUTERS: list[RouterOf] = [calls_api.router]
 
 # Everything else: the `api` role, as many replicas as wanted behind a load balancer.
 API_ROUTERS: list[RouterOf] = [
+    calls_api.elsewhere_router,
     stt.batch_api.router,
     stt.live_api.router,
     prompter.api.router,
@@ -38,7 +39,8 @@ API_ROUTERS: list[RouterOf] = [
     tts.ivr.api.router,
 ]
 
-ROUTERS: list[RouterOf] = CALL_ROUTERS + API_ROUTERS
+# Embedded: the whole API in one process.
+ROUTERS: list[RouterOf] = CALL_ROUTERS + API_ROUTERS[1:]
 
 
 def create_app(services: Services, routers: list[RouterOf] = ROUTERS) -> FastAPI:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.catalog import ensure_live_manifest, load_manifest
-from pipeline.events import CallStarted, LegInfo
+from pipeline.events import CallEnded, CallStarted, LegInfo
 from pipeline.ids import check_id
 from pipeline.ingest.receiver import CallExists, NoFreePort
 from pipeline.ingest.stage import ingest_of
@@ -80,7 +80,18 @@ def _reject(services: Services, status: int, reason: str, cause: str) -> HTTPExc
 
 def end_live_call(services: Services, tenant: str, call_id: str) -> dict[str, Any] | None:
     """Hang up a call this process's ingest holds: `{call_id, reason, legs}`, or None when
-    it holds no such call."""
+    it holds no such call.
+
+    A process without an ingest (the `api` role) holds no call: it announces the end on
+    the bus, where the ingest host holding the call ends it, and answers None."""
+    if services.settings.mode == "distributed" and services.existing("ingest") is None:
+        manifest = load_manifest(services.store, tenant, call_id)
+        if manifest is not None and manifest.status == "live":
+            ended = CallEnded(tenant=tenant, call_id=call_id, reason="hangup")
+            producer = services.bus.producer()
+            producer.send(services.topics.calls, ended.key, ended.encode())
+            producer.flush(services.settings.kafka.publish_timeout_s)
+        return None
     ingest = ingest_of(services)
     if ingest.call(tenant, call_id) is None:
         return None
@@ -168,5 +179,25 @@ def router(services: Services) -> APIRouter:
             "ended_by": manifest.end_reason,
             "legs": {},
         }
+
+    return r
+
+
+def elsewhere_router(services: Services) -> APIRouter:
+    """POST /v1/calls where no RTP ingest runs (the `api` role): 421, naming where to go.
+
+    The ports a registration hands out belong to the host that answers it, so a PBX must
+    register each call with an ingest host (`callpipe worker ingest`)."""
+    r = APIRouter()
+
+    @r.post("/v1/calls", status_code=421, responses=errors(421), include_in_schema=False)
+    def misdirected(_: Annotated[Principal, Depends(require("pbx", "admin"))]) -> None:
+        raise _reject(
+            services,
+            421,
+            "live calls are registered with an ingest host (callpipe worker ingest), whose"
+            " RTP ports they get; this host serves the rest of the API",
+            "misdirected",
+        )
 
     return r

@@ -52,6 +52,11 @@ class Services:
                 self._components[name] = factory()
             return self._components[name]  # type: ignore[no-any-return]
 
+    def existing(self, name: str) -> Any | None:
+        """The part of that name if this process has made it, else None (none is made)."""
+        with self._lock:
+            return self._components.get(name)
+
     def whisper_model(self) -> WhisperModel:
         """The one Whisper model of this process (batch and live share it)."""
 

@@ -71,8 +71,8 @@ def _store_and_queue(
     store.put(key, data, content_type or "application/octet-stream")
     manifest = recording_manifest(event, key)
     save_manifest(store, manifest)
-    producer = services.bus.producer()
     try:
+        producer = services.bus.producer()
         producer.send(services.topics.recordings, event.key, event.encode())
         producer.flush(services.settings.kafka.publish_timeout_s)
     except BusError:

