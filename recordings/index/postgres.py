@@ -56,8 +56,13 @@ RANK_WINDOW = 1_000
 DELETE_CHUNK = 500
 NAME = "transcript_index"
 
+# btree_gin lets the tenant be the text index's first column: a search reads only its
+# tenant's postings, where a GIN index on the text alone had the planner AND it with a
+# bitmap of every row of the tenant (30 ms at a million utterances). A trusted extension:
+# the database's owner may create it.
 SCHEMA = [
     """
+CREATE EXTENSION IF NOT EXISTS btree_gin;
 CREATE TABLE IF NOT EXISTS transcript_calls (
     tenant TEXT NOT NULL,
     call_id TEXT NOT NULL,
@@ -96,7 +101,7 @@ CREATE INDEX IF NOT EXISTS transcript_utterances_by_call
 CREATE INDEX IF NOT EXISTS transcript_utterances_newest
     ON transcript_utterances (tenant, call_started DESC, id DESC);
 CREATE INDEX IF NOT EXISTS transcript_utterances_text
-    ON transcript_utterances USING GIN (tsv)
+    ON transcript_utterances USING GIN (tenant, tsv)
 """
 ]
 
