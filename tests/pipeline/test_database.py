@@ -3,7 +3,9 @@ a PostgreSQL that does not answer."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -56,3 +58,23 @@ def test_ddl_translates_what_postgres_spells_otherwise() -> None:
 def test_postgres_that_does_not_answer_says_why(unused_port: int) -> None:
     with pytest.raises(DatabaseError, match="Connection refused|connection failed"):
         PostgresPool(f"postgresql://callpipe@127.0.0.1:{unused_port}/callpipe", timeout_s=1)
+
+
+def test_hosts_starting_together_migrate_once(
+    database: Callable[[str, list[str]], Database],
+) -> None:
+    """Four processes' first start at once (four connections): the schema is made once,
+    none fails on a table or index another is making."""
+    steps = [
+        "CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)",
+        "CREATE INDEX things_id ON things (id)",  # no IF NOT EXISTS: made once or it fails
+    ]
+    start = threading.Barrier(4)
+
+    def open_one(_: int) -> Database:
+        start.wait()
+        return database("things", steps)
+
+    with ThreadPoolExecutor(4) as pool:
+        dbs = list(pool.map(open_one, range(4)))
+    assert dbs[0].fetchall("SELECT component, version FROM schema_versions") == [("things", 2)]
