@@ -183,11 +183,6 @@ class PostgresPool:
             max_size=max_size,
             timeout=timeout_s,
             open=False,
-            # No server-side prepared statements: psycopg prepares a query after its fifth
-            # run, and PostgreSQL then plans it once for any value; a search's best plan
-            # depends on how common its words are and how narrow its filters (a generic plan
-            # made filtered searches 5x slower).
-            kwargs={"prepare_threshold": None},
         )
         try:
             self.pool.open(wait=True, timeout=timeout_s)

@@ -68,6 +68,22 @@ def unused_port() -> int:
     return free_port()
 
 
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `check` until it holds; AssertionError naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+@pytest.fixture
+def eventually() -> Callable[[Callable[[], bool], float, str], None]:
+    """`eventually(check, timeout_s, what)`: wait until `check()` holds."""
+    return wait_until
+
+
 @pytest.fixture
 def port_waiter() -> Callable[..., None]:
     """`wait_port(port, timeout_s=30.0, proc=None)`, for tests that start servers."""

@@ -198,6 +198,23 @@ class TranscriptIndex(Protocol):
         ...
 
 
+def filter_terms(f: Filters, *, utterances: bool) -> list[tuple[str, Any]]:
+    """The set filters as ("column op", value), for a backend to add its placeholder and
+    table alias: on utterances (which carry their call's start as `call_started`, and a
+    leg) or on calls (`started_at`)."""
+    started = "call_started" if utterances else "started_at"
+    terms: list[tuple[str, Any]] = [
+        (f"{started} >=", to_ts(f.since) if f.since else None),
+        (f"{started} <", to_ts(f.until) if f.until else None),
+        ("agent_id =", f.agent_id),
+        ("direction =", f.direction),
+        ("call_id =", f.call_id),
+    ]
+    if utterances:
+        terms.append(("leg =", f.leg))
+    return [(column, value) for column, value in terms if value is not None]
+
+
 def to_ts(dt: datetime) -> float:
     """UNIX time of a datetime (a naive one is UTC)."""
     if dt.tzinfo is None:

@@ -44,6 +44,7 @@ from recordings.index.base import (
     Sort,
     UtteranceRow,
     call_row,
+    filter_terms,
     from_ts,
     to_ts,
 )
@@ -232,41 +233,26 @@ def to_tsquery(node: Node) -> str | None:
 
 def _utt_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on transcript_utterances (alias u), which carries its call's fields."""
-    clauses = ["u.tenant = %s"]
-    args: list[Any] = [tenant]
-    for column, value in (
-        ("u.call_started >= %s", to_ts(f.since) if f.since else None),
-        ("u.call_started < %s", to_ts(f.until) if f.until else None),
-        ("u.agent_id = %s", f.agent_id),
-        ("u.direction = %s", f.direction),
-        ("u.call_id = %s", f.call_id),
-        ("u.leg = %s", f.leg),
-    ):
-        if value is not None:
-            clauses.append(column)
-            args.append(value)
-    return " AND ".join(clauses), args
+    terms = filter_terms(f, utterances=True)
+    clauses = ["u.tenant = %s", *(f"u.{column} %s" for column, _ in terms)]
+    return " AND ".join(clauses), [tenant, *(value for _, value in terms)]
 
 
 def _call_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on transcript_calls (alias c)."""
-    clauses = ["c.tenant = %s"]
-    args: list[Any] = [tenant]
-    for column, value in (
-        ("c.started_at >= %s", to_ts(f.since) if f.since else None),
-        ("c.started_at < %s", to_ts(f.until) if f.until else None),
-        ("c.agent_id = %s", f.agent_id),
-        ("c.direction = %s", f.direction),
-        ("c.call_id = %s", f.call_id),
-    ):
-        if value is not None:
-            clauses.append(column)
-            args.append(value)
-    return " AND ".join(clauses), args
+    terms = filter_terms(f, utterances=False)
+    clauses = ["c.tenant = %s", *(f"c.{column} %s" for column, _ in terms)]
+    return " AND ".join(clauses), [tenant, *(value for _, value in terms)]
 
 
 class PostgresIndex:
-    """TranscriptIndex on a PostgreSQL database every host shares."""
+    """TranscriptIndex on a PostgreSQL database every host shares.
+
+    Reads are run with `prepare=False`: psycopg prepares a query after its fifth run and
+    PostgreSQL then plans it once for any value, while a search's best plan depends on how
+    common its words are and how narrow its filters (a generic plan made filtered searches
+    5x slower). Writes keep psycopg's preparing.
+    """
 
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool.pool
@@ -368,6 +354,7 @@ class PostgresIndex:
             newest = conn.execute(
                 f"SELECT {_HIT_COLUMNS} {matched} ORDER BY u.call_started DESC, u.id DESC LIMIT %s",
                 [*args, window],
+                prepare=False,
             ).fetchall()
             total = len(newest)
             if not total:
@@ -377,6 +364,7 @@ class PostgresIndex:
                     f"SELECT {_HIT_COLUMNS} {matched}"
                     " ORDER BY u.call_started DESC, u.start, u.id LIMIT %s OFFSET %s",
                     [*args, limit, offset],
+                    prepare=False,
                 ).fetchall()
                 ranked = [(r, 0.0) for r in page]
             else:
@@ -407,7 +395,7 @@ class PostgresIndex:
         where, args = _call_where(tenant, filters)
         with self._pool.connection() as conn:
             total = conn.execute(
-                f"SELECT count(*) FROM transcript_calls c WHERE {where}", args
+                f"SELECT count(*) FROM transcript_calls c WHERE {where}", args, prepare=False
             ).fetchone()
             rows = conn.execute(
                 f"SELECT {_CALL_COLUMNS}, (SELECT count(*) FROM transcript_utterances u"
@@ -415,6 +403,7 @@ class PostgresIndex:
                 f" FROM transcript_calls c WHERE {where}"
                 " ORDER BY c.started_at DESC, c.call_id LIMIT %s OFFSET %s",
                 [*args, limit, offset],
+                prepare=False,
             ).fetchall()
         return Page(
             total=int(total[0]) if total else 0,
@@ -457,6 +446,7 @@ class PostgresIndex:
                 f" FROM transcript_utterances u WHERE {where} AND u.tsv @@ %s::tsquery"
                 " GROUP BY p ORDER BY p",
                 [*args, tsquery],
+                prepare=False,
             ).fetchall()
         return [Bucket(period=r[0], utterances=r[1], calls=r[2]) for r in rows]
 

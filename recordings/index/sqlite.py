@@ -38,6 +38,7 @@ from recordings.index.base import (
     Sort,
     UtteranceRow,
     call_row,
+    filter_terms,
     from_ts,
     to_ts,
 )
@@ -180,42 +181,21 @@ class IndexSchemaError(RuntimeError):
 
 def _call_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on the `calls` table (alias c)."""
-    clauses = ["c.tenant = ?"]
-    args: list[Any] = [tenant]
-    for column, value in (
-        ("c.started_at >= ?", to_ts(f.since) if f.since else None),
-        ("c.started_at < ?", to_ts(f.until) if f.until else None),
-        ("c.agent_id = ?", f.agent_id),
-        ("c.direction = ?", f.direction),
-        ("c.call_id = ?", f.call_id),
-    ):
-        if value is not None:
-            clauses.append(column)
-            args.append(value)
-    return " AND ".join(clauses), args
+    terms = filter_terms(f, utterances=False)
+    clauses = ["c.tenant = ?", *(f"c.{column} ?" for column, _ in terms)]
+    return " AND ".join(clauses), [tenant, *(value for _, value in terms)]
 
 
 def _utt_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on the `utterances` table (alias u), which carries its call's fields."""
     # `+u.tenant`: rows are fetched by id; the tenant is a check, never an index walk.
-    clauses = ["+u.tenant = ?"]
-    args: list[Any] = [tenant]
-    for column, value in (
-        ("u.call_started >= ?", to_ts(f.since) if f.since else None),
-        ("u.call_started < ?", to_ts(f.until) if f.until else None),
-        ("u.agent_id = ?", f.agent_id),
-        ("u.direction = ?", f.direction),
-        ("u.call_id = ?", f.call_id),
-        ("u.leg = ?", f.leg),
-    ):
-        if value is not None:
-            clauses.append(column)
-            args.append(value)
-    return " AND ".join(clauses), args
+    terms = filter_terms(f, utterances=True)
+    clauses = ["+u.tenant = ?", *(f"u.{column} ?" for column, _ in terms)]
+    return " AND ".join(clauses), [tenant, *(value for _, value in terms)]
 
 
 def _filtered(f: Filters) -> bool:
-    return any(v is not None for v in (f.since, f.until, f.agent_id, f.direction, f.call_id, f.leg))
+    return bool(filter_terms(f, utterances=True))
 
 
 def _bucket(call_started: float) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,20 +81,12 @@ def restart_services(
     svc.close()
 
 
-def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
-
-
 def test_a_broker_restart_loses_no_accepted_recording_and_no_final(
     restart_services: Services,
     broker: Broker,
     ulaw_stereo_wav: bytes,
     port_waiter: Callable[..., None],
+    eventually: Callable[[Callable[[], bool], float, str], None],
 ) -> None:
     svc = restart_services
     stop = threading.Event()
@@ -123,7 +114,7 @@ def test_a_broker_restart_loses_no_accepted_recording_and_no_final(
                 m = load_manifest(svc.store, "acme", call_id)
                 return None if m is None else m.status
 
-            _until(lambda: status("kept") == "running", 60, "the batch worker took the job")
+            eventually(lambda: status("kept") == "running", 60, "the batch worker took the job")
             broker.kill()  # mid-transcription: its finals will meet no broker
 
             r = client.post(
@@ -133,6 +124,10 @@ def test_a_broker_restart_loses_no_accepted_recording_and_no_final(
                 headers=auth,
             )
             assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+            health = client.get("/healthz")
+            assert health.status_code == 503 and health.json()["status"] == "degraded"
+            assert health.json()["services"]["kafka"].startswith("down: ")
+            assert health.json()["services"]["s3"] == "ok"
             assert "job queue (Kafka)" in r.json()["detail"]
             late = load_manifest(svc.store, "acme", "late")
             assert late is not None and late.status == "failed" and late.error
@@ -142,7 +137,7 @@ def test_a_broker_restart_loses_no_accepted_recording_and_no_final(
 
             # The worker finishes the job while the broker is away: its finals go out into
             # the outage (sent, not yet acknowledged) and none can have been indexed.
-            _until(
+            eventually(
                 lambda: svc.metrics.value("events_out_total", worker="batch", type="utterance") > 0,
                 120,
                 "the batch worker emitted its finals",
@@ -150,14 +145,14 @@ def test_a_broker_restart_loses_no_accepted_recording_and_no_final(
             assert indexed() == set()
             broker.start(port_waiter)
 
-            _until(lambda: status("kept") == "transcribed", 180, "the accepted recording done")
+            eventually(lambda: status("kept") == "transcribed", 180, "the accepted recording done")
             manifest = load_manifest(svc.store, "acme", "kept")
             assert manifest is not None and manifest.transcript_key
             doc = json.loads(svc.store.get(manifest.transcript_key))
             emitted = {u["utterance_id"] for u in doc["utterances"]}
             assert emitted
 
-            _until(lambda: indexed() == emitted, 60, "every final of the call indexed")
+            eventually(lambda: indexed() == emitted, 60, "every final of the call indexed")
             # the refused upload, sent again once the broker is back, is taken
             r = client.post(
                 "/v1/recordings",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from app.cli import main
@@ -128,3 +129,33 @@ def test_every_role_without_one_service_exits_2_with_one_line(
     assert lines[-1].startswith(f"callpipe: error: cannot reach {service} at 127.0.0.1:{port}")
     assert f"({setting}): " in lines[-1]
     assert not any("Traceback" in line or "error" in line for line in lines[:-1])
+
+
+def test_db_migrate_makes_every_store_on_postgres(
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CALLPIPE_DATABASE__URL", postgres_url)
+    monkeypatch.setenv("CALLPIPE_DATA_DIR", str(tmp_path))
+    assert main(["db", "migrate"]) == 0
+    assert main(["db", "migrate"]) == 0  # again: nothing to do, no error
+    assert capsys.readouterr().out.count("on PostgreSQL") == 2
+    with psycopg.connect(postgres_url) as conn:
+        versions = {r[0] for r in conn.execute("SELECT component FROM schema_versions")}
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables").fetchall()}
+    assert versions == {"keys", "prompter", "robot", "transcript_index"}
+    assert {"api_keys", "placed_calls", "playbooks", "transcript_utterances"} <= tables
+    assert list(tmp_path.iterdir()) == []  # no SQLite file made beside
+
+
+def test_db_migrate_without_postgres_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/callpipe"
+    monkeypatch.setenv("CALLPIPE_DATABASE__URL", url)
+    monkeypatch.setenv("CALLPIPE_DATA_DIR", str(tmp_path))
+    assert main(["db", "migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("callpipe: error: cannot migrate the database") and err.count("\n") == 1

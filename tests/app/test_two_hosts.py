@@ -29,7 +29,7 @@ from websockets.sync.client import connect
 from app.cli import main
 from pipeline.bus.kafka import KafkaBus
 from pipeline.config import Settings
-from pipeline.events import Utterance
+from pipeline.events import Event, Hint, Utterance
 from pipeline.topics import Topics
 
 ALWAYS = {"weekdays": [0, 1, 2, 3, 4, 5, 6], "windows": ["00:00-24:00"], "public_holidays": False}
@@ -105,13 +105,30 @@ def free_ports(n: int) -> list[int]:
         return [int(s.getsockname()[1]) for s in socks]
 
 
-def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
+def heard_on_both(
+    urls: list[str], producer: Any, topic: str, event: Callable[[int], Event]
+) -> list[set[str]]:
+    """The `text` of every message each WebSocket receives while events are published.
+
+    Each replica's hub reads only new records, from when it has joined: an event a second
+    until every socket has heard one."""
+    heard: list[set[str]] = [set() for _ in urls]
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(connect(url, open_timeout=30)) for url in urls]
+        deadline = time.monotonic() + 30
+        k = 0
+        while not all(heard) and time.monotonic() < deadline:
+            ev = event(k)
+            producer.send(topic, ev.key, ev.encode())
+            producer.flush(10)
+            k += 1
+            for i, ws in enumerate(sockets):
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        msg = json.loads(ws.recv(timeout=0.5))
+                        if "text" in msg:  # not the hint stream's hello
+                            heard[i].add(msg["text"])
+    return heard
 
 
 def test_two_apis_and_two_workers_agree(
@@ -119,6 +136,7 @@ def test_two_apis_and_two_workers_agree(
     cluster_env: dict[str, str],
     distributed_settings: Settings,
     port_waiter: Callable[..., None],
+    eventually: Callable[[Callable[[], bool], float, str], None],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -162,37 +180,45 @@ def test_two_apis_and_two_workers_agree(
     r = httpx.post(f"{bases[0]}/v1/calls", json={"legs": legs}, headers=auth)
     assert r.status_code == 421 and "ingest host" in r.json()["detail"]
     key = auth["Authorization"].split()[1]
-    heard: list[set[str]] = [set(), set()]
-    with contextlib.ExitStack() as stack:
-        views = [
-            stack.enter_context(
-                connect(f"ws://127.0.0.1:{p}/v1/calls/live-call/live?key={key}", open_timeout=30)
-            )
-            for p in ports
-        ]
-        deadline = time.monotonic() + 30
-        k = 0
-        # Each replica's hub reads only new lines, from when it has joined: a line a second
-        # until both views have one.
-        while not all(heard) and time.monotonic() < deadline:
-            line = Utterance(
-                tenant="acme",
-                call_id="live-call",
-                leg="agent",
-                utterance_id=f"live-{k}",
-                start=float(k),
-                end=k + 0.5,
-                text="Bonjour, je vous écoute",
-                source="live",
-            )
-            producer.send(topic, line.call_id, line.encode())
-            producer.flush(10)
-            k += 1
-            for i, ws in enumerate(views):
-                with contextlib.suppress(TimeoutError):
-                    while True:
-                        heard[i].add(json.loads(ws.recv(timeout=0.5))["text"])
+    topics = Topics(distributed_settings.topic_prefix)
+
+    def line(k: int) -> Event:
+        return Utterance(
+            tenant="acme",
+            call_id="live-call",
+            leg="agent",
+            utterance_id=f"live-{k}",
+            start=float(k),
+            end=k + 0.5,
+            text="Bonjour, je vous écoute",
+            source="live",
+        )
+
+    def hint(k: int) -> Event:
+        return Hint(
+            tenant="acme",
+            call_id="live-call",
+            agent_id="a-1",
+            hint_id=f"h-{k}",
+            kind="script",
+            title="Accueil",
+            text="Proposez le rappel",
+        )
+
+    heard = heard_on_both(
+        [f"ws://127.0.0.1:{p}/v1/calls/live-call/live?key={key}" for p in ports],
+        producer,
+        topics.transcripts,
+        line,
+    )
     assert heard == [{"Bonjour, je vous écoute"}] * 2
+    heard = heard_on_both(
+        [f"ws://127.0.0.1:{p}/v1/agents/a-1/hints?key={key}" for p in ports],
+        producer,
+        topics.hints,
+        hint,
+    )
+    assert heard == [{"Proposez le rappel"}] * 2
 
     # Final utterances, published once as the live worker does, are indexed by the workers
     # and found through either API.
@@ -216,7 +242,7 @@ def test_two_apis_and_two_workers_agree(
         return r.status_code == 200 and [h["utterance_id"] for h in r.json()["hits"]] == ["u0"]
 
     for base in bases:
-        _until(partial(found_on, base), 60, f"the utterance found through {base}")
+        eventually(partial(found_on, base), 60, f"the utterance found through {base}")
 
     # Policy and scenario put through one API; robot calls placed alternately through both:
     # the fifth to one callee is refused whichever API it reaches.
