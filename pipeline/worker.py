@@ -53,7 +53,7 @@ class BadInput(ProcessingError):
 class Stage:
     """Base of every pipeline stage; override `process`, and `tick`/`revoked` if stateful."""
 
-    #: consumer group of this stage's workers
+    #: consumer group of this stage's workers (under the deployment's topic prefix)
     name: str = "stage"
     #: short topic names consumed (`media`, `transcripts`, ...)
     topics: Sequence[str] = ()
@@ -112,7 +112,11 @@ class WorkerRunner:
         self._consumer: Consumer = self._join()
 
     def _join(self) -> Consumer:
-        return self._bus.consumer(self._full_topics, self.stage.name, on_revoked=self._on_revoked)
+        # The group is named under the deployment's prefix, as its topics are: deployments
+        # sharing a Kafka cluster never share a group (a member subscribed to another
+        # deployment's topics would hold a rebalance up).
+        group = self.topics.name(self.stage.name)
+        return self._bus.consumer(self._full_topics, group, on_revoked=self._on_revoked)
 
     def _on_revoked(self, partitions: set[tuple[str, int]]) -> None:
         try:
