@@ -149,7 +149,8 @@ def test_outputs_dead_letters_and_isolation(env: Env) -> None:
     assert metrics.total("retries_total") == 2
     assert metrics.value("deadletters_total", worker=stage.name, topic=env.topics.calls) == 3
     # and its offsets are committed past the last one
-    committed = {p: o for p, o in env.committed(env.topics.name(stage.name)).items() if o}  # skip empty ones
+    group = env.topics.name(stage.name)
+    committed = {p: o for p, o in env.committed(group).items() if o}  # skip empty ones
     assert list(committed.values()) == [5]
     (partition,) = committed
 
@@ -302,7 +303,8 @@ def test_run_survives_a_failed_flush_and_a_tick_bug() -> None:
     stop = threading.Event()
     thread = runner.start(stop)
     deadline = time.monotonic() + 10
-    while env.committed(env.topics.name(stage.name)).get(bus._partition_for(env.topics.calls, KEY)) != 1:
+    group, partition = env.topics.name(stage.name), bus._partition_for(env.topics.calls, KEY)
+    while env.committed(group).get(partition) != 1:
         assert time.monotonic() < deadline and thread.is_alive()
         time.sleep(0.02)
     # the round whose flush failed was not committed: the message was processed again
