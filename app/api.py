@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 import prompter.api
@@ -19,6 +19,7 @@ from app.health import health
 from pipeline import calls_api
 from pipeline.api import errors, limits
 from pipeline.auth import Principal, require
+from pipeline.database import DatabaseError
 from pipeline.services import Services
 
 RouterOf = Callable[[Services], APIRouter]
@@ -61,6 +62,16 @@ def create_app(services: Services, routers: list[RouterOf] = ROUTERS) -> FastAPI
         """Prometheus text; scrape it with an admin key (`authorization` in the scrape
         config)."""
         return services.metrics.render()
+
+    @app.exception_handler(DatabaseError)
+    async def database_down(request: Request, exc: DatabaseError) -> JSONResponse:
+        """The database did not answer (or refused): 503, the request may be sent again."""
+        services.metrics.inc("api_rejections_total", route="any", cause="database")
+        return JSONResponse(
+            {"detail": f"the database is unavailable; retry ({exc})"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     for router in routers:
         app.include_router(router(services))

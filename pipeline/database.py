@@ -164,7 +164,10 @@ class SqliteDatabase:
 
 
 class PostgresPool:
-    """A psycopg connection pool to one PostgreSQL database, opened and checked at once."""
+    """A psycopg connection pool to one PostgreSQL database, opened and checked at once.
+
+    `connection()` lends a connection (committed on exit, rolled back on an error) and
+    turns psycopg's and the pool's errors into DatabaseError."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 5.0):
         import psycopg  # here, so a deployment without PostgreSQL never loads psycopg
@@ -189,6 +192,11 @@ class PostgresPool:
         except psycopg_pool.PoolTimeout as exc:
             self.pool.close()
             raise DatabaseError(f"no connection within {timeout_s:g} s") from exc
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        with _translated(), self.pool.connection() as conn:
+            yield conn
 
     def close(self) -> None:
         self.pool.close()
@@ -230,7 +238,7 @@ class PostgresDatabase:
 
     def __init__(self, pool: PostgresPool, *, owns_pool: bool = False) -> None:
         self._owner = pool if owns_pool else None
-        self._pool = pool.pool
+        self._pool = pool
         self._local = threading.local()
 
     @contextmanager
@@ -239,7 +247,7 @@ class PostgresDatabase:
         if conn is not None:
             yield conn
             return
-        with _translated(), self._pool.connection() as conn:  # commits, or rolls back
+        with self._pool.connection() as conn:
             yield conn
 
     def fetchone(self, sql: str, params: Params = ()) -> Row | None:
@@ -265,7 +273,7 @@ class PostgresDatabase:
         if getattr(self._local, "conn", None) is not None:
             yield  # nested: part of the outer transaction
             return
-        with _translated(), self._pool.connection() as conn:
+        with self._pool.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(lock),))
             self._local.conn = conn
             try:

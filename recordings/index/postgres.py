@@ -255,7 +255,7 @@ class PostgresIndex:
     """
 
     def __init__(self, pool: PostgresPool) -> None:
-        self._pool = pool.pool
+        self._pool = pool
         migrate(PostgresDatabase(pool), NAME, SCHEMA)
 
     # -- writes -------------------------------------------------------------------------
