@@ -19,7 +19,7 @@ from pipeline.database import DatabaseError, PostgresPool, open_database
 from pipeline.errors import CliError
 from recordings.index import INDEX_FILE
 from recordings.index.postgres import PostgresIndex
-from recordings.index.sqlite import SqliteIndex
+from recordings.index.sqlite import IndexSchemaError, SqliteIndex
 
 # Every store of the relational database, by the name its schema versions are kept under.
 STORES: dict[str, list[str]] = {
@@ -30,7 +30,20 @@ STORES: dict[str, list[str]] = {
 
 
 def migrate_all(settings: Settings) -> list[str]:
-    """Bring every store's schema up to date; the names of the stores migrated."""
+    """Bring every store's schema up to date; the names of the stores migrated. CliError
+    (one line, exit 2) when the database refuses (a missing privilege, a newer schema)."""
+    try:
+        return _migrate_all(settings)
+    except (DatabaseError, IndexSchemaError) as exc:
+        where = (
+            "the database (CALLPIPE_DATABASE__URL)"
+            if settings.database.url
+            else f"the stores under {settings.data_dir}"
+        )
+        raise CliError(f"cannot migrate {where}: {exc}") from exc
+
+
+def _migrate_all(settings: Settings) -> list[str]:
     for name, steps in STORES.items():
         open_database(settings, name, steps).close()
     if settings.database.url is None:
@@ -59,10 +72,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Migrate, and say where."""
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        names = migrate_all(settings)
-    except DatabaseError as exc:
-        raise CliError(f"cannot migrate the database (CALLPIPE_DATABASE__URL): {exc}") from exc
+    names = migrate_all(settings)
     where = "PostgreSQL" if settings.database.url else f"SQLite under {settings.data_dir}"
     sys.stdout.write(f"migrated {', '.join(names)} on {where}\n")
     return 0
