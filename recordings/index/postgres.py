@@ -10,8 +10,8 @@ not the `french` / `english` stemming configurations: a stemmed index finds "con
 and a leg's language is one label for speech that mixes them.
 
 Besides its words, the tsvector holds each pair of adjacent words as one lexeme
-(`je_le`, at the position of its first word; a folded word never holds `_`), and a phrase
-is searched as its chain of pairs. GIN keeps no positions: a phrase of common words
+(`_je_le`, at the position of its first word; a folded word never holds `_`, so no word
+or word prefix is ever a pair), and a phrase is searched as its chain of pairs. GIN keeps no positions: a phrase of common words
 ("je le", "de la") matched word by word makes PostgreSQL re-read every row holding both
 words, 100-200 ms at a million utterances; as pairs it is one posting list.
 
@@ -183,6 +183,12 @@ MAX_LEXEME_BYTES = 2_000
 PAIR = "_"
 
 
+def _pair(a: str, b: str) -> str:
+    # The leading mark keeps pairs out of a word's prefix: "resi:*" must not expand over
+    # every pair that starts with a word beginning "resi" (thousands at 10M utterances).
+    return PAIR + a + PAIR + b
+
+
 def _lexeme(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
@@ -195,7 +201,7 @@ def tsvector_of(text: str) -> str:
         at = min(i + 1, MAX_POSITION)
         positions.setdefault(word, []).append(at)
         if i + 1 < len(words):
-            positions.setdefault(word + PAIR + words[i + 1], []).append(at)
+            positions.setdefault(_pair(word, words[i + 1]), []).append(at)
     return " ".join(
         f"{_lexeme(lexeme)}:{','.join(map(str, at[:256]))}"
         for lexeme, at in positions.items()
@@ -211,7 +217,7 @@ def to_tsquery(node: Node) -> str | None:
         if not words:
             return None
         # A phrase is its chain of adjacent pairs (a prefix: the last pair's prefix).
-        pairs = [a + PAIR + b for a, b in itertools.pairwise(words)]
+        pairs = [_pair(a, b) for a, b in itertools.pairwise(words)]
         lexemes = pairs or words
         parts = [_lexeme(w) for w in lexemes]
         if node.prefix:
