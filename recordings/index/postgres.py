@@ -11,9 +11,10 @@ and a leg's language is one label for speech that mixes them.
 
 Besides its words, the tsvector holds each pair of adjacent words as one lexeme
 (`_je_le`, at the position of its first word; a folded word never holds `_`, so no word
-or word prefix is ever a pair), and a phrase is searched as its chain of pairs. GIN keeps no positions: a phrase of common words
-("je le", "de la") matched word by word makes PostgreSQL re-read every row holding both
-words, 100-200 ms at a million utterances; as pairs it is one posting list.
+or word prefix is ever a pair), and a phrase is searched as its chain of pairs. GIN keeps
+no positions: a phrase of common words ("je le", "de la") matched word by word makes
+PostgreSQL re-read every row holding both words, 100-200 ms at a million utterances; as
+pairs it is one posting list.
 
 Counts stop at COUNT_CAP; relevance ranks the newest RANK_WINDOW matches (or as many as
 the page reaches) in Python (`recordings.index.rank`), which bounds a query's cost by
