@@ -29,11 +29,12 @@ STORES: dict[str, list[str]] = {
 }
 
 
-def migrate_all(settings: Settings) -> list[str]:
-    """Bring every store's schema up to date; the names of the stores migrated. CliError
-    (one line, exit 2) when the database refuses (a missing privilege, a newer schema)."""
+def migrate_all(settings: Settings, pool: PostgresPool | None = None) -> list[str]:
+    """Bring every store's schema up to date, on `pool` when the process has one (else on
+    connections of its own); the names of the stores migrated. CliError (one line, exit 2)
+    when the database refuses (a missing privilege, a newer schema)."""
     try:
-        return _migrate_all(settings)
+        return _migrate_all(settings, pool)
     except (DatabaseError, IndexSchemaError) as exc:
         where = (
             "the database (CALLPIPE_DATABASE__URL)"
@@ -43,17 +44,19 @@ def migrate_all(settings: Settings) -> list[str]:
         raise CliError(f"cannot migrate {where}: {exc}") from exc
 
 
-def _migrate_all(settings: Settings) -> list[str]:
+def _migrate_all(settings: Settings, pool: PostgresPool | None) -> list[str]:
     for name, steps in STORES.items():
-        open_database(settings, name, steps).close()
+        open_database(settings, name, steps, pool).close()
     if settings.database.url is None:
         SqliteIndex(settings.data_dir / INDEX_FILE).close()
+    elif pool is not None:
+        PostgresIndex(pool)
     else:
-        pool = PostgresPool(settings.database.url, max_size=1)
+        own = PostgresPool(settings.database.url, max_size=1)
         try:
-            PostgresIndex(pool)
+            PostgresIndex(own)
         finally:
-            pool.close()
+            own.close()
     return [*STORES, "transcript_index"]
 
 

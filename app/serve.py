@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
     settings = settings.model_copy(update={"mode": "embedded"})
     services = build_services(settings)
-    migrate_all(settings)
+    migrate_all(settings, services.existing("postgres"))
     stop = threading.Event()
     start_all(services, stop)
     app = create_app(services)
@@ -89,7 +89,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
     settings = settings.model_copy(update={"mode": "distributed"})
     services = build_services(settings)
-    migrate_all(settings)
+    migrate_all(settings, services.existing("postgres"))
     stop = threading.Event()
     threads = start_role(services, args.role, stop)
     try:

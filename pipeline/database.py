@@ -112,7 +112,7 @@ class SqliteDatabase:
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
         self.path = path
-        self._db = open_shared(path, "", busy_timeout_s=busy_timeout_s)
+        self._db = open_shared(path, busy_timeout_s=busy_timeout_s)
         self._lock = threading.RLock()
         self._local = threading.local()
 
@@ -290,25 +290,26 @@ class PostgresDatabase:
 def database_of(services: Services, name: str, migrations: Sequence[str]) -> Database:
     """The database of one store, migrated: `{data_dir}/{name}.sqlite`, or the deployment's
     PostgreSQL (`CALLPIPE_DATABASE__URL`), shared by every store of the process."""
-
-    def open_db() -> Database:
-        db: Database
-        if services.settings.database.url is None:
-            db = SqliteDatabase(services.settings.data_dir / f"{name}.sqlite")
-        else:
-            db = PostgresDatabase(postgres_of(services))
-        migrate(db, name, migrations)
-        return db
-
-    return services.component(f"db.{name}", open_db)
+    settings = services.settings
+    return services.component(
+        f"db.{name}",
+        lambda: open_database(
+            settings, name, migrations, postgres_of(services) if settings.database.url else None
+        ),
+    )
 
 
-def open_database(settings: Settings, name: str, migrations: Sequence[str]) -> Database:
-    """One store's database for a short command (no bus, no object store): closing it
-    closes its own connection."""
+def open_database(
+    settings: Settings, name: str, migrations: Sequence[str], pool: PostgresPool | None = None
+) -> Database:
+    """One store's database, migrated. On PostgreSQL it uses `pool` when given (the process's,
+    closed with it), else a connection of its own, closed with the database (for a short
+    command that has no services)."""
     db: Database
     if settings.database.url is None:
         db = SqliteDatabase(settings.data_dir / f"{name}.sqlite")
+    elif pool is not None:
+        db = PostgresDatabase(pool)
     else:
         db = PostgresDatabase(PostgresPool(settings.database.url, max_size=1), owns_pool=True)
     migrate(db, name, migrations)

@@ -1,4 +1,4 @@
-"""The SQLite way of the small per-process stores (keys aside): one connection shared by
+"""The SQLite way of the relational stores (pipeline/database.py): one connection shared by
 the threads under a lock, WAL so other processes can read and write the same file, and
 IMMEDIATE transactions so check-then-write steps cannot interleave."""
 
@@ -22,14 +22,13 @@ def private_file(path: Path) -> Path:
     return path
 
 
-def open_shared(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.Connection:
+def open_shared(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
     """Open (and create) a WAL database for use by several threads under one lock."""
     private_file(path)
     db = sqlite3.connect(
         str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
     )
     db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(schema)
     return db
 
 

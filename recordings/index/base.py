@@ -7,12 +7,14 @@ search (`recordings.index.postgres`) the shared one; both compile the same query
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from pipeline.events import CallDetails
 from recordings.index.query import Node
+from recordings.index.snippet import make_snippet
 
 Interval = Literal["day", "week", "month"]
 Sort = Literal["relevance", "time"]
@@ -227,9 +229,56 @@ def from_ts(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+# The columns both back-ends select for a call row (alias c) and a hit (alias u), in the
+# order `call_row` and `hit_of` read them.
+CALL_COLUMNS = (
+    "c.tenant, c.call_id, c.started_at, c.started_known, c.agent_id, c.direction, c.caller,"
+    " c.callee, c.prefix, c.recording_key, c.duration, c.source, c.held"
+)
+HIT_COLUMNS = (
+    'u.id, u.call_id, u.utterance_id, u.leg, u.start, u."end", u.text, u.call_started,'
+    " u.agent_id, u.direction"
+)
+
+
+def call_params(meta: CallMeta) -> dict[str, Any]:
+    """The named parameters of a call upsert; a call of unknown start gets now, marked
+    provisional (`started_known` False) until its call.started or manifest arrives."""
+    return {
+        "tenant": meta.tenant,
+        "call_id": meta.call_id,
+        "started_at": to_ts(meta.started_at) if meta.started_at else time.time(),
+        "started_known": meta.started_at is not None,
+        "agent_id": meta.agent_id,
+        "direction": meta.direction,
+        "caller": meta.caller,
+        "callee": meta.callee,
+        "prefix": meta.prefix,
+        "recording_key": meta.recording_key,
+        "duration": meta.duration,
+        "source": meta.source,
+    }
+
+
+def hit_of(r: tuple[Any, ...], query: Node, score: float) -> Hit:
+    """A hit from a row of HIT_COLUMNS, its snippet marked from the query."""
+    return Hit(
+        call_id=r[1],
+        utterance_id=r[2],
+        leg=r[3],
+        start=r[4],
+        end=r[5],
+        text=r[6],
+        snippet=make_snippet(r[6], query, HL_OPEN, HL_CLOSE, SNIPPET_TOKENS),
+        call_started_at=from_ts(r[7]),
+        agent_id=r[8],
+        direction=r[9],
+        score=score,
+    )
+
+
 def call_row(r: tuple[Any, ...], utterances: int) -> CallRow:
-    """A call row from the columns tenant, call_id, started_at, started_known, agent_id,
-    direction, caller, callee, prefix, recording_key, duration, source, held."""
+    """A call row from a row of CALL_COLUMNS."""
     return CallRow(
         tenant=r[0],
         call_id=r[1],

@@ -32,26 +32,24 @@ from typing import Any
 
 from pipeline.database import PostgresDatabase, PostgresPool, migrate
 from recordings.index.base import (
-    HL_CLOSE,
-    HL_OPEN,
-    SNIPPET_TOKENS,
+    CALL_COLUMNS,
+    HIT_COLUMNS,
     Bucket,
     CallMeta,
     CallRow,
     Filters,
-    Hit,
     Interval,
     Page,
     Sort,
     UtteranceRow,
+    call_params,
     call_row,
     filter_terms,
-    from_ts,
+    hit_of,
     to_ts,
 )
 from recordings.index.query import Node, Not, Or, Term
 from recordings.index.rank import score_window, tokens
-from recordings.index.snippet import make_snippet
 
 COUNT_CAP = 1_000
 RANK_WINDOW = 1_000
@@ -167,16 +165,6 @@ _PERIOD = {
     "month": "to_char(to_timestamp(u.call_started) AT TIME ZONE 'UTC', 'YYYY-MM')",
 }
 
-_CALL_COLUMNS = (
-    "c.tenant, c.call_id, c.started_at, c.started_known, c.agent_id, c.direction, c.caller,"
-    " c.callee, c.prefix, c.recording_key, c.duration, c.source, c.held"
-)
-
-_HIT_COLUMNS = (
-    'u.id, u.call_id, u.utterance_id, u.leg, u.start, u."end", u.text, u.call_started,'
-    " u.agent_id, u.direction"
-)
-
 
 # PostgreSQL's limits: positions above 16383 share the last one; a lexeme is < 2 KB.
 MAX_POSITION = 16_383
@@ -269,20 +257,7 @@ class PostgresIndex:
     def upsert_call(self, meta: CallMeta) -> None:
         """Create or merge a call row (known fields overwrite, None keeps what is stored),
         and copy its start, agent and direction onto its utterances."""
-        params = {
-            "tenant": meta.tenant,
-            "call_id": meta.call_id,
-            "started_at": to_ts(meta.started_at) if meta.started_at else time.time(),
-            "started_known": meta.started_at is not None,
-            "agent_id": meta.agent_id,
-            "direction": meta.direction,
-            "caller": meta.caller,
-            "callee": meta.callee,
-            "prefix": meta.prefix,
-            "recording_key": meta.recording_key,
-            "duration": meta.duration,
-            "source": meta.source,
-        }
+        params = call_params(meta)
         with self._pool.connection() as conn:
             conn.execute(_UPSERT_CALL, params)
             conn.execute(_SYNC_CALL, (meta.tenant, meta.call_id))
@@ -359,7 +334,7 @@ class PostgresIndex:
         window = max(RANK_WINDOW, offset + limit, COUNT_CAP + 1)
         with self._pool.connection() as conn:
             newest = conn.execute(
-                f"SELECT {_HIT_COLUMNS} {matched} ORDER BY u.call_started DESC, u.id DESC LIMIT %s",
+                f"SELECT {HIT_COLUMNS} {matched} ORDER BY u.call_started DESC, u.id DESC LIMIT %s",
                 [*args, window],
                 prepare=False,
             ).fetchall()
@@ -368,7 +343,7 @@ class PostgresIndex:
                 return Page(total=0, items=[])
             if sort == "time":
                 page = conn.execute(
-                    f"SELECT {_HIT_COLUMNS} {matched}"
+                    f"SELECT {HIT_COLUMNS} {matched}"
                     " ORDER BY u.call_started DESC, u.start, u.id LIMIT %s OFFSET %s",
                     [*args, limit, offset],
                     prepare=False,
@@ -379,22 +354,7 @@ class PostgresIndex:
                 scores = score_window([r[6] for r in rows], query)
                 order = sorted(range(len(rows)), key=lambda k: (-scores[k], k))
                 ranked = [(rows[k], scores[k]) for k in order[offset : offset + limit]]
-        hits = [
-            Hit(
-                call_id=r[1],
-                utterance_id=r[2],
-                leg=r[3],
-                start=r[4],
-                end=r[5],
-                text=r[6],
-                snippet=make_snippet(r[6], query, HL_OPEN, HL_CLOSE, SNIPPET_TOKENS),
-                call_started_at=from_ts(r[7]),
-                agent_id=r[8],
-                direction=r[9],
-                score=score,
-            )
-            for r, score in ranked
-        ]
+        hits = [hit_of(r, query, score) for r, score in ranked]
         return Page(total=min(total, COUNT_CAP), items=hits, exact=total <= COUNT_CAP)
 
     def list_calls(self, tenant: str, filters: Filters, offset: int, limit: int) -> Page:
@@ -405,7 +365,7 @@ class PostgresIndex:
                 f"SELECT count(*) FROM transcript_calls c WHERE {where}", args, prepare=False
             ).fetchone()
             rows = conn.execute(
-                f"SELECT {_CALL_COLUMNS}, (SELECT count(*) FROM transcript_utterances u"
+                f"SELECT {CALL_COLUMNS}, (SELECT count(*) FROM transcript_utterances u"
                 " WHERE u.tenant = c.tenant AND u.call_id = c.call_id)"
                 f" FROM transcript_calls c WHERE {where}"
                 " ORDER BY c.started_at DESC, c.call_id LIMIT %s OFFSET %s",
@@ -421,7 +381,7 @@ class PostgresIndex:
         """One call of this tenant."""
         with self._pool.connection() as conn:
             r = conn.execute(
-                f"SELECT {_CALL_COLUMNS}, (SELECT count(*) FROM transcript_utterances u"
+                f"SELECT {CALL_COLUMNS}, (SELECT count(*) FROM transcript_utterances u"
                 " WHERE u.tenant = c.tenant AND u.call_id = c.call_id)"
                 " FROM transcript_calls c WHERE c.tenant = %s AND c.call_id = %s",
                 (tenant, call_id),
@@ -469,7 +429,7 @@ class PostgresIndex:
         """Calls started before the cutoff, held ones left out."""
         with self._pool.connection() as conn:
             rows = conn.execute(
-                f"SELECT {_CALL_COLUMNS} FROM transcript_calls c"
+                f"SELECT {CALL_COLUMNS} FROM transcript_calls c"
                 " WHERE c.tenant = %s AND c.started_at < %s AND NOT c.held",
                 (tenant, to_ts(cutoff)),
             ).fetchall()

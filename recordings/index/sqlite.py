@@ -25,26 +25,24 @@ from typing import Any
 
 from pipeline.sqlite_db import private_file
 from recordings.index.base import (
-    HL_CLOSE,
-    HL_OPEN,
-    SNIPPET_TOKENS,
+    CALL_COLUMNS,
+    HIT_COLUMNS,
     Bucket,
     CallMeta,
     CallRow,
     Filters,
-    Hit,
     Interval,
     Page,
     Sort,
     UtteranceRow,
+    call_params,
     call_row,
     filter_terms,
-    from_ts,
+    hit_of,
     to_ts,
 )
 from recordings.index.query import Node, QueryError, to_fts5
 from recordings.index.rank import score_window
-from recordings.index.snippet import make_snippet
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +99,7 @@ _SCHEMA = (
 )
 
 # Columns a schema-1 `utterances` table lacks (added by the migration).
-_CALL_COLUMNS_ON_UTT = (
+CALL_COLUMNS_ON_UTT = (
     ("call_started", "REAL NOT NULL DEFAULT 0"),
     ("agent_id", "TEXT"),
     ("direction", "TEXT"),
@@ -163,16 +161,6 @@ _PERIOD = {
     "week": "date(u.call_started, 'unixepoch', '-6 days', 'weekday 1')",
     "month": "strftime('%Y-%m', u.call_started, 'unixepoch')",
 }
-
-_CALL_COLUMNS = (
-    "c.tenant, c.call_id, c.started_at, c.started_known, c.agent_id, c.direction, c.caller,"
-    " c.callee, c.prefix, c.recording_key, c.duration, c.source, c.held"
-)
-
-_HIT_COLUMNS = (
-    'u.id, u.call_id, u.utterance_id, u.leg, u.start, u."end", u.text, u.call_started,'
-    " u.agent_id, u.direction"
-)
 
 
 class IndexSchemaError(RuntimeError):
@@ -302,7 +290,7 @@ class SqliteIndex:
             db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         db.execute("DROP TABLE IF EXISTS utt_fts")
         have = {r[1] for r in db.execute("PRAGMA table_info(utterances)")}
-        for name, decl in _CALL_COLUMNS_ON_UTT:
+        for name, decl in CALL_COLUMNS_ON_UTT:
             if name not in have:
                 db.execute(f"ALTER TABLE utterances ADD COLUMN {name} {decl}")
         db.execute(_SYNC_CALL_FIELDS)
@@ -383,21 +371,7 @@ class SqliteIndex:
         The call's start, agent and direction are copied onto its utterances; when the start
         moves to another second, the utterances get ids of that second (FTS rows follow).
         """
-        known = meta.started_at is not None
-        params = {
-            "tenant": meta.tenant,
-            "call_id": meta.call_id,
-            "started_at": to_ts(meta.started_at) if meta.started_at else time.time(),
-            "started_known": int(known),
-            "agent_id": meta.agent_id,
-            "direction": meta.direction,
-            "caller": meta.caller,
-            "callee": meta.callee,
-            "prefix": meta.prefix,
-            "recording_key": meta.recording_key,
-            "duration": meta.duration,
-            "source": meta.source,
-        }
+        params = call_params(meta)
         with self._write_lock:
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
@@ -576,7 +550,7 @@ class SqliteIndex:
                     for r in db.execute(
                         # `+u.tenant`: left to itself the planner walks the tenant's
                         # whole (tenant, ...) index instead of looking up the page's ids.
-                        f"SELECT {_HIT_COLUMNS} FROM utterances u"
+                        f"SELECT {HIT_COLUMNS} FROM utterances u"
                         f" WHERE +u.tenant = ? AND u.id IN ({marks})",
                         [tenant, *ids],
                     )
@@ -585,23 +559,7 @@ class SqliteIndex:
             # The parser emits only quoted strings; reaching this is a parser bug, but the
             # user still gets a 400 with a reason rather than a 500.
             raise QueryError(f"the index refused the query: {exc}") from exc
-        hits = [
-            Hit(
-                call_id=r[1],
-                utterance_id=r[2],
-                leg=r[3],
-                start=r[4],
-                end=r[5],
-                text=r[6],
-                snippet=make_snippet(r[6], query, HL_OPEN, HL_CLOSE, SNIPPET_TOKENS),
-                call_started_at=from_ts(r[7]),
-                agent_id=r[8],
-                direction=r[9],
-                score=score,
-            )
-            for i, score in ranked
-            if (r := rows.get(i)) is not None
-        ]
+        hits = [hit_of(r, query, score) for i, score in ranked if (r := rows.get(i)) is not None]
         return Page(total=min(total, COUNT_CAP), items=hits, exact=total <= COUNT_CAP)
 
     @staticmethod
@@ -726,7 +684,7 @@ class SqliteIndex:
         db = self._reader()
         total = db.execute(f"SELECT count(*) FROM calls c WHERE {where}", args).fetchone()[0]
         rows = db.execute(
-            f"SELECT {_CALL_COLUMNS}, (SELECT count(*) FROM utterances u"
+            f"SELECT {CALL_COLUMNS}, (SELECT count(*) FROM utterances u"
             " WHERE u.tenant = c.tenant AND u.call_id = c.call_id)"
             f" FROM calls c WHERE {where} ORDER BY c.started_at DESC, c.call_id"
             " LIMIT ? OFFSET ?",
@@ -738,7 +696,7 @@ class SqliteIndex:
         """One call of this tenant."""
         db = self._reader()
         r = db.execute(
-            f"SELECT {_CALL_COLUMNS} FROM calls c WHERE c.tenant = ? AND c.call_id = ?",
+            f"SELECT {CALL_COLUMNS} FROM calls c WHERE c.tenant = ? AND c.call_id = ?",
             (tenant, call_id),
         ).fetchone()
         if r is None:
@@ -796,7 +754,7 @@ class SqliteIndex:
         rows = (
             self._reader()
             .execute(
-                f"SELECT {_CALL_COLUMNS} FROM calls c"
+                f"SELECT {CALL_COLUMNS} FROM calls c"
                 " WHERE c.tenant = ? AND c.started_at < ? AND c.held = 0",
                 (tenant, to_ts(cutoff)),
             )

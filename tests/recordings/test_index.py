@@ -12,11 +12,17 @@ from pathlib import Path
 import pytest
 
 from pipeline.services import Services
-from recordings.index.base import CallMeta, Filters, Hit, TranscriptIndex, UtteranceRow
-from recordings.index.query import QueryError, parse_query
-from recordings.index.sqlite import (
+from recordings.index.base import (
     HL_CLOSE,
     HL_OPEN,
+    CallMeta,
+    Filters,
+    Hit,
+    TranscriptIndex,
+    UtteranceRow,
+)
+from recordings.index.query import QueryError, parse_query
+from recordings.index.sqlite import (
     SCHEMA_VERSION,
     IndexSchemaError,
     SqliteIndex,
