@@ -20,13 +20,15 @@ from pipeline import calls_api
 from pipeline.api import errors, limits
 from pipeline.auth import Principal, require
 from pipeline.database import DatabaseError
+from pipeline.ingest import l16, twilio
 from pipeline.services import Services
 
 RouterOf = Callable[[Services], APIRouter]
 
-# Live call registration: served where the RTP ingest runs, since the ports it hands out
-# are that host's (embedded: the one process; distributed: the `ingest` role).
-CALL_ROUTERS: list[RouterOf] = [calls_api.router]
+# Live call registration and the media WebSockets: served where the ingest runs, since the
+# ports it hands out and the streams it holds are that host's (embedded: the one process;
+# distributed: the `ingest` role).
+CALL_ROUTERS: list[RouterOf] = [calls_api.router, twilio.router, l16.router]
 
 # Everything else: the `api` role, as many replicas as wanted behind a load balancer.
 API_ROUTERS: list[RouterOf] = [

@@ -17,6 +17,7 @@ from app.migrate import migrate_all
 from app.roles import DESCRIPTIONS, HTTP, roles, start_role
 from app.services import build_services
 from pipeline.config import Settings
+from pipeline.ingest.audiosocket import audiosocket_of
 from pipeline.services import Services
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ def start_all(services: Services, stop: threading.Event) -> list[threading.Threa
     return threads
 
 
+def _audiosocket(services: Services) -> str:
+    """Where AudioSocket listens, for the start-up line."""
+    if services.settings.audiosocket.port is None:
+        return "AudioSocket off"
+    listener = audiosocket_of(services)
+    return f"AudioSocket on TCP {services.settings.audiosocket.host}:{listener.port}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Embedded mode: in-process bus, local store, every worker, the API."""
     settings = _settings(args, host=args.host, port=args.port)
@@ -71,10 +80,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         start_demo(services, stop)
     log.info(
-        "callpipe serving on http://%s:%d (data in %s)",
+        "callpipe serving on http://%s:%d (data in %s); media: RTP on UDP %d-%d,"
+        " WebSocket /v1/media/twilio and /v1/media/l16, %s",
         settings.host,
         settings.port,
         settings.data_dir.resolve(),
+        settings.live.rtp_port_min,
+        settings.live.rtp_port_max,
+        _audiosocket(services),
     )
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
@@ -93,6 +106,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     threads = start_role(services, args.role, stop)
     try:
+        if args.role == "ingest":
+            log.info(
+                "ingest media: RTP on UDP %d-%d, %s",
+                settings.live.rtp_port_min,
+                settings.live.rtp_port_max,
+                _audiosocket(services),
+            )
         if args.role in HTTP:
             log.info("worker %s serving on http://%s:%d", args.role, settings.host, settings.port)
             app = create_app(services, HTTP[args.role])

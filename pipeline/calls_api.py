@@ -1,5 +1,10 @@
-"""Live call registration: POST /v1/calls allocates a UDP port per leg; POST
-/v1/calls/{id}/hangup ends the call."""
+"""Live call registration: POST /v1/calls allocates a UDP port per leg (RTP) or says
+where a stream transport connects; POST /v1/calls/{id}/hangup ends the call.
+
+WebSocket transports (Twilio, L16) register their calls themselves when they connect;
+registering one here first is for a call that must exist before its stream does (an
+AudioSocket UUID, which carries no key; a voicebot answering over the stream).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.catalog import ensure_live_manifest, load_manifest
-from pipeline.events import CallEnded, CallStarted, LegInfo
+from pipeline.events import CallEnded, CallStarted, LegInfo, Transport
 from pipeline.ids import check_id
-from pipeline.ingest.receiver import CallExists, NoFreePort
-from pipeline.ingest.stage import ingest_of
+from pipeline.ingest.audiosocket import audiosocket_of, canonical_uuid
+from pipeline.ingest.receiver import CallExists, NoFreePort, ingest_of
 from pipeline.languages import check_language
 from pipeline.logs import ctx
 from pipeline.media.codec import canonical_codec
@@ -33,11 +38,27 @@ class LegRequest(BaseModel):
     leg: Literal["agent", "customer"]
     codec: str = "PCMU"
     payload_type: int | None = Field(default=None, ge=96, le=127)
+    # RFC 4733 telephone-event payload type negotiated for this leg (RTP; default
+    # live.dtmf_payload_type).
+    dtmf_payload_type: int | None = Field(default=None, ge=96, le=127)
+    # AudioSocket: the UUID the PBX connects this leg with (default: the call id).
+    uuid: str | None = None
 
     @field_validator("codec")
     @classmethod
     def _codec(cls, v: str) -> str:
         return canonical_codec(v)
+
+    @field_validator("uuid")
+    @classmethod
+    def _uuid(cls, v: str | None) -> str | None:
+        return None if v is None else canonical_uuid(v)
+
+    @model_validator(mode="after")
+    def _types(self) -> LegRequest:
+        if self.dtmf_payload_type is not None and self.dtmf_payload_type == self.payload_type:
+            raise ValueError("dtmf_payload_type and payload_type must differ")
+        return self
 
 
 class CallRequest(BaseModel):
@@ -52,6 +73,7 @@ class CallRequest(BaseModel):
     caller: str | None = Field(default=None, max_length=64)
     callee: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default=None, max_length=64)  # IP the PBX sends RTP from
+    transport: Transport = "rtp"
     legs: list[LegRequest] = Field(min_length=1, max_length=2)
     # What the call is spoken in; None: the tenant's language, else detected per leg.
     language: str | None = Field(default=None, max_length=8)
@@ -70,7 +92,41 @@ class CallRequest(BaseModel):
     def _distinct_legs(self) -> CallRequest:
         if len({leg.leg for leg in self.legs}) != len(self.legs):
             raise ValueError("each leg (agent, customer) may appear once")
+        if self.transport == "rtp":
+            if any(leg.codec == "L16" or leg.uuid for leg in self.legs):
+                raise ValueError("L16 and uuid are for stream transports, not RTP")
+        elif any(leg.codec not in STREAM_CODECS[self.transport] for leg in self.legs):
+            raise ValueError(
+                f"{self.transport} carries {' or '.join(STREAM_CODECS[self.transport])}"
+            )
+        if self.transport != "audiosocket" and any(leg.uuid for leg in self.legs):
+            raise ValueError("uuid is AudioSocket's")
         return self
+
+    def stream_ids(self, call_id: str) -> dict[str, str | None]:
+        """AudioSocket: the UUID each leg connects with (a lone leg's default: the call id,
+        when that is a UUID)."""
+        if self.transport != "audiosocket":
+            return {leg.leg: None for leg in self.legs}
+        ids: dict[str, str | None] = {leg.leg: leg.uuid for leg in self.legs}
+        if len(self.legs) == 1 and ids[self.legs[0].leg] is None:
+            try:
+                ids[self.legs[0].leg] = canonical_uuid(call_id)
+            except ValueError:
+                raise ValueError(
+                    "an AudioSocket leg needs its uuid (or a call_id that is a UUID)"
+                ) from None
+        if None in ids.values() or len(set(ids.values())) != len(ids):
+            raise ValueError("each AudioSocket leg needs a uuid of its own")
+        return ids
+
+
+# What each stream transport carries (L16: little-endian 16-bit PCM).
+STREAM_CODECS: dict[str, tuple[str, ...]] = {
+    "twilio": ("PCMU",),
+    "l16": ("L16",),
+    "audiosocket": ("L16",),
+}
 
 
 def _reject(services: Services, status: int, reason: str, cause: str) -> HTTPException:
@@ -101,6 +157,18 @@ def end_live_call(services: Services, tenant: str, call_id: str) -> dict[str, An
     return {"call_id": call_id, "reason": "hangup", "legs": summary["legs"]}
 
 
+def _where_to_connect(services: Services, transport: str) -> dict[str, Any]:
+    """Where the PBX sends a stream transport's media."""
+    if transport == "audiosocket":
+        listener = audiosocket_of(services)
+        s = services.settings
+        return {
+            "host": s.live.advertise_host or s.audiosocket.host,
+            "port": listener.port or s.audiosocket.port,
+        }
+    return {"path": f"/v1/media/{transport}"}
+
+
 def router(services: Services) -> APIRouter:
     """POST /v1/calls and POST /v1/calls/{call_id}/hangup."""
     r = APIRouter()
@@ -118,7 +186,13 @@ def router(services: Services) -> APIRouter:
                 f"this key registers calls for tenant {principal.tenant!r} only",
                 "tenant",
             )
-        call_id = body.call_id or uuid.uuid4().hex
+        call_id = body.call_id or (
+            str(uuid.uuid4()) if body.transport == "audiosocket" else uuid.uuid4().hex
+        )
+        try:
+            stream_ids = body.stream_ids(call_id)
+        except ValueError as exc:
+            raise _reject(services, 422, str(exc), "uuid") from None
         ingest = ingest_of(services)
         started = CallStarted(
             tenant=principal.tenant,
@@ -127,8 +201,16 @@ def router(services: Services) -> APIRouter:
             agent_id=body.agent_id,
             caller=body.caller,
             callee=body.callee,
+            transport=body.transport,
             legs=tuple(
-                LegInfo(leg=leg.leg, codec=leg.codec, payload_type=leg.payload_type)
+                LegInfo(
+                    leg=leg.leg,
+                    codec=leg.codec,
+                    payload_type=leg.payload_type,
+                    dtmf_payload_type=leg.dtmf_payload_type,
+                    sample_rate=8000 if leg.codec == "L16" else None,
+                    stream_id=stream_ids[leg.leg],
+                )
                 for leg in body.legs
             ),
             language=services.settings.stt.language_for(principal.tenant, body.language),
@@ -136,7 +218,9 @@ def router(services: Services) -> APIRouter:
         try:
             endpoints = ingest.register(started, via="api", source_host=body.source)
         except CallExists:
-            raise _reject(services, 409, f"call {call_id!r} is already live", "exists") from None
+            raise _reject(
+                services, 409, f"call {call_id!r} (or one of its uuids) is already live", "exists"
+            ) from None
         except NoFreePort as exc:
             raise _reject(services, 503, str(exc), "no_port") from None
         # The call's manifest at once (the live worker fills in the rest): its agent may open
@@ -144,21 +228,32 @@ def router(services: Services) -> APIRouter:
         # has read the call.started.
         ensure_live_manifest(services.store, **started.details())
         log.info("call registered over HTTP", **ctx(principal.tenant, call_id))
-        return {
+        default_dtmf = services.settings.live.dtmf_payload_type
+        dtmf: dict[str, int] = {leg.leg: leg.dtmf_payload_type or default_dtmf for leg in body.legs}
+        answer: dict[str, Any] = {
             "call_id": call_id,
             "tenant": principal.tenant,
-            "dtmf_payload_type": services.settings.live.dtmf_payload_type,
-            "legs": [
+            "transport": body.transport,
+        }
+        if body.transport == "rtp":
+            answer["dtmf_payload_type"] = dtmf[body.legs[0].leg]
+            answer["legs"] = [
                 {
                     "leg": e.leg,
                     "codec": e.codec,
                     "payload_type": e.payload_type,
+                    "dtmf_payload_type": dtmf[e.leg],
                     "host": e.host,
                     "port": e.port,
                 }
                 for e in endpoints
-            ],
-        }
+            ]
+            return answer
+        answer["legs"] = [
+            {"leg": leg.leg, "codec": leg.codec, "uuid": stream_ids[leg.leg]} for leg in body.legs
+        ]
+        answer["connect"] = _where_to_connect(services, body.transport)
+        return answer
 
     @r.post("/v1/calls/{call_id}/hangup")
     def hang_up(

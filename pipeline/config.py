@@ -146,6 +146,31 @@ class LiveSettings(BaseModel):
         return self
 
 
+class StreamSettings(BaseModel):
+    """Media over WebSocket (/v1/media/twilio, /v1/media/l16) and AudioSocket."""
+
+    # A connection must say which call it carries (Twilio `start`, the L16 metadata frame,
+    # AudioSocket's UUID) within this long.
+    start_timeout_s: float = Field(default=10.0, gt=0)
+    # The largest frame taken: a Twilio media message is ~300 bytes, an L16 frame a few KB.
+    max_message_bytes: int = Field(default=65_536, ge=1024)
+    # A peer that takes none of the audio played back to it for this long is closed.
+    send_timeout_s: float = Field(default=5.0, gt=0)
+    # Audio queued to play back to one peer at most (a prompt longer is refused).
+    max_playback_s: float = Field(default=300.0, gt=0)
+
+
+class AudioSocketSettings(BaseModel):
+    """Asterisk AudioSocket (TCP): where callpipe listens for it."""
+
+    host: str = "127.0.0.1"
+    # None: no AudioSocket listener; 0: any free port (printed at start).
+    port: int | None = Field(default=9099, ge=0, le=65535)
+    # The tenant of connections whose UUID no POST /v1/calls registered (None: refused;
+    # a UUID alone proves nothing, so only set this on a network only the PBX reaches).
+    tenant: str | None = None
+
+
 class TtsSettings(BaseModel):
     """Piper voice and prompt rendering."""
 
@@ -187,6 +212,9 @@ class RobotSettings(BaseModel):
     # The PBX's originate hook for campaigns: POST {tenant, call_id, callee, caller_id} ->
     # {status: answered|busy|no_answer|failed, media: {host, port, codec}}. None: no campaigns.
     dialer_url: str | None = None
+    # A voicebot answering over a stream (Twilio, AudioSocket) waits this long for the PBX
+    # to open it; then the session ends with outcome `no_media`.
+    media_wait_s: float = Field(default=30.0, gt=0)
 
 
 class PrompterSettings(BaseModel):
@@ -232,6 +260,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    audiosocket: AudioSocketSettings = Field(default_factory=AudioSocketSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     robot: RobotSettings = Field(default_factory=RobotSettings)

@@ -13,7 +13,15 @@ import struct
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Leg = Literal["agent", "customer", "mono"]
 Direction = Literal["inbound", "outbound", "internal"]
@@ -82,14 +90,22 @@ class CallDetails(BaseModel):
         return {name: getattr(self, name) for name in CallDetails.model_fields}
 
 
+Transport = Literal["rtp", "twilio", "l16", "audiosocket"]
+
+
 class LegInfo(BaseModel):
     """One forked leg of a call and the codec the PBX sends on it."""
 
     model_config = ConfigDict(frozen=True)
 
     leg: Literal["agent", "customer"]
-    codec: str = "PCMU"  # PCMU | PCMA | opus
+    codec: str = "PCMU"  # PCMU | PCMA | opus | L16 (L16: WebSocket and AudioSocket only)
     payload_type: int | None = None  # dynamic type for Opus; ignored for PCMU/PCMA
+    # RFC 4733 telephone-event type as negotiated for this leg (None: live.dtmf_payload_type)
+    dtmf_payload_type: int | None = Field(default=None, ge=96, le=127)
+    sample_rate: int | None = None  # L16's (8000 or 16000); the others have their own
+    # The id a stream transport names this leg by when it connects (AudioSocket's UUID).
+    stream_id: str | None = Field(default=None, max_length=64)
 
 
 class CallStarted(Event, CallDetails):
@@ -97,6 +113,7 @@ class CallStarted(Event, CallDetails):
 
     type: Literal["call.started"] = "call.started"
     legs: tuple[LegInfo, ...] = ()
+    transport: Transport = "rtp"  # how the PBX forks the media to callpipe
 
 
 class CallEnded(Event):
@@ -207,13 +224,23 @@ class Hint(Event):
 
 
 class MediaPeer(BaseModel):
-    """Where the robot sends its RTP, and how."""
+    """Where the robot's voice goes: RTP to a host and port, or back over the call's own
+    bidirectional stream (Twilio, AudioSocket), which connects with the call's id."""
 
     model_config = ConfigDict(frozen=True)
 
-    host: str
-    port: int = Field(ge=1, le=65535)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
     codec: Literal["PCMU", "PCMA"] = "PCMU"
+    transport: Literal["rtp", "twilio", "audiosocket"] = "rtp"
+
+    @model_validator(mode="after")
+    def _address(self) -> MediaPeer:
+        if self.transport == "rtp" and (self.host is None or self.port is None):
+            raise ValueError("RTP media needs a host and a port")
+        if self.transport != "rtp" and self.codec != "PCMU":
+            raise ValueError(f"{self.transport} media is PCMU")
+        return self
 
 
 class RobotStart(Event):

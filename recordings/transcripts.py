@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pipeline.catalog import CallManifest, save_manifest
-from pipeline.events import TranscriptReady, Utterance
+from pipeline.events import DtmfReceived, TranscriptReady, Utterance
 from pipeline.ids import call_key
 from pipeline.store import ObjectStore
 
@@ -58,8 +58,10 @@ def to_document(
     utterances: Sequence[Utterance],
     info: dict[str, Any],
     source: str,
+    presses: Sequence[DtmfReceived] = (),
 ) -> dict[str, Any]:
-    """The transcript.json document: utterances with words, and how they were made."""
+    """The transcript.json document: utterances with words, the key presses of a live call
+    (`dtmf`: leg, digit, start, duration), and how they were made."""
     return {
         "v": 1,
         "tenant": tenant,
@@ -72,6 +74,10 @@ def to_document(
                 exclude={"v", "tenant", "call_id", "type", "revision", "tentative"},
             )
             for u in interleave(utterances)
+        ],
+        "dtmf": [
+            p.model_dump(mode="json", include={"leg", "digit", "start", "duration"})
+            for p in sorted(presses, key=lambda p: p.start)
         ],
     }
 
@@ -89,12 +95,13 @@ def write_transcript(
     utterances: Sequence[Utterance],
     info: dict[str, Any],
     source: str,
+    presses: Sequence[DtmfReceived] = (),
 ) -> tuple[str, str]:
     """Write transcript.json and transcript.vtt under the call's prefix; returns both URIs.
 
     Same call, same keys: reprocessing overwrites.
     """
-    doc = to_document(tenant, call_id, utterances, info, source)
+    doc = to_document(tenant, call_id, utterances, info, source, presses)
     json_uri = store.put(
         call_key(tenant, call_id, started_at, JSON_NAME),
         json.dumps(doc, ensure_ascii=False, indent=1).encode(),
@@ -114,12 +121,20 @@ def finish_transcript(
     source: Literal["live", "batch"],
     duration: float,
     language: str | None,
+    presses: Sequence[DtmfReceived] = (),
     **update: object,
 ) -> TranscriptReady:
     """A call's transcript is done: its artifacts written, its manifest `transcribed` (with
     `update`), and the transcript.ready that says so. The one way both workers end a call."""
     json_uri, vtt_uri = write_transcript(
-        store, manifest.tenant, manifest.call_id, manifest.started_at, utterances, info, source
+        store,
+        manifest.tenant,
+        manifest.call_id,
+        manifest.started_at,
+        utterances,
+        info,
+        source,
+        presses,
     )
     done = {"status": "transcribed", "language": language, "error": None}
     save_manifest(

@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
@@ -68,13 +68,23 @@ class CheckRequest(BaseModel):
 
 
 class Media(BaseModel):
-    """Where the robot sends its prompts."""
+    """Where the robot sends its prompts: RTP to host:port, or back over the call's own
+    stream (`twilio`, `audiosocket`), which the PBX opens naming the call's id."""
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(min_length=1, max_length=255)
-    port: int = Field(ge=1, le=65535)
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
     codec: str = "PCMU"
+    transport: Literal["rtp", "twilio", "audiosocket"] = "rtp"
+
+    @model_validator(mode="after")
+    def _address(self) -> Media:
+        if self.transport == "rtp" and (self.host is None or self.port is None):
+            raise ValueError("RTP media needs a host and a port")
+        if self.transport != "rtp" and (self.host or self.port or self.codec != "PCMU"):
+            raise ValueError(f"{self.transport} media takes no host, port or codec")
+        return self
 
     @field_validator("codec")
     @classmethod
@@ -161,7 +171,12 @@ def router(services: Services) -> APIRouter:
             call_id=call_id,
             scenario=body.scenario,
             variables=body.variables,
-            media=MediaPeer(host=body.media.host, port=body.media.port, codec=body.media.codec),  # type: ignore[arg-type]
+            media=MediaPeer(
+                host=body.media.host,
+                port=body.media.port,
+                codec=body.media.codec,  # type: ignore[arg-type]
+                transport=body.media.transport,
+            ),
             callee=body.callee,
             caller_id=body.caller_id,
             sector=body.sector,

@@ -96,7 +96,10 @@ class SessionManager:
         a session. Raises CallRefused, BadCall or ScenarioInvalid."""
         services = self.services
         if start.media is None:
-            raise BadCall("media {host, port, codec} is required: where to send the prompts")
+            raise BadCall(
+                "media is required: {host, port, codec} for RTP, or {transport: twilio |"
+                " audiosocket} to speak over the call's own stream"
+            )
         with self._lock:
             if start.call_id in self._sessions and not self._sessions[start.call_id].done:
                 raise BadCall(f"call {start.call_id!r} already has a robot session")
@@ -125,15 +128,18 @@ class SessionManager:
             on_event=self.publish,
             on_packet=on_packet,
         )
-        endpoint = session.open()
-        # Where the caller's RTP must go: the bus's way of answering a robot.start.
+        try:
+            session.open()
+        except ValueError as exc:  # an AudioSocket call id that is no UUID
+            raise BadCall(str(exc)) from None
+        # Where the caller's media must go: the bus's way of answering a robot.start.
         self.publish(
             RobotStep(
                 tenant=start.tenant,
                 call_id=start.call_id,
                 step=scenario.first,
                 action="media",
-                answer={"host": endpoint.host, "port": endpoint.port, "codec": endpoint.codec},
+                answer=session.media_answer(),
             )
         )
         with self._lock:
@@ -147,10 +153,9 @@ class SessionManager:
             name=f"robot-watch-{start.call_id}",
         ).start()
         log.info(
-            "robot session started: scenario %s, caller RTP to %s:%d",
+            "robot session started: scenario %s, caller media %s",
             scenario.name,
-            session.endpoint.host if session.endpoint else "-",
-            session.endpoint.port if session.endpoint else 0,
+            session.media_answer(),
             **ctx(start.tenant, start.call_id),
         )
         return session

@@ -1,5 +1,6 @@
 """The robot's voice on the wire: prompts sent as RTP, 20 ms G.711 packets paced in real
-time by a dedicated thread (one per session).
+time by a dedicated thread (one per session), or queued on the call's own bidirectional
+stream (`StreamPlayer`).
 
 Between prompts nothing is sent (as with silence suppression); the RTP timestamp keeps
 running with the wall clock and the first packet of each prompt carries the marker bit
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipeline.ingest.receiver import Outbound
 from pipeline.media.rtp import build
 
 log = logging.getLogger(__name__)
@@ -129,3 +131,37 @@ class PromptPlayer:
             self._wake.wait(delay)
         if job.token > self._stop_token:
             self.on_finished(job.token, time.time())
+
+
+class StreamPlayer:
+    """Prompts back over the call's own bidirectional stream (Twilio, AudioSocket): each
+    prompt is queued whole with a mark after it, and has played when the mark comes back
+    (the transport paces it, or the PBX plays its buffer). A stop clears what is queued."""
+
+    def __init__(self, outbound: Outbound, on_finished: Callable[[int, float], None]) -> None:
+        self._outbound = outbound
+        self.on_finished = on_finished
+        self._stop_token = 0
+        self.packets = 0  # 20 ms frames queued
+        outbound.on_played(self._played)
+
+    def play(self, token: int, wire: bytes) -> None:
+        """Queue a prompt (mu-law bytes) and its mark."""
+        if token <= self._stop_token:
+            return
+        self._outbound.play(wire)
+        self._outbound.mark(token)
+        self.packets += (len(wire) + SAMPLES - 1) // SAMPLES
+
+    def stop(self, token: int) -> None:
+        """Cancel prompt `token` (and whatever is queued with it) now."""
+        self._stop_token = max(self._stop_token, token)
+        self._outbound.clear()
+
+    def close(self) -> None:
+        """Nothing more is reported (the stream itself ends with the call)."""
+        self._stop_token = 1 << 62
+
+    def _played(self, token: int) -> None:
+        if token > self._stop_token:
+            self.on_finished(token, time.time())

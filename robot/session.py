@@ -1,10 +1,13 @@
 """A robot session: one scenario run over a bidirectional media session.
 
 Out: prompts synthesised and sent as RTP (PCMU/PCMA, 20 ms, paced in real time by the
-`PromptPlayer` thread). In: the caller's RTP through the same ingest as live calls (the
-session registers a call with a `customer` leg); the process's `MediaTap` hands this
-call's decoded chunks and DTMF to the session. Every chunk feeds a short barge-in VAD
-(webrtcvad via `stt.vad.Endpointer`) and the streaming recogniser (`stt.streaming`).
+`PromptPlayer` thread), or back over the call's own bidirectional stream (`StreamPlayer`:
+Twilio Media Streams, AudioSocket) once the PBX has opened it. In: the caller's audio
+through the same ingest as live calls (the session registers a call with a `customer`
+leg, for RTP or for the stream to join); the process's `MediaTap` hands this call's
+decoded chunks and DTMF to the session, whatever the transport. Every chunk feeds a short
+barge-in VAD (webrtcvad via `stt.vad.Endpointer`) and the streaming recogniser
+(`stt.streaming`).
 
 The streaming recogniser is used directly, in a thread of the session, rather than
 through the live worker: the worker is a consumer group whose utterances come back on
@@ -41,8 +44,8 @@ from pipeline.events import (
     RobotStart,
     RobotStep,
 )
-from pipeline.ingest.receiver import Endpoint, RtpIngest
-from pipeline.ingest.stage import ingest_of
+from pipeline.ingest.audiosocket import canonical_uuid
+from pipeline.ingest.receiver import Endpoint, MediaStream, RtpIngest, ingest_of
 from pipeline.logs import ctx
 from pipeline.services import Services
 from robot.dialog import (
@@ -63,7 +66,7 @@ from robot.dialog import (
     Tick,
 )
 from robot.media_tap import media_tap
-from robot.player import PromptPlayer
+from robot.player import PromptPlayer, StreamPlayer
 from robot.prompts import PromptAudio
 from robot.scenario import Scenario, placeholders, render
 from stt.decode_queue import DecodeQueueClosed
@@ -151,7 +154,9 @@ class RobotSession:
             min_confidence=settings.robot.min_answer_confidence,
         )
         self.codec = start.media.codec
+        self.transport = start.media.transport
         self.endpoint: Endpoint | None = None
+        self.stream: MediaStream | None = None
         self.steps: list[dict[str, Any]] = []
         self.outcome: RobotOutcome | None = None
         self.status = "starting"
@@ -163,37 +168,63 @@ class RobotSession:
         self._audio: queue.Queue[np.ndarray | None] = queue.Queue()
         self._vad = Endpointer(barge_in_options(services))
         self._leg = LegAudio()  # the caller's chunks as contiguous 16 kHz audio
-        self._player: PromptPlayer | None = None
+        self._player: PromptPlayer | StreamPlayer | None = None
         self._ingest: RtpIngest | None = None
         self._ending = False
         self._threads: list[threading.Thread] = []
         self._done = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
-    def open(self) -> Endpoint:
-        """Register the call with the ingest; returns where the caller's RTP must go."""
+    def open(self) -> Endpoint | None:
+        """Register the call with the ingest; returns where the caller's RTP must go (None
+        for a stream transport: the PBX opens the stream naming the call)."""
         ingest = self._ingest = ingest_of(self.services)
         req = self.request
+        assert req.media is not None
+        if self.transport == "rtp":
+            leg = LegInfo(leg="customer", codec=self.codec)
+        elif self.transport == "audiosocket":
+            try:
+                sid = canonical_uuid(self.call_id)
+            except ValueError:
+                raise ValueError("an AudioSocket robot call's id must be a UUID") from None
+            leg = LegInfo(leg="customer", codec="L16", sample_rate=8000, stream_id=sid)
+        else:
+            leg = LegInfo(leg="customer", codec="PCMU")
         started = CallStarted(
             tenant=self.tenant,
             call_id=self.call_id,
             direction="outbound" if req.callee else "inbound",
             caller=req.caller_id,
             callee=req.callee,
-            legs=(LegInfo(leg="customer", codec=self.codec),),
+            legs=(leg,),
+            transport=self.transport,
         )
         tap = media_tap(self.services)
         tap.subscribe(self.call_id, self._on_record)
         try:
-            (self.endpoint,) = ingest.register(started, via="robot")
+            endpoints = ingest.register(started, via="robot")
         except Exception:
             tap.unsubscribe(self.call_id)
             raise
-        assert req.media is not None
+        if self.transport != "rtp":
+            self.stream = ingest.stream(self.tenant, self.call_id)
+            return None
+        (self.endpoint,) = endpoints
+        assert req.media.host is not None and req.media.port is not None
         self._player = PromptPlayer(
             req.media.host, req.media.port, self.codec, self._prompt_done, on_packet=self.on_packet
         )
         return self.endpoint
+
+    def media_answer(self) -> dict[str, Any]:
+        """Where the caller's media goes, for the API and the `media` step."""
+        ep = self.endpoint
+        if ep is not None:
+            return {"host": ep.host, "port": ep.port, "codec": ep.codec}
+        if self.transport == "audiosocket":
+            return {"transport": "audiosocket", "uuid": canonical_uuid(self.call_id)}
+        return {"transport": self.transport, "path": f"/v1/media/{self.transport}"}
 
     def start(self) -> None:
         """Run the dialog (control and STT threads; prompts rendered ahead in a third)."""
@@ -301,8 +332,10 @@ class RobotSession:
 
     def _control(self) -> None:
         engine = self.engine
-        hard_stop = time.time() + engine.max_duration_s + _GRACE_S
         try:
+            if self._player is None and not self._await_stream():
+                return
+            hard_stop = time.time() + engine.max_duration_s + _GRACE_S
             self._execute(engine.handle(Started(time.time())))
             while not engine.done:
                 try:
@@ -320,17 +353,32 @@ class RobotSession:
         finally:
             self._close()
 
+    def _await_stream(self) -> bool:
+        """A stream transport: wait for the PBX to open the call's stream; False (the
+        session ends, `no_media`) when it does not within robot.media_wait_s."""
+        assert self.stream is not None
+        outbound = self.stream.wait_outbound(self.services.settings.robot.media_wait_s)
+        if outbound is None:
+            log.warning("no %s stream came", self.transport, **ctx(self.tenant, self.call_id))
+            self._execute(
+                [Emit(RobotOutcome(tenant=self.tenant, call_id=self.call_id, result="no_media"))]
+            )
+            return False
+        self._player = StreamPlayer(outbound, self._prompt_done)
+        return True
+
     def _execute(self, commands: list[Command]) -> None:
         player = self._player
-        assert player is not None
         for cmd in commands:
             if isinstance(cmd, Play):
+                assert player is not None
                 wire = self.prompts.render(cmd.text, self.codec)
                 if wire:
                     player.play(cmd.token, wire)
                 else:
                     self._inputs.put(PromptFinished(cmd.token, time.time()))
             elif isinstance(cmd, StopPlayback):
+                assert player is not None
                 player.stop(cmd.token)
                 self.barge_ins.append((self.speech_at, time.time()))
             elif isinstance(cmd, Emit):
@@ -350,7 +398,7 @@ class RobotSession:
         if self._player is not None:
             self._player.close()
         self._audio.put(None)
-        result = self.engine.result or "failed"
+        result = self.engine.result or (self.outcome.result if self.outcome else "failed")
         if self._ingest is not None:
             self._ingest.end(self.tenant, self.call_id, result)
         self.status = "ended"
@@ -361,7 +409,6 @@ class RobotSession:
     # -- view ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """What GET /v1/robot/calls/{id} shows."""
-        ep = self.endpoint
         out = self.outcome
         return {
             "call_id": self.call_id,
@@ -369,7 +416,7 @@ class RobotSession:
             "scenario": self.scenario.name,
             "status": self.status,
             "started_at": self.started_at.isoformat(),
-            "media": {"host": ep.host, "port": ep.port, "codec": ep.codec} if ep else None,
+            "media": self.media_answer(),
             "step": self.engine.step.id if self.engine.step else None,
             "steps": self.steps[-200:],
             "slots": {

@@ -1,7 +1,8 @@
 """WebSocket `/v1/calls/{call_id}/live`: a call's partials and finals as they come.
 
-The finals so far are sent first, then every utterance (partial or final) of the call,
-and the live transcript.ready, after which the server closes (1000). The key comes as
+The finals and key presses (`dtmf` events) so far are sent first, in the order they were
+said, then every utterance (partial or final) and key press of the call, and the live
+transcript.ready, after which the server closes (1000). The key comes as
 `?key=` or `Authorization: Bearer`; agents see only their own calls. Close codes: 4401 no
 or unknown key, 4403 a role that may not watch, 4404 no such call (or not visible).
 GET /v1/calls/{call_id}/transcript is served by stt.batch_api, which consults
@@ -18,9 +19,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pipeline.api.fanout import forward, send_within, until_disconnect
 from pipeline.auth import websocket_principal
 from pipeline.catalog import visible_manifest
-from pipeline.events import TranscriptReady
+from pipeline.events import DtmfReceived, TranscriptReady, Utterance
 from pipeline.services import Services
-from stt.live_state import live_hub, live_transcript
+from stt.live_state import live_hub, live_presses, live_transcript
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,12 @@ def router(services: Services) -> APIRouter:
             if so_far is None and manifest.status != "live":
                 await ws.close(code=1000, reason="the call is not live")
                 return
-            for u in so_far or []:
-                if not await send_within(ws, u.model_dump_json(), SEND_TIMEOUT_S):
+            presses = await asyncio.to_thread(live_presses, services, p.tenant, call_id)
+            said: list[Utterance | DtmfReceived] = sorted(
+                [*(so_far or []), *presses], key=lambda e: e.start
+            )
+            for e in said:
+                if not await send_within(ws, e.model_dump_json(), SEND_TIMEOUT_S):
                     return
             outcome = await forward(
                 ws,

@@ -48,6 +48,8 @@ def store_finished_call(
         },
     }
     finals = list(call.finals.values())
-    ready = finish_transcript(store, manifest, finals, info, "live", duration, language, **update)
+    ready = finish_transcript(
+        store, manifest, finals, info, "live", duration, language, call.presses, **update
+    )
     delete_live_objects(store, call)
     return ready

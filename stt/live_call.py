@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.catalog import CallManifest, ensure_live_manifest, load_manifest
-from pipeline.events import CallStarted, LegInfo, MediaChunk, Utterance
+from pipeline.events import CallStarted, DtmfReceived, LegInfo, MediaChunk, Utterance
 from pipeline.ids import call_key
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.resample import StreamTo16k
@@ -140,6 +140,7 @@ class LiveCall:
     language: str | None = None  # given for the call (or its tenant); None: per leg
     leg_languages: dict[str, str] = field(default_factory=dict)  # detected, then held
     finals: dict[str, Utterance] = field(default_factory=dict)
+    presses: list[DtmfReceived] = field(default_factory=list)  # key presses, as they came
     legs: dict[str, LegStream] = field(default_factory=dict)
     ended_at: float | None = None  # wall time call.ended was seen
     end_reason: str = "hangup"
@@ -185,7 +186,15 @@ class LiveCall:
             "leg_languages": self.leg_languages,
             "known": self.known,
             "finals": [u.model_dump(mode="json") for u in self.finals.values()],
+            "dtmf": [p.model_dump(mode="json") for p in self.presses],
         }
+
+    def press(self, ev: DtmfReceived) -> bool:
+        """Keep a key press (False: a replay of one already kept)."""
+        if any((p.leg, p.start, p.digit) == (ev.leg, ev.start, ev.digit) for p in self.presses):
+            return False
+        self.presses.append(ev)
+        return True
 
 
 def save_checkpoint(store: ObjectStore, call: LiveCall) -> None:
@@ -241,6 +250,7 @@ def call_from_checkpoint(doc: dict[str, Any]) -> LiveCall:
             **{k: v for k, v in u.items() if k not in ("tenant", "call_id")},
         )
         call.finals[utt.utterance_id] = utt
+    call.presses = [DtmfReceived.model_validate(p) for p in doc.get("dtmf", [])]
     return call
 
 

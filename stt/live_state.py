@@ -1,8 +1,8 @@
 """What this process knows of calls in progress: their finals so far, and who watches them.
 
 A LiveHub consumes the transcripts and calls topics (only new records, a group of its own
-per process) in one thread. It keeps the finals of each live call until its live
-transcript.ready, and hands every event of a call to that call's subscribers (WebSockets)
+per process) in one thread. It keeps the finals and key presses of each live call until
+its live transcript.ready, and hands every event of a call to that call's subscribers (WebSockets)
 through the fan-out (pipeline/api/fanout.py: a bounded queue per subscriber, a slow client
 only loses its own messages). `live_transcript` also reads the live worker's checkpoint,
 so finals emitted before this process started are not missing.
@@ -18,6 +18,7 @@ from pipeline.bus.tail import BusTail
 from pipeline.events import (
     CallEnded,
     CallStarted,
+    DtmfReceived,
     Event,
     TranscriptReady,
     Utterance,
@@ -41,6 +42,7 @@ class LiveHub:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._finals: dict[CallKey, dict[str, Utterance]] = {}
+        self._presses: dict[CallKey, list[DtmfReceived]] = {}
         self.watchers: Fanout[CallKey, Event] = Fanout(
             services.metrics, "live_ws_dropped_total", QUEUE_SIZE
         )
@@ -75,8 +77,12 @@ class LiveHub:
             elif isinstance(event, Utterance) and event.source == "live":
                 if event.final:
                     self._finals.setdefault(key, {})[event.utterance_id] = event
+            elif isinstance(event, DtmfReceived):
+                if key in self._finals:
+                    self._presses.setdefault(key, []).append(event)
             elif isinstance(event, TranscriptReady) and event.source == "live":
                 self._finals.pop(key, None)
+                self._presses.pop(key, None)
             elif not isinstance(event, CallEnded):
                 return
             # Under the lock: a watcher subscribing now sees this final either in
@@ -88,6 +94,11 @@ class LiveHub:
         with self._lock:
             got = self._finals.get((tenant, call_id))
             return None if got is None else list(got.values())
+
+    def presses(self, tenant: str, call_id: str) -> list[DtmfReceived]:
+        """Key presses seen so far of a live call."""
+        with self._lock:
+            return list(self._presses.get((tenant, call_id), ()))
 
     def subscribe(self, tenant: str, call_id: str, loop: asyncio.AbstractEventLoop) -> Watcher:
         """Watch one call's events."""
@@ -124,3 +135,15 @@ def live_transcript(services: Services, tenant: str, call_id: str) -> list[Utter
     for u in seen or ():
         merged[u.utterance_id] = u
     return interleave(merged.values())
+
+
+def live_presses(services: Services, tenant: str, call_id: str) -> list[DtmfReceived]:
+    """Key presses so far of a call in progress (this hub's and the checkpoint's)."""
+    seen = live_hub(services).presses(tenant, call_id)
+    try:
+        doc = load_checkpoint(services.store, tenant, call_id)
+    except (ValueError, StoreError):
+        doc = None
+    kept = call_from_checkpoint(doc).presses if doc is not None else []
+    merged = {(p.leg, p.start, p.digit): p for p in [*kept, *seen]}
+    return sorted(merged.values(), key=lambda p: p.start)

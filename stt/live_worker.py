@@ -19,6 +19,7 @@ from pipeline.catalog import load_manifest, save_manifest
 from pipeline.events import (
     CallEnded,
     CallStarted,
+    DtmfReceived,
     Event,
     MediaChunk,
     Utterance,
@@ -89,6 +90,21 @@ class LiveStage(Stage):
             self._started(event)
         elif isinstance(event, CallEnded):
             yield from self._ended(event)
+        elif isinstance(event, DtmfReceived):
+            self._press(event)
+
+    def _press(self, ev: DtmfReceived) -> None:
+        """A key press goes into the call's transcript (transcript.json `dtmf`)."""
+        key = (ev.tenant, ev.call_id)
+        if key in self._finished:
+            return
+        call = self.calls.get(key) or self._restore(ev.tenant, ev.call_id)
+        if call is None:
+            self.services.metrics.inc("live_unknown_calls_total", cause="dtmf")
+            return
+        self.calls[key] = call
+        if call.press(ev):
+            self._store_call(call)
 
     def _started(self, ev: CallStarted) -> None:
         key = (ev.tenant, ev.call_id)

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,14 +22,14 @@ from typing import Any, cast
 import av
 import numpy as np
 import pytest
+import uvicorn
 
 from app.services import build_services
 from models.piper import load_voice
 from pipeline.config import DatabaseSettings, Settings
 from pipeline.database import Database, open_database
 from pipeline.events import Event, MediaChunk, decode_event, decode_media
-from pipeline.ingest.receiver import RtpIngest
-from pipeline.ingest.stage import ingest_of
+from pipeline.ingest.receiver import RtpIngest, ingest_of
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from sim.postgres import fresh_database
@@ -261,8 +262,71 @@ def _share_models(svc: Services, request: pytest.FixtureRequest) -> Services:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Embedded settings under a fresh data dir, with a per-test topic prefix."""
-    return Settings(data_dir=tmp_path / "data", topic_prefix=f"t{uuid.uuid4().hex[:8]}.")
+    """Embedded settings under a fresh data dir, with a per-test topic prefix; AudioSocket
+    (when an ingest role starts) on a free port."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+        audiosocket={"port": 0},
+    )
+
+
+class Server:
+    """The real app served by uvicorn in a thread."""
+
+    def __init__(self, services: Services, port: int, routers: Any = None) -> None:
+        from app.api import ROUTERS, create_app
+
+        self.port = port
+        self.app = create_app(services, routers or ROUTERS)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=port, log_level="warning", ws_ping_interval=None
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[[Services], Server]]:
+    """`serve_app(services)`: the app of these services served by uvicorn on a free port
+    (stopped after the test)."""
+    servers: list[Server] = []
+
+    def serve(services: Services) -> Server:
+        srv = Server(services, free_port())
+        srv.start()
+        servers.append(srv)
+        return srv
+
+    yield serve
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def app_server(services: Services, serve_app: Callable[[Services], Server]) -> Server:
+    """The embedded app (every router) served by uvicorn on a free port."""
+    return serve_app(services)
 
 
 @pytest.fixture
@@ -281,6 +345,7 @@ def distributed_settings(tmp_path: Path, kafka_bootstrap: str, s3_endpoint: str)
         mode="distributed",
         data_dir=tmp_path / "data",
         topic_prefix=f"t{tag}.",
+        audiosocket={"port": 0},
         kafka={
             "bootstrap": kafka_bootstrap,
             "partitions": 3,

@@ -82,7 +82,9 @@ class LegPipeline:
         self.last_arrival = 0.0
         self._batch = _Batch()
         self._last_unit = b""
-        self._g711 = codec.clock_rate == codec.sample_rate
+        # One clock unit per sample (G.711, L16): units go straight into the batch.
+        self._direct = codec.clock_rate == codec.sample_rate
+        self._width = codec.width
         self._header_prefix = _header_prefix(tenant, call_id, info.leg, codec.name, self.rate)
         # Rate guard and source lock, read and written by the ingest loop.
         self.source: tuple[str, int] | None = None
@@ -102,10 +104,10 @@ class LegPipeline:
     ) -> str | None:
         """Take one packet's fields; returns a drop cause, or None when accepted."""
         if pt == self.codec.payload_type:
-            if self._g711 and payload and self.offset is not None:
-                # Hot path (almost every packet of a healthy G.711 leg): in order, one
-                # byte per sample, straight into the batch.
-                n = len(payload)
+            if self._direct and payload and self.offset is not None:
+                # Hot path (almost every packet of a healthy G.711 or L16 leg): in order,
+                # straight into the batch.
+                n = len(payload) if self._width == 1 else len(payload) // self._width
                 pos = self.jitter.push_next(sequence, timestamp, ssrc, n, arrival)
                 if pos >= 0:
                     self.counters.packets += 1
@@ -162,9 +164,17 @@ class LegPipeline:
         if self._batch.samples:
             self._emit(out)
 
+    def key_press(self, digit: str, duration_s: float, arrival: float, out: list[Emitted]) -> None:
+        """A key press a transport reports as such (not as RFC 4733 packets): placed at
+        the end of the audio received so far."""
+        pos = self.jitter.expected_pos
+        if self.offset is None:
+            self.offset = max(0, round((arrival - self.call_t0) * self.rate))
+        out.append(self._dtmf_event(digit, pos, round(duration_s * self.codec.clock_rate)))
+
     # -- internals ----------------------------------------------------------------------
     def _to_samples(self, pos: int) -> int:
-        return pos if self._g711 else pos * self.rate // self.codec.clock_rate
+        return pos if self._direct else pos * self.rate // self.codec.clock_rate
 
     def _consume(self, items: list[Output], out: list[Emitted]) -> None:
         for item in items:

@@ -15,10 +15,10 @@ import socket
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.bus.base import Bus, BusError
 from pipeline.config import Settings
@@ -29,11 +29,12 @@ from pipeline.logs import ctx
 from pipeline.media.codec import LegCodec, make_codec
 from pipeline.media.rtp import HEADER, MIN_HEADER, RtpError, is_rtcp, parse
 from pipeline.metrics import Metrics
+from pipeline.services import Services
 from pipeline.topics import Topics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CallExists", "Endpoint", "NoFreePort", "RtpIngest"]
+__all__ = ["CallExists", "Endpoint", "MediaStream", "NoFreePort", "RtpIngest"]
 
 _HOUSEKEEP_S = 0.02
 _TIMERS_S = 0.25
@@ -67,10 +68,14 @@ class _Call:
     registered: float
     via: str  # api | bus
     source_host: str | None
-    legs: dict[int, LegPipeline] = field(default_factory=dict)  # by port
+    legs: dict[int, LegPipeline] = field(default_factory=dict)  # by port (RTP only)
     sockets: dict[int, socket.socket] = field(default_factory=dict)
     logged: set[str] = field(default_factory=set)
     drops: Counter[str] = field(default_factory=Counter)
+    # Every leg by name: how a stream transport (no port) reaches it.
+    by_leg: dict[str, LegPipeline] = field(default_factory=dict)
+    stream: MediaStream | None = None  # the handle of a stream transport's call
+    on_end: list[Callable[[str], None]] = field(default_factory=list)
 
     @property
     def tenant(self) -> str:
@@ -99,6 +104,7 @@ class RtpIngest:
         # the other's (a registration never answers "already live" for another tenant).
         self._calls: dict[tuple[str, str], _Call] = {}
         self._by_port: dict[int, tuple[_Call, LegPipeline]] = {}
+        self._by_stream_id: dict[str, tuple[_Call, str]] = {}  # a leg's transport id
         self._ended: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._holding: set[LegPipeline] = set()
         self._counts: Counter[tuple[str, str]] = Counter()
@@ -167,16 +173,22 @@ class RtpIngest:
         with self._lock:
             if key in self._calls:
                 raise CallExists(f"call {started.call_id!r} is already registered")
-            codecs = [make_codec(leg.codec, leg.payload_type) for leg in started.legs]
+            codecs = [
+                make_codec(leg.codec, leg.payload_type, leg.sample_rate or 8000)
+                for leg in started.legs
+            ]
             now = time.time()
             t0 = started.started_at.timestamp()
             call = _Call(started, t0 if now - 60 < t0 <= now else now, now, via, source_host)
             endpoints: list[Endpoint] = []
+            rtp = started.transport == "rtp"
             try:
                 for info, codec in zip(started.legs, codecs, strict=True):
+                    lp = call.by_leg[info.leg] = self._leg(call, info, codec)
+                    if not rtp:
+                        continue
                     port, sock = self.pool.acquire()
                     call.sockets[port] = sock
-                    lp = self._leg(call, info, codec)
                     call.legs[port] = lp
                     endpoints.append(
                         Endpoint(info.leg, codec.name, codec.payload_type, self.host, port)
@@ -188,13 +200,22 @@ class RtpIngest:
             for port, sock in call.sockets.items():
                 self._by_port[port] = (call, call.legs[port])
                 self._register_socket(sock, port)
+            if not rtp:
+                ids = [i.stream_id for i in started.legs if i.stream_id]
+                if any(i in self._by_stream_id for i in ids):
+                    raise CallExists("a leg's stream id is already registered")
+                call.stream = MediaStream(self, call)
+                for info in started.legs:
+                    if info.stream_id:
+                        self._by_stream_id[info.stream_id] = (call, info.leg)
             self._calls[key] = call
             self.metrics.inc("calls_started_total", via=via)
             self.metrics.set("calls_active", len(self._calls))
             log.info(
                 "call registered via %s: %s",
                 via,
-                ", ".join(f"{e.leg} {e.codec} on {e.host}:{e.port}" for e in endpoints),
+                ", ".join(f"{e.leg} {e.codec} on {e.host}:{e.port}" for e in endpoints)
+                or f"{', '.join(call.by_leg)} over {started.transport}",
                 **ctx(started.tenant, started.call_id),
             )
             if publish:
@@ -211,7 +232,7 @@ class RtpIngest:
             if call is None:
                 return None
             out: list[Emitted] = []
-            for lp in call.legs.values():
+            for lp in call.by_leg.values():
                 lp.finish(out)
                 self._holding.discard(lp)
                 j = lp.jitter.stats
@@ -228,6 +249,9 @@ class RtpIngest:
             for port, sock in call.sockets.items():
                 self._by_port.pop(port, None)
                 self._release(port, sock)
+            for info in call.started.legs:
+                if info.stream_id and self._by_stream_id.get(info.stream_id, (None,))[0] is call:
+                    del self._by_stream_id[info.stream_id]
             ended = CallEnded(tenant=call.tenant, call_id=call_id, reason=reason)
             self._send([*out, ended] if publish else out)
             self._ended[(tenant, call_id)] = time.time()
@@ -237,7 +261,27 @@ class RtpIngest:
             self.metrics.set("calls_active", len(self._calls))
             summary = self._summary(call)
             log.info("call ended (%s): %s", reason, summary["legs"], **ctx(call.tenant, call_id))
-            return summary
+        for notify in call.on_end:  # outside the lock: a transport closes its connection
+            try:
+                notify(reason)
+            except Exception:
+                log.exception("a call-end listener failed", **ctx(call.tenant, call_id))
+        return summary
+
+    def stream(self, tenant: str, call_id: str) -> MediaStream | None:
+        """The handle a stream transport feeds a registered call through (None: no such
+        call, or one received over RTP)."""
+        with self._lock:
+            c = self._calls.get((tenant, call_id))
+            return c.stream if c else None
+
+    def stream_leg(self, stream_id: str) -> tuple[MediaStream, str] | None:
+        """The call and leg a transport's own id (AudioSocket's UUID) was registered for."""
+        with self._lock:
+            got = self._by_stream_id.get(stream_id)
+            if got is None or got[0].stream is None:
+                return None
+            return got[0].stream, got[1]
 
     def call(self, tenant: str, call_id: str) -> CallStarted | None:
         """The CallStarted of a registered call of this tenant, or None."""
@@ -385,7 +429,7 @@ class RtpIngest:
         ending: list[tuple[str, str, str]] = []
         for call in self._calls.values():
             last = call.registered
-            for lp in call.legs.values():
+            for lp in call.by_leg.values():
                 lp.poll(now, out)
                 last = max(last, lp.last_arrival)
             if now - call.t0 > self.live.max_call_s:
@@ -393,7 +437,7 @@ class RtpIngest:
             elif now - last > timeout:
                 ending.append((call.tenant, call.call_id, "rtp_timeout"))
             else:
-                for lp in call.legs.values():
+                for lp in call.by_leg.values():
                     self._leg_silence(call, lp, now, timeout)
         if out:
             self._send(out)
@@ -438,7 +482,7 @@ class RtpIngest:
             call.t0,
             info,
             codec,
-            dtmf_payload_type=self.live.dtmf_payload_type,
+            dtmf_payload_type=info.dtmf_payload_type or self.live.dtmf_payload_type,
             batch_ms=self.live.batch_ms,
             jitter_ms=self.live.jitter_ms,
         )
@@ -498,7 +542,7 @@ class RtpIngest:
     @staticmethod
     def _summary(call: _Call) -> dict[str, Any]:
         legs: dict[str, dict[str, Any]] = {}
-        for lp in call.legs.values():
+        for lp in call.by_leg.values():
             c, j = lp.counters, lp.jitter.stats
             legs[lp.leg] = {
                 "packets": c.packets,
@@ -514,9 +558,160 @@ class RtpIngest:
         return {
             "call_id": call.call_id,
             "tenant": call.tenant,
+            "transport": call.started.transport,
             "legs": legs,
             "dropped": dict(call.drops),
         }
+
+
+class Outbound(Protocol):
+    """Audio back to the caller over a bidirectional stream: G.711 u-law 8 kHz bytes
+    queued to play in order; `clear` drops what is not yet played; `on_played(token)` is
+    called once the audio queued before `mark(token)` has played (or was cleared)."""
+
+    def play(self, ulaw: bytes) -> None: ...
+
+    def mark(self, token: int) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def on_played(self, callback: Callable[[int], None]) -> None: ...
+
+
+class MediaStream:
+    """A call received over an ordered stream transport (WebSocket, AudioSocket): frames
+    of one leg go in as they come, through the same leg pipeline as RTP packets.
+
+    The transport numbers the frames (sequence, timestamp) as an RTP sender would; a
+    frame that says where it belongs (Twilio's `timestamp`) is placed there when that is
+    further on than the audio so far, so a sender's pause stays a pause.
+    """
+
+    _SSRC = 1
+
+    def __init__(self, ingest: RtpIngest, call: _Call) -> None:
+        self._ingest = ingest
+        self._call = call
+        self.tenant, self.call_id = call.tenant, call.call_id
+        self.started = call.started
+        self._next: dict[str, tuple[int, int]] = {leg: (0, 0) for leg in call.by_leg}
+        self.frames = 0
+        self._attached: set[str] = set()
+        # What a bidirectional transport plays back through (set by it once connected),
+        # and who waits for it (a robot session started before the stream connected).
+        self.outbound: Outbound | None = None
+        self._outbound_ready = threading.Event()
+
+    def attach(self, legs: Sequence[str]) -> bool:
+        """A connection claims these legs; False when one is already claimed by another
+        (a second stream for the same call and leg)."""
+        with self._ingest._lock:
+            if self._attached & set(legs):
+                return False
+            self._attached.update(legs)
+            return True
+
+    def detach(self, legs: Sequence[str], reason: str) -> None:
+        """A connection carrying these legs is gone: the call ends (`reason`) once no
+        connection carries any of its legs (two AudioSockets, one per leg, end together)."""
+        with self._ingest._lock:
+            self._attached.difference_update(legs)
+            last = not self._attached
+        if last:
+            self.end(reason)
+
+    def set_outbound(self, outbound: Outbound) -> None:
+        """The connection can play audio back to the caller."""
+        self.outbound = outbound
+        self._outbound_ready.set()
+
+    def wait_outbound(self, timeout_s: float) -> Outbound | None:
+        """The way back to the caller, once a bidirectional connection is up (None when
+        none came within `timeout_s`)."""
+        self._outbound_ready.wait(timeout_s)
+        return self.outbound
+
+    @property
+    def legs(self) -> tuple[str, ...]:
+        """The legs this call receives."""
+        return tuple(self._call.by_leg)
+
+    @property
+    def ended(self) -> bool:
+        """The ingest ended the call (hang-up, timeout, maximum length, shutdown)."""
+        ingest = self._ingest
+        with ingest._lock:
+            return ingest._calls.get((self.tenant, self.call_id)) is not self._call
+
+    def on_end(self, notify: Callable[[str], None]) -> None:
+        """Call `notify(reason)` when the ingest ends the call, whoever ends it."""
+        self._call.on_end.append(notify)
+
+    def audio(self, leg: str, payload: bytes, at: int | None = None) -> str | None:
+        """One frame of a leg's audio (the codec's bytes); `at` is where the sender says
+        it starts, in clock units. Returns a drop cause, or None when taken."""
+        ingest = self._ingest
+        call = self._call
+        now = time.time()
+        with ingest._lock:
+            lp = call.by_leg.get(leg)
+            if lp is None:
+                return "unknown_leg"
+            if ingest._calls.get((self.tenant, self.call_id)) is not call:
+                return "ended"
+            if now - lp.window_start >= 1.0:
+                lp.window_start = now
+                lp.window_count = 0
+            lp.window_count += 1
+            if lp.window_count > ingest.live.max_packets_per_s:
+                ingest._drop(call, lp, "flood", f"over {ingest.live.max_packets_per_s} frames/s")
+                return "flood"
+            seq, ts = self._next[leg]
+            if at is not None and at - ts > 2 * len(payload) // lp.codec.width:
+                ts = at
+            out: list[Emitted] = []
+            cause = lp.packet(
+                lp.codec.payload_type, seq & 0xFFFF, ts, self._SSRC, payload, now, out
+            )
+            if cause is not None:
+                ingest._drop(call, lp, cause, f"a {len(payload)}-byte frame")
+                return cause
+            self._next[leg] = (seq + 1, ts + len(payload) // lp.codec.width)
+            self.frames += 1
+            ingest._accepted += 1
+            if lp.jitter.has_pending:
+                ingest._holding.add(lp)
+            if out:
+                ingest._send(out)
+        return None
+
+    def dtmf(self, leg: str, digit: str, duration_s: float = 0.0) -> str | None:
+        """A key press the transport reports; returns a drop cause, or None."""
+        ingest = self._ingest
+        with ingest._lock:
+            lp = self._call.by_leg.get(leg)
+            if lp is None:
+                return "unknown_leg"
+            if ingest._calls.get((self.tenant, self.call_id)) is not self._call:
+                return "ended"
+            out: list[Emitted] = []
+            lp.key_press(digit, duration_s, time.time(), out)
+            ingest._send(out)
+        return None
+
+    def end(self, reason: str = "hangup") -> dict[str, Any] | None:
+        """The transport's peer ended the stream."""
+        return self._ingest.end(self.tenant, self.call_id, reason)
+
+
+def ingest_of(services: Services) -> RtpIngest:
+    """The process's one ingest (shared by the calls API and the bus stage), started."""
+    ingest = services.component(
+        "ingest", lambda: RtpIngest(services.settings, services.bus, services.metrics)
+    )
+    if not ingest.running:
+        ingest.start()
+    return ingest
 
 
 def started_at_ok(started_at: datetime, max_age_s: float) -> bool:

@@ -16,22 +16,13 @@ import threading
 from collections.abc import Iterable
 
 from pipeline.events import CallEnded, CallStarted, Event, MediaChunk
-from pipeline.ingest.receiver import CallExists, NoFreePort, RtpIngest, started_at_ok
+from pipeline.ingest.audiosocket import audiosocket_of
+from pipeline.ingest.receiver import CallExists, NoFreePort, RtpIngest, ingest_of, started_at_ok
 from pipeline.logs import ctx
 from pipeline.services import Services
 from pipeline.worker import BadInput, Output, Stage
 
 log = logging.getLogger(__name__)
-
-
-def ingest_of(services: Services) -> RtpIngest:
-    """The process's one ingest (shared by the calls API and the bus stage), started."""
-    ingest = services.component(
-        "ingest", lambda: RtpIngest(services.settings, services.bus, services.metrics)
-    )
-    if not ingest.running:
-        ingest.start()
-    return ingest
 
 
 class IngestStage(Stage):
@@ -88,16 +79,23 @@ def stages(services: Services) -> list[Stage]:
 
 
 def background(services: Services, stop: threading.Event) -> list[threading.Thread]:
-    """The UDP side of role `ingest`: the selector loop, stopped with `stop`."""
+    """The socket side of role `ingest`: the UDP selector loop and, unless switched off,
+    the AudioSocket listener; both stopped with `stop`."""
     ingest = services.component(
         "ingest", lambda: RtpIngest(services.settings, services.bus, services.metrics)
     )
-    thread = ingest.start(stop)
+    threads = [ingest.start(stop)]
+    listener = None
+    if services.settings.audiosocket.port is not None:
+        listener = audiosocket_of(services)
+        threads.append(listener.start())
 
     def _watch() -> None:
         stop.wait()
+        if listener is not None:
+            listener.stop()
         ingest.stop()
 
     watcher = threading.Thread(target=_watch, name="rtp-ingest-stop", daemon=True)
     watcher.start()
-    return [thread]
+    return threads

@@ -16,7 +16,7 @@ from pipeline.media.opus import CLOCK_RATE as OPUS_CLOCK
 from pipeline.media.opus import OUTPUT_RATE as OPUS_RATE
 from pipeline.media.opus import OpusDecoder, OpusError, packet_samples
 
-CODECS = ("PCMU", "PCMA", "opus")
+CODECS = ("PCMU", "PCMA", "opus", "L16")
 STATIC_TYPES = {"PCMU": 0, "PCMA": 8}
 DEFAULT_OPUS_TYPE = 111
 COMFORT_NOISE = 13  # RFC 3389: no audio to decode, but it holds a sequence number
@@ -37,6 +37,8 @@ def canonical_codec(name: str) -> str:
         "g711a": "PCMA",
         "alaw": "PCMA",
         "opus": "opus",
+        "l16": "L16",
+        "slin": "L16",
     }
     if n not in aliases:
         raise ValueError(f"codec {name!r} is not one of {', '.join(CODECS)}")
@@ -107,9 +109,33 @@ class OpusLegCodec(LegCodec):
         return units
 
 
-def make_codec(name: str, payload_type: int | None = None) -> LegCodec:
-    """A fresh codec (Opus decoders keep per-leg state) for a leg."""
+@dataclass
+class L16Codec(LegCodec):
+    """Signed 16-bit little-endian PCM, as the WebSocket and AudioSocket transports carry
+    it (not RTP's big-endian L16): already what a MediaChunk holds."""
+
+    def duration(self, payload: bytes) -> int:
+        if not payload or len(payload) % 2:
+            raise CodecError(f"{len(payload)} bytes is not whole 16-bit samples")
+        return len(payload) // 2
+
+    def unit(self, payload: bytes) -> bytes:
+        return payload
+
+    def pcm(self, units: bytes) -> bytes:
+        return units
+
+
+L16_RATES = (8000, 16000)
+
+
+def make_codec(name: str, payload_type: int | None = None, rate: int = 8000) -> LegCodec:
+    """A fresh codec (Opus decoders keep per-leg state) for a leg; `rate` is L16's."""
     c = canonical_codec(name)
+    if c == "L16":
+        if rate not in L16_RATES:
+            raise ValueError(f"L16 at {rate} Hz: only 8000 and 16000 are taken")
+        return L16Codec(-1, "L16", clock_rate=rate, sample_rate=rate, width=2, silence=b"\0\0")
     if c == "PCMU":
         return G711Codec(0, "PCMU", silence=bytes([g711.ULAW_SILENCE]), table=g711.ULAW_DECODE)
     if c == "PCMA":

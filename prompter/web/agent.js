@@ -47,7 +47,17 @@ function showHint(h) {
   lastHintId = h.hint_id;
 }
 
+function showKey(d) {
+  // a key the caller (or agent) pressed, in its place in the conversation
+  const box = $("transcript");
+  if (box.querySelector(".note")) box.textContent = "";
+  const line = el("div", "utt dtmf");
+  line.append(el("span", "leg", d.leg), document.createTextNode("pressed " + d.digit));
+  box.append(line);
+}
+
 function showUtterance(u) {
+  if (u.type === "dtmf") return showKey(u);
   if (u.type !== "utterance") return;
   const box = $("transcript");
   if (box.querySelector(".note")) box.textContent = "";

@@ -3,15 +3,11 @@ and call builders, and a real API server (uvicorn on a free port) for WebSocket 
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import uvicorn
 
 from pipeline.config import PrompterSettings
 from pipeline.events import CallStarted, LegInfo, Utterance
@@ -85,41 +81,6 @@ def _call_started(
     )
 
 
-class Server:
-    """The real app served by uvicorn in a thread."""
-
-    def __init__(self, services: Services, port: int) -> None:
-        from app.api import create_app
-
-        self.port = port
-        self.app = create_app(services)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=port, log_level="warning", ws_ping_interval=None
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture
 def prompter_overrides() -> dict[str, Any]:
     """Souffleur settings a test changes (parametrize this name to override)."""
@@ -127,19 +88,15 @@ def prompter_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-def server(services: Services, prompter_overrides: dict[str, Any]) -> Iterator[Server]:
+def server(
+    services: Services, prompter_overrides: dict[str, Any], serve_app: Callable[[Services], Any]
+) -> Any:
     """The embedded app on a free port."""
     if prompter_overrides:
         services.settings.prompter = services.settings.prompter.model_copy(
             update=prompter_overrides
         )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    srv = Server(services, port)
-    srv.start()
-    yield srv
-    srv.stop()
+    return serve_app(services)
 
 
 @pytest.fixture

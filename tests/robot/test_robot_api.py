@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.api import create_app
 from pipeline.auth import keys_of
 from pipeline.events import MediaPeer, decode_event
-from pipeline.ingest.stage import ingest_of
+from pipeline.ingest.receiver import ingest_of
 from pipeline.services import Services
 from robot.calls import sessions_of
 from robot.campaigns import DialResult
