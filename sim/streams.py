@@ -173,7 +173,8 @@ class TwilioCaller:
 
     def connect(self, url: str, custom: dict[str, str], call_sid: str | None = None) -> None:
         """Open the stream (`connected`, `start`) and start sending and playing."""
-        self._ws = connect(url, open_timeout=10)
+        # Entered by hand: the stream lives across calls of this object, not one block.
+        self._ws = connect(url, open_timeout=10).__enter__()
         self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         self._send(
             twilio_start(call_sid or "CA" + uuid.uuid4().hex, self._sid, ["inbound"], custom)
@@ -259,8 +260,9 @@ class TwilioCaller:
                         self._playback.clear()
                         for name in marks:
                             self._echo(str(name))
-        except ConnectionClosed as exc:
-            self.closed_code = exc.rcvd.code if exc.rcvd else None
+        except ConnectionClosed:
+            pass
+        self.closed_code = self._ws.close_code
         self._stop.set()
 
     def _echo(self, name: str) -> None:
@@ -324,7 +326,9 @@ class TwilioCaller:
             if self._playback:
                 _, data = self._playback.popleft()
                 self._played += 1
-                self.heard.append(Heard(now, self._played, False, len(data)))
+                # the first frame after a pause starts a talk spurt (RTP's marker bit)
+                spurt = not self.heard or now - self.heard[-1].at > 0.1
+                self.heard.append(Heard(now, self._played, spurt, len(data)))
                 while self._playback and self._playback[0][0] == "mark":
                     self._echo(str(self._playback.popleft()[1]))
 

@@ -175,7 +175,7 @@ def test_a_silent_opener_and_a_second_stream_for_one_call(
 def test_a_vanished_peer_ends_its_call(
     services: Services, app_server: Any, keys: dict[str, str], eventually: Any
 ) -> None:
-    ws = connect(f"{app_server.ws}/v1/media/twilio?key={keys['pbx']}", open_timeout=10)
+    ws = connect(f"{app_server.ws}/v1/media/twilio?key={keys['pbx']}", open_timeout=10).__enter__()
     ws.send(_start("gone-1"))
     ws.send(_media(GOOD))
     eventually(lambda: ingest_of(services).call("acme", "gone-1") is not None, 5, "registered")
