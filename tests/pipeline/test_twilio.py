@@ -137,12 +137,16 @@ def test_the_key_comes_from_the_query_a_header_or_the_custom_parameters(
     services: Services, app_server: Any, keys: dict[str, str]
 ) -> None:
     url = f"{app_server.ws}/v1/media/twilio"
-    for call_id, where, kwargs, custom in (
-        ("k-query", f"{url}?key={keys['pbx']}", {}, {}),
-        ("k-header", url, {"headers": {"Authorization": f"Bearer {keys['pbx']}"}}, {}),
-        ("k-custom", url, {}, {"key": keys["pbx"]}),
-    ):
-        twilio_call(where, {"inbound": TONE[:1600]}, {**custom, "call_id": call_id}, **kwargs)
+    bearer = {"Authorization": f"Bearer {keys['pbx']}"}
+    cases: list[tuple[str, str, dict[str, str] | None, dict[str, str]]] = [
+        ("k-query", f"{url}?key={keys['pbx']}", None, {}),
+        ("k-header", url, bearer, {}),
+        ("k-custom", url, None, {"key": keys["pbx"]}),
+    ]
+    for call_id, where, headers, custom in cases:
+        twilio_call(
+            where, {"inbound": TONE[:1600]}, {**custom, "call_id": call_id}, headers=headers
+        )
         assert ingest_of(services).recently_ended("acme", call_id), call_id
     for key, code in ((None, 4401), ("nope", 4401), (keys["analyst"], 4403)):
         with connect(url + (f"?key={key}" if key else ""), open_timeout=10) as ws:
