@@ -74,6 +74,9 @@ class CallRequest(BaseModel):
     callee: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default=None, max_length=64)  # IP the PBX sends RTP from
     transport: Transport = "rtp"
+    # Keep the call as a two-channel recording, transcribed in batch when it ends
+    # (default: the tenant's choice, live.tenant_record, else live.record).
+    record: bool | None = None
     legs: list[LegRequest] = Field(min_length=1, max_length=2)
     # What the call is spoken in; None: the tenant's language, else detected per leg.
     language: str | None = Field(default=None, max_length=8)
@@ -202,6 +205,7 @@ def router(services: Services) -> APIRouter:
             caller=body.caller,
             callee=body.callee,
             transport=body.transport,
+            record=body.record,
             legs=tuple(
                 LegInfo(
                     leg=leg.leg,

@@ -138,6 +138,18 @@ class LiveSettings(BaseModel):
     # Endpointing: frames within this many dB of the line's noise floor are silence (None:
     # webrtcvad alone, which hears ~100 ms of a sentence's fade as speech).
     vad_noise_margin_db: float | None = Field(default=8.0, ge=0)
+    # Keep a live call's legs as a two-channel recording, then transcribe it in batch as an
+    # upload is: opt-in (recording a call needs its parties told), per call (`record`)
+    # or per tenant, else this.
+    record: bool = False
+    tenant_record: dict[str, bool] = Field(default_factory=dict)
+
+    def record_for(self, tenant: str, requested: bool | None = None) -> bool:
+        """Whether a live call is kept as a recording: asked for, else its tenant's, else
+        the deployment's."""
+        if requested is not None:
+            return requested
+        return self.tenant_record.get(tenant, self.record)
 
     @model_validator(mode="after")
     def _range(self) -> LiveSettings:

@@ -114,6 +114,9 @@ class CallStarted(Event, CallDetails):
     type: Literal["call.started"] = "call.started"
     legs: tuple[LegInfo, ...] = ()
     transport: Transport = "rtp"  # how the PBX forks the media to callpipe
+    # Keep the call as a recording, transcribed in batch after it (None: the tenant's
+    # choice, live.tenant_record, else live.record).
+    record: bool | None = None
 
 
 class CallEnded(Event):

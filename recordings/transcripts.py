@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pipeline.catalog import CallManifest, save_manifest
 from pipeline.events import DtmfReceived, TranscriptReady, Utterance
 from pipeline.ids import call_key
-from pipeline.store import ObjectStore
+from pipeline.store import ObjectNotFound, ObjectStore
 
 JSON_NAME = "transcript.json"
 VTT_NAME = "transcript.vtt"
@@ -85,6 +85,21 @@ def to_document(
 def from_document(doc: dict[str, Any]) -> list[Utterance]:
     """Utterances of a stored transcript.json."""
     return [Utterance(tenant=doc["tenant"], call_id=doc["call_id"], **u) for u in doc["utterances"]]
+
+
+def stored_presses(store: ObjectStore, manifest: CallManifest) -> list[DtmfReceived]:
+    """The key presses the call's stored transcript lists (a live call's, kept when its
+    recording is transcribed again in batch)."""
+    if not manifest.transcript_key:
+        return []
+    try:
+        doc = json.loads(store.get(manifest.transcript_key))
+    except (ObjectNotFound, ValueError):
+        return []
+    return [
+        DtmfReceived(tenant=manifest.tenant, call_id=manifest.call_id, **p)
+        for p in doc.get("dtmf", [])
+    ]
 
 
 def write_transcript(

@@ -13,7 +13,7 @@ from pipeline.media.audio_file import AudioError, AudioLimits, load_audio
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
-from recordings.transcripts import finish_transcript
+from recordings.transcripts import finish_transcript, stored_presses
 from stt.batch import ChannelMismatch, info_dict, transcribe_recording
 from stt.transcriber import transcriber_of
 
@@ -67,7 +67,14 @@ class BatchStage(Stage):
             event, key
         )
         ready = finish_transcript(
-            store, manifest, utterances, info_dict(info), "batch", info.duration, info.language
+            store,
+            manifest,
+            utterances,
+            info_dict(info),
+            "batch",
+            info.duration,
+            info.language,
+            stored_presses(store, manifest),
         )
         metrics.inc("recordings_transcribed_total")
         metrics.inc("audio_seconds_total", info.duration, source="batch")

@@ -1,10 +1,11 @@
-"""What a finished live call leaves: its two-channel recording from the stored parts, its
-transcript and manifest (`recordings.transcripts.finish_transcript`, as batch does), and no
-live objects (checkpoint, parts)."""
+"""What a finished live call leaves: its transcript and manifest
+(`recordings.transcripts.finish_transcript`, as batch does), when the call was opted in
+its two-channel recording from the stored parts (and the recording.ready that has it
+transcribed in batch), and no live objects (checkpoint, parts)."""
 
 from __future__ import annotations
 
-from pipeline.events import TranscriptReady
+from pipeline.events import RecordingReady, TranscriptReady
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.audio_file import write_wav
 from pipeline.store import ObjectStore
@@ -17,9 +18,10 @@ RECORDING_NAME = "recording.wav"
 
 def store_finished_call(
     store: ObjectStore, call: LiveCall, reason: str, options: StreamingOptions
-) -> TranscriptReady:
-    """Write the call's recording and transcript, drop its live objects; its legs are
-    closed and every final is in `call.finals`."""
+) -> tuple[TranscriptReady, RecordingReady | None]:
+    """Write the call's transcript (and its recording, when kept), drop its live objects;
+    its legs are closed and every final is in `call.finals`. Returns the transcript.ready
+    and, for a kept recording, the recording.ready that queues its batch transcription."""
     for leg in call.legs.values():
         leg.cut_part()
     parts = load_parts(store, call)
@@ -31,10 +33,18 @@ def store_finished_call(
     manifest = ensure_manifest(store, call)
     language = call.language or next(iter(call.leg_languages.values()), None)
     update: dict[str, object] = {"end_reason": reason}
-    if duration > 0:
+    recording = None
+    if duration > 0 and call.record:
         update["recording_key"] = manifest.prefix + RECORDING_NAME
         update["channels"] = {"0": "agent", "1": "customer"}
-        store.put(manifest.prefix + RECORDING_NAME, write_wav(channels, SAMPLE_RATE), "audio/wav")
+        uri = store.put(
+            manifest.prefix + RECORDING_NAME, write_wav(channels, SAMPLE_RATE), "audio/wav"
+        )
+        recording = RecordingReady(
+            **{**manifest.details(), "language": language},
+            uri=uri,
+            channels={"0": "agent", "1": "customer"},
+        )
     info = {
         "source": "live",
         "language": language,
@@ -52,4 +62,4 @@ def store_finished_call(
         store, manifest, finals, info, "live", duration, language, call.presses, **update
     )
     delete_live_objects(store, call)
-    return ready
+    return ready, recording

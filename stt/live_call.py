@@ -147,6 +147,7 @@ class LiveCall:
     last_media: float = 0.0  # wall time of the last chunk
     dirty: bool = False  # finals not yet checkpointed
     known: bool = False  # call.started (or a checkpoint of it) seen
+    record: bool = False  # kept as a recording, transcribed in batch when it ends
 
     def prefix_key(self, name: str) -> str:
         """Key of one of the call's objects."""
@@ -185,6 +186,7 @@ class LiveCall:
             "language": self.language,
             "leg_languages": self.leg_languages,
             "known": self.known,
+            "record": self.record,
             "finals": [u.model_dump(mode="json") for u in self.finals.values()],
             "dtmf": [p.model_dump(mode="json") for p in self.presses],
         }
@@ -242,6 +244,7 @@ def call_from_checkpoint(doc: dict[str, Any]) -> LiveCall:
         language=doc.get("language"),
         leg_languages=dict(doc.get("leg_languages") or {}),
         known=bool(doc.get("known")),
+        record=bool(doc.get("record")),
     )
     for u in doc.get("finals", []):
         utt = Utterance(

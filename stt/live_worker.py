@@ -125,6 +125,7 @@ class LiveStage(Stage):
                 language=self.services.settings.stt.language_for(ev.tenant, ev.language),
             )
         call.apply_started(ev)
+        call.record = self.services.settings.live.record_for(ev.tenant, ev.record)
         call.last_media = call.last_media or self._clock()
         self.calls[key] = call
         self._store_call(call)
@@ -305,7 +306,7 @@ class LiveStage(Stage):
     # -- the end of a call ---------------------------------------------------------------
     def _finish(self, call: LiveCall, reason: str) -> Iterator[Output]:
         yield from self._close_legs(call)
-        ready = store_finished_call(self.services.store, call, reason, self.options)
+        ready, recording = store_finished_call(self.services.store, call, reason, self.options)
         key = (call.tenant, call.call_id)
         self.calls.pop(key, None)
         self._remember_finished(key)
@@ -318,6 +319,10 @@ class LiveStage(Stage):
             **ctx(call.tenant, call.call_id),
         )
         yield ready
+        if recording is not None:
+            # Opted in: the recording is transcribed in batch as an upload is (whole legs,
+            # beam 5), and that transcript replaces the live one.
+            yield recording
 
     def _remember_finished(self, key: CallKey) -> None:
         self._finished[key] = self._clock()

@@ -75,9 +75,15 @@ def may_send_media(services: Services, principal: Principal | None, transport: s
 
 def call_details(params: dict[str, Any]) -> dict[str, Any]:
     """Who the call is, from a stream's metadata (Twilio customParameters, the L16
-    metadata frame): agent_id, caller, callee, direction, language. StreamRejected when
-    one is malformed."""
+    metadata frame): agent_id, caller, callee, direction, language, and `record` (true /
+    false). StreamRejected when one is malformed."""
     out: dict[str, Any] = {}
+    record = params.get("record")
+    if record not in (None, ""):
+        flag = str(record).strip().lower()
+        if flag not in ("true", "false", "1", "0", "yes", "no"):
+            raise StreamRejected(PROTOCOL_ERROR, "metadata", "record must be true or false")
+        out["record"] = flag in ("true", "1", "yes")
     for name, limit in (("agent_id", 128), ("caller", 64), ("callee", 64)):
         v = params.get(name)
         if v is None or v == "":

@@ -163,6 +163,14 @@ def test_tenants_are_kept_apart(client: TestClient, rtp_services: Services) -> N
         {"legs": [{"leg": "agent", "codec": "opus", "payload_type": 8}]},
         {"call_id": "../etc"},
         {"unexpected": 1},
+        {"legs": [{"leg": "agent", "codec": "L16"}]},  # L16 is for stream transports
+        {"legs": [{"leg": "agent", "dtmf_payload_type": 95}]},
+        {"legs": [{"leg": "agent", "codec": "opus", "payload_type": 96, "dtmf_payload_type": 96}]},
+        {"legs": [{"leg": "agent", "uuid": "8b5f2c8e-4a55-4b5e-9c2e-5d6b7c8d9e0f"}]},
+        {"transport": "twilio", "legs": [{"leg": "agent", "codec": "PCMA"}]},
+        {"transport": "audiosocket", "legs": [{"leg": "agent", "codec": "L16"}]},  # no UUID
+        {"transport": "audiosocket", "legs": [{"leg": "agent", "codec": "L16", "uuid": "x"}]},
+        {"transport": "fax"},
     ],
 )
 def test_bad_bodies_are_4xx(client: TestClient, rtp_services: Services, patch: dict) -> None:  # type: ignore[type-arg]
@@ -207,3 +215,71 @@ def test_two_tenants_may_use_the_same_call_id(client: TestClient, rtp_services: 
         client.post("/v1/calls/shared-1/hangup", headers=globex).json()["reason"] == "already ended"
     )
     assert client.post("/v1/calls/shared-1/hangup", headers=acme).json()["reason"] == "hangup"
+
+
+def test_dtmf_payload_type_per_leg_as_negotiated(
+    client: TestClient, rtp_services: Services, tap: Any
+) -> None:
+    """Type 96 on one leg, the default on the other: each leg hears its own key presses,
+    and a telephone-event on the other leg's type is not taken for one."""
+    key = keys_of(rtp_services).create("acme", "pbx")
+    body = {
+        **BODY,
+        "legs": [
+            {"leg": "agent", "codec": "PCMU"},
+            {"leg": "customer", "codec": "PCMU", "dtmf_payload_type": 96},
+        ],
+    }
+    reg = client.post("/v1/calls", json=body, headers=auth(key)).json()
+    legs = {leg["leg"]: leg for leg in reg["legs"]}
+    assert legs["customer"]["dtmf_payload_type"] == 96
+    assert legs["agent"]["dtmf_payload_type"] == rtp_services.settings.live.dtmf_payload_type
+    from sim.pbx import DtmfMark
+
+    pcm = np.zeros(8000, np.int16)
+    for leg, pt in (("customer", 96), ("agent", 96)):
+        packets = packetize(pcm, "PCMU", dtmf=[DtmfMark(leg, 1600, "7")], dtmf_payload_type=pt)
+        send_packets(packets, legs[leg]["host"], legs[leg]["port"], realtime=False)
+    time.sleep(0.5)
+    client.post("/v1/calls/call-1/hangup", headers=auth(key))
+    tap.until(lambda t: any(e.type == "call.ended" for e in t.events))
+    presses = [(e.leg, e.digit) for e in tap.events if e.type == "dtmf"]
+    assert presses == [("customer", "7")]
+    assert 'cause="unknown_payload_type"' in rtp_services.metrics.render()
+
+
+def test_stream_transports_are_registered_without_ports(
+    client: TestClient, rtp_services: Services
+) -> None:
+    key = keys_of(rtp_services).create("acme", "pbx")
+    sid = "8b5f2c8e-4a55-4b5e-9c2e-5d6b7c8d9e0f"
+    r = client.post(
+        "/v1/calls",
+        json={
+            "call_id": sid,
+            "transport": "audiosocket",
+            "legs": [{"leg": "customer", "codec": "slin"}],
+        },
+        headers=auth(key),
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["legs"] == [{"leg": "customer", "codec": "L16", "uuid": sid}]
+    assert set(r.json()["connect"]) == {"host", "port"}
+    # The same UUID twice is refused (it names one connection).
+    again = {
+        "call_id": "other",
+        "transport": "audiosocket",
+        "legs": [{"leg": "customer", "codec": "L16", "uuid": sid}],
+    }
+    assert client.post("/v1/calls", json=again, headers=auth(key)).status_code == 409
+    tw = client.post(
+        "/v1/calls",
+        json={
+            "call_id": "tw-1",
+            "transport": "twilio",
+            "record": True,
+            "legs": [{"leg": "customer"}],
+        },
+        headers=auth(key),
+    )
+    assert tw.status_code == 201 and tw.json()["connect"] == {"path": "/v1/media/twilio"}

@@ -59,7 +59,9 @@ def test_simulated_two_party_call_over_udp_and_kafka(
     distributed_services: Services, piper_voice: Any
 ) -> None:
     """The DONE-WHEN call: real RTP with 5% loss, 40 ms jitter and 2% reordering into the
-    ingest, media and calls over tansu, the live worker, transcript and recording in S3."""
+    ingest, media and calls over tansu, the live worker, transcript and recording in S3.
+    The call asks to be recorded: its recording is then transcribed by the batch worker,
+    whose transcript replaces the live one and keeps its key presses."""
     from sim.pbx import parse_script, render_script
 
     svc = distributed_services
@@ -83,7 +85,7 @@ def test_simulated_two_party_call_over_udp_and_kafka(
     )
     rendered = render_script(script, piper_voice)
     stop = threading.Event()
-    threads = start_role(svc, "live", stop)
+    threads = start_role(svc, "live", stop) + start_role(svc, "batch", stop)
     reader = svc.bus.consumer([svc.topics.transcripts, svc.topics.calls], "e2e-live-reader")
     ingest = _ingest(svc)
     try:
@@ -94,6 +96,7 @@ def test_simulated_two_party_call_over_udp_and_kafka(
             agent_id="a-7",
             started_at=datetime.now(UTC),
             legs=(LegInfo(leg="agent"), LegInfo(leg="customer")),
+            record=True,
         )
         impaired = {"loss": 5.0, "jitter_ms": 40.0, "reorder": 2.0}
         _send_call(
@@ -112,6 +115,7 @@ def test_simulated_two_party_call_over_udp_and_kafka(
             },
         )
         got = _wait_ready(reader, "k-live-1", 120)
+        batch = _wait_ready(reader, "k-live-1", 120, source="batch")
     finally:
         ingest.close()
         stop.set()
@@ -140,7 +144,12 @@ def test_simulated_two_party_call_over_udp_and_kafka(
     doc = json.loads(
         svc.store.get(call_key("acme", "k-live-1", started.started_at, "transcript.json"))
     )
-    assert doc["source"] == "live" and len(doc["utterances"]) == len(finals)
+    # By now the batch transcription of the kept recording has replaced the live one.
+    assert [e.source for e in batch if isinstance(e, TranscriptReady)] == ["batch"]
+    assert doc["source"] == "batch" and doc["utterances"]
+    assert [p["digit"] for p in doc["dtmf"]] == ["4", "2", "#"]
+    batch_text = " ".join(u["text"] for u in doc["utterances"] if u["leg"] == "customer")
+    assert wer(rendered.text_of("customer"), batch_text) < 0.2, batch_text
     rec = svc.store.get(call_key("acme", "k-live-1", started.started_at, "recording.wav"))
     with wave.open(io.BytesIO(rec)) as w:
         assert w.getnchannels() == 2
@@ -161,11 +170,11 @@ def _ingest(svc: Services) -> Any:
     return ingest
 
 
-def _wait_ready(reader: Any, call_id: str, timeout_s: float) -> list[Any]:
+def _wait_ready(reader: Any, call_id: str, timeout_s: float, source: str = "live") -> list[Any]:
     got: list[Any] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not any(
-        isinstance(e, TranscriptReady) and e.call_id == call_id for e in got
+        isinstance(e, TranscriptReady) and e.call_id == call_id and e.source == source for e in got
     ):
         got += [decode_event(m.value) for m in reader.poll(1.0)]
     return got
@@ -188,7 +197,7 @@ def test_ffmpeg_rtp_to_a_registered_leg_is_transcribed(
     audio = np.concatenate([pause, speak(lines[0]), pause, speak(lines[1]), pause])
     wav.write_bytes(write_wav([audio], 16000))
     stop = threading.Event()
-    threads = start_role(svc, "live", stop)
+    threads = start_role(svc, "live", stop) + start_role(svc, "batch", stop)
     reader = svc.bus.consumer([svc.topics.transcripts], "e2e-ffmpeg-reader")
     ingest = _ingest(svc)
     try:

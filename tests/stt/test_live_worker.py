@@ -147,7 +147,7 @@ def test_partials_then_finals_per_leg_with_artifacts(
     runner = WorkerRunner(
         stage, services.bus, services.topics, services.metrics, poll_timeout_s=0.01
     )
-    publish(services, [started("live-1")])
+    publish(services, [started("live-1").model_copy(update={"record": True})])
     agent, customer = two_party["channels"]
     run_call(services, runner, "live-1", {"agent": agent, "customer": customer})
 
@@ -206,6 +206,17 @@ def test_partials_then_finals_per_leg_with_artifacts(
     span = slice(int(first.start * 16000), int(first.end * 16000))
     assert np.abs(stereo[span, 0]).mean() > 5 * np.abs(stereo[span, 1]).mean()
     assert not list(services.store.list(call_key("acme", "live-1", STARTED, "live/")))
+    # Opted in (`record`): the recording is queued for batch transcription as an upload is.
+    c = services.bus.consumer([services.topics.recordings], "check-rec")
+    queued = [decode_event(m.value) for m in c.poll(0.2, 100)]
+    c.close()
+    assert [(r.call_id, r.uri, r.channels) for r in queued] == [  # type: ignore[attr-defined]
+        (
+            "live-1",
+            services.store.uri(call_key("acme", "live-1", STARTED, "recording.wav")),
+            {"0": "agent", "1": "customer"},
+        )
+    ]
 
 
 def test_finals_are_decoded_with_beam_search_after_greedy_partials(services: Services) -> None:
@@ -387,6 +398,9 @@ def test_a_real_french_voice_live_stays_near_plain(services: Services) -> None:
     assert live is not None and plain is not None and live.words > 250
     assert live.rate <= plain.rate + 0.04, (live.rate, plain.rate)
     assert {u.language for u in finals} == {"fr"}
+    # Not opted in to recording: the transcript stays, the audio does not.
+    assert services.store.exists(call_key("acme", "fr-1", STARTED, "transcript.json"))
+    assert not services.store.exists(call_key("acme", "fr-1", STARTED, "recording.wav"))
 
 
 def test_a_leg_language_is_detected_once_then_held(services: Services) -> None:
