@@ -47,6 +47,37 @@ from pipeline.ingest.receiver import RtpIngest
 PORT_MIN = 40000
 
 
+class BusDrain:
+    """A tailing consumer of the media topic in a thread: the audio published (samples)
+    and when the ingest took the newest frame of it (the chunks' `arrival`)."""
+
+    def __init__(self, services: Any) -> None:
+        self.services = services
+        self.samples = 0
+        self.taken_at = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        topics = self.services.topics
+        c = self.services.bus.consumer([topics.media], "bench", from_beginning=False)
+        while True:
+            msgs = c.poll(0.05, 100_000)
+            for m in msgs:
+                n = int.from_bytes(m.value[:4], "big")
+                self.samples += (len(m.value) - 4 - n) // 2
+                self.taken_at = max(self.taken_at, json.loads(m.value[4 : 4 + n])["arrival"])
+            if self._stop.is_set() and not msgs:
+                break
+        c.close()
+
+    def stop(self) -> None:
+        """Read what is left, then stop."""
+        self._stop.set()
+        self._thread.join(10)
+
+
 def sender(ports: list[int], seconds: float, cpu: int | None, start_at: float, q: mp.Queue) -> None:
     """Send one 160-byte PCMU packet per leg every 20 ms for `seconds`."""
     if cpu is not None:
@@ -95,21 +126,7 @@ def run(n: int, seconds: float, pin: bool) -> dict[str, Any]:
         )
         ports.append(eps[0].port)
     ingest.start()
-    stop = threading.Event()
-    samples = [0]
-
-    def drain() -> None:
-        c = services.bus.consumer([services.topics.media], "bench", from_beginning=False)
-        while True:
-            msgs = c.poll(0.2, 100_000)
-            for m in msgs:
-                samples[0] += (len(m.value) - 4 - int.from_bytes(m.value[:4], "big")) // 2
-            if stop.is_set() and not msgs:
-                break
-        c.close()
-
-    d = threading.Thread(target=drain, daemon=True)
-    d.start()
+    drain = BusDrain(services)
     q: mp.Queue = mp.Queue()
     start_at = time.time() + 0.5
     p = mp.Process(target=sender, args=(ports, seconds, 1 if pin else None, start_at, q))
@@ -129,11 +146,10 @@ def run(n: int, seconds: float, pin: bool) -> dict[str, Any]:
     ]
     for i in range(n):
         ingest.end("bench", f"c{i}", publish=False)
-    stop.set()
-    d.join(10)
+    drain.stop()
     ingest.close()
     services.close()
-    published_packets = samples[0] / 160
+    published_packets = drain.samples / 160
     return {  # loss counts packets the ingest never took (the bus side adds concealment)
         "legs": n,
         "sent": sent,
@@ -263,25 +279,7 @@ def run_stream(transport: str, n: int, seconds: float, pin: bool) -> dict[str, A
         while not server.started:
             time.sleep(0.05)
         target = f"ws://127.0.0.1:{port}"
-    stop = threading.Event()
-    samples = [0]
-    taken_at = [0.0]
-
-    def drain() -> None:
-        c = services.bus.consumer([services.topics.media], "bench", from_beginning=False)
-        while True:
-            msgs = c.poll(0.05, 100_000)
-            for m in msgs:
-                n = int.from_bytes(m.value[:4], "big")
-                samples[0] += (len(m.value) - 4 - n) // 2
-                # when the ingest took the chunk's newest frame
-                taken_at[0] = max(taken_at[0], json.loads(m.value[4 : 4 + n])["arrival"])
-            if stop.is_set() and not msgs:
-                break
-        c.close()
-
-    d = threading.Thread(target=drain, daemon=True)
-    d.start()
+    drain = BusDrain(services)
     q: mp.Queue = mp.Queue()
     p = mp.Process(
         target=stream_sender, args=(transport, target, n, seconds, 1 if pin else None, q)
@@ -298,8 +296,7 @@ def run_stream(transport: str, n: int, seconds: float, pin: bool) -> dict[str, A
     time.sleep(1.0)
     accepted = services.metrics.total("rtp_packets_total") - accepted0
     p.join(60)
-    stop.set()
-    d.join(10)
+    drain.stop()
     if server is not None:
         server.should_exit = True
     services.close()
@@ -307,12 +304,12 @@ def run_stream(transport: str, n: int, seconds: float, pin: bool) -> dict[str, A
         "legs": n,
         "sent": sent,
         "accepted": accepted,
-        "published_packets": samples[0] / 160,
+        "published_packets": drain.samples / 160,
         "loss_pct": 100 * (1 - accepted / sent) if sent else 0.0,
         "cpu_pct": 100 * cpu / wall,
         "cpu_us_per_packet": 1e6 * cpu / max(accepted, 1),
         "sender_late_ms": late * 1000,
-        "behind_ms": max(0.0, taken_at[0] - last_sent) * 1000,
+        "behind_ms": max(0.0, drain.taken_at - last_sent) * 1000,
         "drops": [],
     }
 

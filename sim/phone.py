@@ -54,7 +54,35 @@ def trim_silence(pcm: np.ndarray, floor_dbfs: float = _SILENCE_DBFS) -> np.ndarr
     return pcm[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
-class SimCaller:
+class HeardLog:
+    """What a simulated far end heard of the robot (`heard`, under `_lock`) and the waits
+    on it; shared by the RTP phone and the Twilio stream (sim/streams.py)."""
+
+    heard: list[Heard]
+    _lock: threading.Lock
+
+    def packets_since(self, t: float) -> list[Heard]:
+        """Robot packets that arrived (or frames that played) after `t`."""
+        with self._lock:
+            return [h for h in self.heard if h.at > t]
+
+    def last_heard(self) -> float:
+        """Arrival time of the robot's latest packet (0 if none)."""
+        with self._lock:
+            return self.heard[-1].at if self.heard else 0.0
+
+    def wait_robot_done(self, since: float, quiet_s: float = 0.6, timeout_s: float = 60.0) -> float:
+        """Wait until the robot spoke after `since` and then went quiet; its last packet time."""
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            last = self.last_heard()
+            if last > since and time.time() - last >= quiet_s:
+                return last
+            time.sleep(0.02)
+        raise TimeoutError("the robot did not speak and stop")
+
+
+class SimCaller(HeardLog):
     """One simulated phone: `connect(host, port)`, then `say`, `press`, `wait_robot_done`."""
 
     def __init__(self, voice: Any = None, codec: str = "PCMU", host: str = "127.0.0.1") -> None:
@@ -112,26 +140,6 @@ class SimCaller:
         for _ in digits:
             t = self._marks.get(timeout=30.0)
         return t
-
-    def packets_since(self, t: float) -> list[Heard]:
-        """Robot packets that arrived after `t`."""
-        with self._lock:
-            return [h for h in self.heard if h.at > t]
-
-    def last_heard(self) -> float:
-        """Arrival time of the robot's latest packet (0 if none)."""
-        with self._lock:
-            return self.heard[-1].at if self.heard else 0.0
-
-    def wait_robot_done(self, since: float, quiet_s: float = 0.6, timeout_s: float = 60.0) -> float:
-        """Wait until the robot spoke after `since` and then went quiet; its last packet time."""
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            last = self.last_heard()
-            if last > since and time.time() - last >= quiet_s:
-                return last
-            time.sleep(0.02)
-        raise TimeoutError("the robot did not speak and stop")
 
     def close(self) -> None:
         """Stop both threads and release the port."""

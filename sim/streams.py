@@ -32,7 +32,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from pipeline.media import g711
-from sim.phone import Heard, trim_silence
+from pipeline.media.resample import float_to_int16
+from sim.pbx import synthesize
+from sim.phone import Heard, HeardLog, trim_silence
 
 FRAME_S = 0.02
 ULAW_FRAME = 160  # bytes of 20 ms mu-law
@@ -147,7 +149,7 @@ def twilio_call(
             pass
 
 
-class TwilioCaller:
+class TwilioCaller(HeardLog):
     """The far end of a bidirectional Twilio stream (`<Connect><Stream>`), as SimCaller is
     of an RTP call: a continuous inbound track (silence, Piper speech, key presses) and
     Twilio's playback of what the server sends back, in real time, with marks and clear.
@@ -184,9 +186,6 @@ class TwilioCaller:
 
     def speech(self, text: str) -> np.ndarray:
         """Piper speech for `text`, 8 kHz int16, silence trimmed."""
-        from pipeline.media.resample import float_to_int16
-        from sim.pbx import synthesize
-
         return trim_silence(float_to_int16(synthesize(self.voice, text, 8000)))
 
     def say(self, text: str | np.ndarray, wait: bool = True) -> float:
@@ -206,26 +205,6 @@ class TwilioCaller:
             for _ in digits:
                 t = self._done.get(timeout=30.0)
         return t
-
-    def last_heard(self) -> float:
-        """When the last frame from the server was played (0: none)."""
-        with self._lock:
-            return self.heard[-1].at if self.heard else 0.0
-
-    def packets_since(self, t: float) -> list[Heard]:
-        """Frames played after `t`."""
-        with self._lock:
-            return [h for h in self.heard if h.at > t]
-
-    def wait_robot_done(self, since: float, quiet_s: float = 0.6, timeout_s: float = 60.0) -> float:
-        """Wait until the server's audio played after `since`, then stopped; its end time."""
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            last = self.last_heard()
-            if last > since and time.time() - last >= quiet_s:
-                return last
-            time.sleep(0.02)
-        raise TimeoutError("the voicebot did not speak and stop")
 
     def close(self) -> None:
         """Send `stop` and close."""

@@ -369,12 +369,7 @@ class RtpIngest:
         if lp.source is not None and addr != lp.source:
             self._drop(call, lp, "foreign_source", f"packets from {addr[0]}:{addr[1]}")
             return
-        if now - lp.window_start >= 1.0:
-            lp.window_start = now
-            lp.window_count = 0
-        lp.window_count += 1
-        if lp.window_count > self.live.max_packets_per_s:
-            self._drop(call, lp, "flood", f"over {self.live.max_packets_per_s} packets/s")
+        if self._flooded(call, lp, now):
             return
         if len(data) >= MIN_HEADER and data[0] == 0x80 and not 192 <= data[1] <= 223:
             # Hot path: version 2, no padding, extension or CSRCs (what PBXs send).
@@ -409,6 +404,18 @@ class RtpIngest:
         self._accepted += 1
         if lp.jitter.has_pending:
             self._holding.add(lp)
+
+    def _flooded(self, call: _Call, lp: LegPipeline, now: float) -> bool:
+        """The leg's rate guard: over `live.max_packets_per_s` packets (or stream frames)
+        in the current second, the rest of the second is dropped (`flood`)."""
+        if now - lp.window_start >= 1.0:
+            lp.window_start = now
+            lp.window_count = 0
+        lp.window_count += 1
+        if lp.window_count > self.live.max_packets_per_s:
+            self._drop(call, lp, "flood", f"over {self.live.max_packets_per_s} packets/s")
+            return True
+        return False
 
     def _drop(self, call: _Call, lp: LegPipeline, cause: str, detail: str) -> None:
         self._counts[("rtp_dropped_total", cause)] += 1
@@ -659,12 +666,7 @@ class MediaStream:
                 return "unknown_leg"
             if ingest._calls.get((self.tenant, self.call_id)) is not call:
                 return "ended"
-            if now - lp.window_start >= 1.0:
-                lp.window_start = now
-                lp.window_count = 0
-            lp.window_count += 1
-            if lp.window_count > ingest.live.max_packets_per_s:
-                ingest._drop(call, lp, "flood", f"over {ingest.live.max_packets_per_s} frames/s")
+            if ingest._flooded(call, lp, now):
                 return "flood"
             seq, ts = self._next[leg]
             if at is not None and at - ts > 2 * len(payload) // lp.codec.width:

@@ -111,7 +111,12 @@ def test_kill_9_loses_no_accepted_recording_and_closes_the_live_call(
         # a live call: 14 s of speech, cut by the crash after 12 s (one 10 s part stored)
         r = http.post(
             "/v1/calls",
-            json={"call_id": "live-1", "language": "en", "legs": [{"leg": "customer"}]},
+            json={
+                "call_id": "live-1",
+                "language": "en",
+                "record": True,
+                "legs": [{"leg": "customer"}],
+            },
         )
         assert r.status_code == 201, r.text
         port = r.json()["legs"][0]["port"]

@@ -4,6 +4,25 @@ from __future__ import annotations
 
 import pytest
 
+# A question long enough to be interrupted, then a goodbye (the barge-in tests).
+LONG_YAML = """
+name: long
+steps:
+  - id: q
+    ask: >-
+      Before we start, let me explain in some detail how this short survey works, what we
+      will do with your answers, and how long it will take. Are you happy to continue?
+    expect: yes_no
+  - {id: bye, say: "Thank you.", hangup: done}
+"""
+
+
+@pytest.fixture
+def long_yaml() -> str:
+    """A long yes/no question, then "Thank you." and a hang-up (outcome `done`)."""
+    return LONG_YAML
+
+
 SURVEY_YAML = """
 name: survey
 language: en

@@ -80,23 +80,11 @@ def test_simulated_caller_completes_the_survey(
     assert services.metrics.value("robot_sessions_total", result="completed") == 1
 
 
-LONG = """
-name: long
-steps:
-  - id: q
-    ask: >-
-      Before we start, let me explain in some detail how this short survey works, what we
-      will do with your answers, and how long it will take. Are you happy to continue?
-    expect: yes_no
-  - {id: bye, say: "Thank you.", hangup: done}
-"""
-
-
 def test_barge_in_stops_playback(
-    services: Services, caller: SimCaller, record_property: Any
+    services: Services, caller: SimCaller, record_property: Any, long_yaml: str
 ) -> None:
-    session = _place(services, caller, LONG, "robot-barge")
-    q = LONG.split(">-")[1].split("expect")[0]
+    session = _place(services, caller, long_yaml, "robot-barge")
+    q = long_yaml.split(">-")[1].split("expect")[0]
     full_s = len(prompts_of(services).render(" ".join(q.split()), "PCMU")) / 8000
     assert full_s > 6.0
     deadline = time.time() + 30

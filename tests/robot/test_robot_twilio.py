@@ -20,17 +20,6 @@ from pipeline.services import Services
 from robot.calls import prompts_of, sessions_of
 from sim.streams import TwilioCaller
 
-LONG = """
-name: long
-steps:
-  - id: q
-    ask: >-
-      Before we start, let me explain in some detail how this short survey works, what we
-      will do with your answers, and how long it will take. Are you happy to continue?
-    expect: yes_no
-  - {id: bye, say: "Thank you.", hangup: done}
-"""
-
 
 @pytest.fixture
 def caller(piper_voice: Any) -> Iterator[TwilioCaller]:
@@ -40,7 +29,7 @@ def caller(piper_voice: Any) -> Iterator[TwilioCaller]:
 
 
 def test_a_voicebot_call_over_twilio_with_barge_in(
-    services: Services, app_server: Any, caller: TwilioCaller
+    services: Services, app_server: Any, caller: TwilioCaller, long_yaml: str
 ) -> None:
     consumer = services.bus.consumer([services.topics.calls], "tw-bot-reader")
     keys = keys_of(services)
@@ -48,7 +37,7 @@ def test_a_voicebot_call_over_twilio_with_barge_in(
     r = httpx.post(
         f"{app_server.http}/v1/robot/calls",
         headers={"authorization": f"Bearer {admin}"},
-        json={"call_id": "tw-bot-1", "scenario": LONG, "media": {"transport": "twilio"}},
+        json={"call_id": "tw-bot-1", "scenario": long_yaml, "media": {"transport": "twilio"}},
         timeout=30,
     )
     assert r.status_code == 201, r.text
@@ -57,7 +46,7 @@ def test_a_voicebot_call_over_twilio_with_barge_in(
     assert session is not None
     # The PBX opens the stream (TwiML <Connect><Stream> with <Parameter name="call_id">).
     caller.connect(f"{app_server.ws}/v1/media/twilio?key={pbx}", {"call_id": "tw-bot-1"})
-    q = LONG.split(">-")[1].split("expect")[0]
+    q = long_yaml.split(">-")[1].split("expect")[0]
     full_s = len(prompts_of(services).render(" ".join(q.split()), "PCMU")) / 8000
     assert full_s > 6.0
     deadline = time.time() + 30

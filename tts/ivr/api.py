@@ -1,4 +1,5 @@
-"""IVR routes: upload a menu, fetch its prompts, and walk it in sessions over HTTP."""
+"""IVR routes: upload a menu, fetch its prompts, and walk it in sessions over HTTP, or on
+a live call whose key presses drive it (tts/ivr/live.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,29 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
+from pipeline.catalog import load_manifest
 from pipeline.media.audio_file import AudioError
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound
 from tts.cache import PromptCache
 from tts.formats import FormatError, get_format
 from tts.ivr.engine import Engine, SessionExpired, SessionFinished
+from tts.ivr.live import Binding, LiveIvr
 from tts.ivr.menu import Menu, PromptKind, prompt_text
 from tts.ivr.store import MenuNotFound, MenuStore
 from tts.ivr.validate import MenuInvalid, load_menu
 
 PRERENDER_FORMAT = "ulaw8k"
+PLAYBACK_FORMAT = "ulaw8k_raw"  # what a call's stream plays back
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 _KINDS: tuple[PromptKind, ...] = ("prompt", "no_input", "no_match")
+
+
+class LiveSession(BaseModel):
+    """Body of POST /v1/ivr/{menu}/sessions for a session on a live call."""
+
+    call_id: str = Field(min_length=1, max_length=128)
+    leg: Literal["customer", "agent"] = "customer"
 
 
 class IvrInput(BaseModel):
@@ -55,6 +66,7 @@ def router(services: Services) -> APIRouter:
     menus = MenuStore(services.store)
     st = services.settings.tts
     roles = require("pbx", "admin")
+    live: LiveIvr = services.component("tts.ivr.live", lambda: LiveIvr(services, engine))
 
     def load(tenant: str, name: str) -> Menu:
         try:
@@ -156,12 +168,42 @@ def router(services: Services) -> APIRouter:
             raise
         return Response(audio, media_type=fmt.media_type)
 
-    @r.post("/v1/ivr/{menu}/sessions")
-    def start(menu: str, p: Principal = Depends(roles)) -> dict[str, Any]:
-        """Open a session at the start node: the prompts to play and the wait."""
+    @r.post("/v1/ivr/{menu}/sessions", responses=errors(404))
+    def start(
+        menu: str, p: Principal = Depends(roles), body: LiveSession | None = None
+    ) -> dict[str, Any]:
+        """Open a session at the start node: the prompts to play and the wait.
+
+        With `call_id` (a live call of the key's tenant), the call's key presses on `leg`
+        drive the session and its prompts play back over the call's stream when it has a
+        bidirectional one; GET .../sessions/{sid} shows where it went."""
         m = load(p.tenant, menu)
+        if body is not None:
+            manifest = load_manifest(services.store, p.tenant, body.call_id)
+            if manifest is None or manifest.status != "live":
+                raise HTTPException(404, "no such live call")
+        first = engine.start(menus.key(p.tenant, menu), m)
         services.metrics.inc("ivr_sessions_started_total")
-        return with_urls(menu, engine.start(menus.key(p.tenant, menu), m))
+        if body is not None:
+
+            def render(prompt: str) -> bytes:
+                node, _, kind = prompt.partition(":")
+                which: PromptKind = next((k for k in _KINDS if k == kind), "prompt")
+                return render_prompt(p.tenant, m, node, which, PLAYBACK_FORMAT)
+
+            live.bind(
+                Binding(p.tenant, body.call_id, body.leg, first["session"], menu, render), first
+            )
+        return with_urls(menu, first)
+
+    @r.get("/v1/ivr/{menu}/sessions/{sid}", responses=errors(404))
+    def session_state(menu: str, sid: str, p: Principal = Depends(roles)) -> dict[str, Any]:
+        """A session on a live call: the digits it took, each step, and the last one."""
+        b = live.binding(sid)
+        state = live.state(sid)
+        if b is None or state is None or (b.tenant, b.menu) != (p.tenant, menu):
+            raise HTTPException(404, "no such session on a live call")
+        return state
 
     @r.post("/v1/ivr/{menu}/sessions/{sid}/input", responses=errors(409, 410))
     def step(menu: str, sid: str, body: IvrInput, p: Principal = Depends(roles)) -> dict[str, Any]:
