@@ -62,7 +62,7 @@ def start_all(services: Services, stop: threading.Event) -> list[threading.Threa
 
 def _audiosocket(services: Services) -> str:
     """Where AudioSocket listens, for the start-up line."""
-    if services.settings.audiosocket.port is None:
+    if not services.settings.audiosocket.enabled:
         return "AudioSocket off"
     listener = audiosocket_of(services)
     return f"AudioSocket on TCP {services.settings.audiosocket.host}:{listener.port}"

@@ -175,9 +175,9 @@ class StreamSettings(BaseModel):
 class AudioSocketSettings(BaseModel):
     """Asterisk AudioSocket (TCP): where callpipe listens for it."""
 
+    enabled: bool = True
     host: str = "127.0.0.1"
-    # None: no AudioSocket listener; 0: any free port (printed at start).
-    port: int | None = Field(default=9099, ge=0, le=65535)
+    port: int = Field(default=9099, ge=0, le=65535)  # 0: any free port (printed at start)
     # The tenant of connections whose UUID no POST /v1/calls registered (None: refused;
     # a UUID alone proves nothing, so only set this on a network only the PBX reaches).
     tenant: str | None = None

@@ -168,7 +168,7 @@ class AudioSocketServer:
 
     def start(self) -> threading.Thread:
         """Bind now (CliError when the port is taken), then serve in a daemon thread."""
-        port = self.settings.port or 0
+        port = self.settings.port
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -86,7 +86,7 @@ def background(services: Services, stop: threading.Event) -> list[threading.Thre
     )
     threads = [ingest.start(stop)]
     listener = None
-    if services.settings.audiosocket.port is not None:
+    if services.settings.audiosocket.enabled:
         listener = audiosocket_of(services)
         threads.append(listener.start())
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def start(
     def run(name: str, *args: str) -> subprocess.Popen[Any]:
         data = tmp_path / name
         data.mkdir()
-        env = {**cluster_env, "CALLPIPE_DATA_DIR": str(data)}
+        env = {**cluster_env, "CALLPIPE_DATA_DIR": str(data), "CALLPIPE_AUDIOSOCKET__PORT": "0"}
         log = (tmp_path / f"{name}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker", *args],
@@ -149,6 +150,9 @@ def test_two_apis_and_two_workers_agree(
     for proc, port in [*zip(apis, ports, strict=True), (ingest, ingest_port)]:
         port_waiter(port, 60, proc)
     bases = [f"http://127.0.0.1:{p}" for p in ports]
+    # The ingest says where each transport reaches it (AudioSocket on the free port it got).
+    started = (tmp_path / "ingest.log").read_text()
+    assert re.search(r"RTP on UDP \d+-\d+, AudioSocket on TCP 127\.0\.0\.1:[1-9]\d*", started)
 
     # A key made on a third host (the CLI, with its own data dir) works on both APIs.
     for name, value in cluster_env.items():

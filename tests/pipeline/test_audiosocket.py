@@ -166,3 +166,14 @@ def test_audio_back_is_paced_and_a_hangup_over_the_api_hangs_up(
     assert r.status_code == 200
     assert c.hung_up.wait(5)
     c.close()
+
+
+def test_a_taken_port_is_a_clear_start_error(services: Services, listener: Any) -> None:
+    from pipeline.errors import CliError
+    from pipeline.ingest.audiosocket import AudioSocketServer
+
+    services.settings.audiosocket = services.settings.audiosocket.model_copy(
+        update={"port": listener.port}
+    )
+    with pytest.raises(CliError, match="CALLPIPE_AUDIOSOCKET__PORT"):
+        AudioSocketServer(services).start()

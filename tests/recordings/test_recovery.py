@@ -43,6 +43,7 @@ class Server:
             "CALLPIPE_LIVE__RTP_PORT_MIN": str(rtp_low),
             "CALLPIPE_LIVE__RTP_PORT_MAX": str(rtp_low + 20),
             "CALLPIPE_LOG_LEVEL": "WARNING",
+            "CALLPIPE_AUDIOSOCKET__PORT": "0",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
