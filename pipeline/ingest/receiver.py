@@ -1,8 +1,11 @@
-"""The RTP ingest: one UDP socket per leg, all served by one selector loop in one thread.
+"""The ingest: one UDP socket per RTP leg, all served by one selector loop in one
+thread, and a `MediaStream` handle per call received over a stream transport (WebSocket,
+AudioSocket: pipeline/ingest/frontend.py), whose frames take the same leg pipeline.
 
-Calls are registered (HTTP or bus) and ended (hang-up, RTP timeout, maximum length)
-here; each leg runs `LegPipeline` and what it yields goes to the bus: MediaChunks on
-`media`, DtmfReceived / CallStarted / CallEnded on `calls`, keyed by call id.
+Calls are registered (HTTP, bus or a stream connecting) and ended (hang-up, RTP or
+stream timeout, maximum length) here; each leg runs `LegPipeline` and what it yields goes
+to the bus: MediaChunks on `media`, DtmfReceived / CallStarted / CallEnded on `calls`,
+keyed by call id.
 Bad packets are counted by cause (`rtp_dropped_total{cause}`), dropped, and logged once
 per cause per call; one call's traffic never reaches another call's state.
 """

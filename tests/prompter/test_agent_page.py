@@ -1,7 +1,7 @@
 """The agent page in headless Chromium (Debian's, driven by Playwright) against the real app
 under uvicorn: the agent connects, the call it is put on shows its live transcript (a
-partial's stable words, then its tentative ones set apart, then the final in their place),
-and hints arrive beside it."""
+partial's stable words, then its tentative ones set apart, then the final in their place,
+and the caller's key presses), and hints arrive beside it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.auth import keys_of
-from pipeline.events import Hint, Utterance
+from pipeline.events import DtmfReceived, Hint, Utterance
 from pipeline.services import Services
 from prompter.delivery import hint_hub
 from stt.live_call import LiveCall, ensure_manifest
@@ -96,6 +96,18 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
     assert line.count() == 1  # the final took the partial's place
     assert line.locator(".tentative").count() == 0
     assert _words_shown(page) == "I would like to cancel my contract."
+
+    # A key press of the call shows in its place in the conversation.
+    publish_events(
+        services,
+        DtmfReceived(
+            tenant="acme", call_id="c-1", leg="customer", digit="5", start=3.0, duration=0.1
+        ),
+    )
+    key_line = page.locator("#transcript .utt.dtmf")
+    key_line.wait_for()
+    assert key_line.locator(".leg").inner_text() == "customer"
+    assert key_line.inner_text().endswith("pressed 5")
 
     publish_events(
         services,
