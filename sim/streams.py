@@ -376,18 +376,25 @@ class AudioSocketCall:
         dtmf: Sequence[tuple[float, str]] = (),
         hang_up: bool = True,
     ) -> None:
-        """8 kHz int16 audio in 20 ms frames (key presses between them), then hang-up."""
+        """8 kHz int16 audio in 20 ms frames (key presses between them), then hang-up;
+        stops early, as Asterisk does, once the other side hung up."""
         data = np.asarray(pcm, dtype="<i2").tobytes()
         presses = sorted(dtmf)
         t0 = time.monotonic()
-        for k, i in enumerate(range(0, len(data), SLIN_FRAME)):
-            if realtime:
-                _pace(t0, k)
-            while presses and presses[0][0] <= k * FRAME_S:
-                self.sock.sendall(audiosocket_frame(0x03, presses.pop(0)[1].encode()))
-            self.sock.sendall(audiosocket_frame(0x10, data[i : i + SLIN_FRAME]))
-        if hang_up:
-            self.sock.sendall(audiosocket_frame(0x00))
+        try:
+            for k, i in enumerate(range(0, len(data), SLIN_FRAME)):
+                if realtime:
+                    _pace(t0, k)
+                if self.hung_up.is_set():
+                    return
+                while presses and presses[0][0] <= k * FRAME_S:
+                    self.sock.sendall(audiosocket_frame(0x03, presses.pop(0)[1].encode()))
+                self.sock.sendall(audiosocket_frame(0x10, data[i : i + SLIN_FRAME]))
+            if hang_up:
+                self.sock.sendall(audiosocket_frame(0x00))
+        except OSError:
+            if not self.hung_up.wait(1.0):  # broken without a hang-up frame: a real error
+                raise
 
     def close(self) -> None:
         """Close the connection."""
