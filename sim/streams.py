@@ -399,6 +399,10 @@ class AudioSocketCall:
     def close(self) -> None:
         """Close the connection."""
         try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the receiving thread
+        except OSError:
+            pass
+        try:
             self.sock.close()
         finally:
             self._rx.join(2.0)
@@ -407,7 +411,10 @@ class AudioSocketCall:
         buf = b""
         try:
             while True:
-                data = self.sock.recv(65536)
+                try:
+                    data = self.sock.recv(65536)
+                except TimeoutError:  # nothing sent back for a while: still connected
+                    continue
                 if not data:
                     break
                 buf += data

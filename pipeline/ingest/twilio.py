@@ -272,9 +272,12 @@ class _TwilioSession:
         return parse_frame(text)
 
     async def _receive(self) -> str:
-        # Before start: `connected` (optional), then `start`, within the start timeout.
+        # Before start: `connected` (optional), then `start`, within the start timeout
+        # (counted from the connection, however many frames come before it).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.start_timeout_s
         while self.stream is None:
-            msg = await self._next(self.limits.start_timeout_s)
+            msg = await self._next(max(0.0, deadline - loop.time()))
             if msg is None:
                 return "disconnected"
             event = msg["event"]
