@@ -101,7 +101,10 @@ def router(services: Services) -> APIRouter:
     @r.websocket("/v1/media/l16")
     async def l16_stream(ws: WebSocket) -> None:
         """One forked call: metadata, then raw PCM frames until the socket closes."""
-        await ws.accept()
+        # mod_audio_fork asks for its sub-protocol (audiostream.drachtio.org), jambonz for
+        # its own; a client that asked for one fails the handshake unless it is echoed.
+        asked = ws.scope.get("subprotocols") or []
+        await ws.accept(subprotocol=asked[0] if asked else None)
         where: dict[str, str] = {}
         stream: MediaStream | None = None
         legs: list[str] = []

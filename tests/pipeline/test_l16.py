@@ -92,3 +92,18 @@ def test_malformed_streams_are_closed_with_a_reason(
             assert exc.rcvd is not None and exc.rcvd.code == code, (name, exc.rcvd)
             assert exc.rcvd.reason
     assert "callpipe_media_stream_rejected_total" in services.metrics.render()
+
+
+def test_mod_audio_fork_sub_protocol_is_accepted(
+    services: Services, app_server: Any, key: str
+) -> None:
+    """mod_audio_fork (libwebsockets) asks for `audiostream.drachtio.org` and drops a
+    connection whose handshake does not echo it."""
+    with connect(
+        f"{app_server.ws}/v1/media/l16?key={key}",
+        subprotocols=["audiostream.drachtio.org"],  # type: ignore[list-item]
+        open_timeout=10,
+    ) as ws:
+        assert ws.subprotocol == "audiostream.drachtio.org"
+        ws.send(json.dumps({"call_id": "fork-1", "sampleRate": 16000}))
+        ws.send(np.zeros(320, "<i2").tobytes())
