@@ -5,6 +5,8 @@ sample for sample per leg; every malformed stream closed 4400 / 4401 / 1009."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -81,6 +83,13 @@ def test_malformed_streams_are_closed_with_a_reason(
     frames: list[str | bytes],
     code: int,
 ) -> None:
+    reader = services.bus.consumer([services.topics.media], "beside")
+    tone = (np.sin(np.arange(8000) * 2 * np.pi * 300 / 8000) * 5000).astype(np.int16)
+    good = threading.Thread(
+        target=l16_call,
+        args=(f"{app_server.ws}/v1/media/l16?key={key}", [tone], 8000, {"call_id": "good"}),
+    )
+    good.start()
     url = f"{app_server.ws}/v1/media/l16" + ("" if mode == "nokey" else f"?key={key}")
     with connect(url, open_timeout=10) as ws:
         for f in frames:
@@ -92,6 +101,16 @@ def test_malformed_streams_are_closed_with_a_reason(
             assert exc.rcvd is not None and exc.rcvd.code == code, (name, exc.rcvd)
             assert exc.rcvd.reason
     assert "callpipe_media_stream_rejected_total" in services.metrics.render()
+    # The call streaming beside the bad one arrives whole.
+    good.join(30)
+    time.sleep(0.5)
+    samples = sum(
+        len(ch.pcm) // 2
+        for ch in (decode_media(m.value) for m in reader.poll(1.0, 10_000))
+        if ch.call_id == "good"
+    )
+    reader.close()
+    assert samples == len(tone)
 
 
 def test_mod_audio_fork_sub_protocol_is_accepted(
