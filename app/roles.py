@@ -1,9 +1,10 @@
 """Worker roles: what `callpipe worker ROLE` runs, and what `callpipe serve` runs all of.
 
 A role is its consumer-group stages `(services) -> list[Stage]`, where it has one a
-background service `(services, stop) -> list[Thread]` (UDP ingest, sweeper, recovery), and
-where it has one an HTTP app of some routers (`api`: the whole API but call registration;
-`ingest`: call registration, beside the ports it hands out).
+background service `(services, stop) -> list[Thread]` (UDP ingest and AudioSocket,
+sweeper, recovery), and where it has one an HTTP app of some routers (`api`: the whole
+API but call registration and media; `ingest`: call registration beside the ports it hands
+out, and the media WebSockets).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ DESCRIPTIONS: dict[str, str] = {
     "api": "HTTP API, live view and hint WebSockets, pages (as many replicas as wanted)",
     "batch": "transcribes uploaded recordings",
     "index": "indexes final utterances for search",
-    "ingest": "receives RTP on the live ports; serves POST /v1/calls for them",
+    "ingest": "receives live media: RTP on its ports (POST /v1/calls), the media"
+    " WebSockets (/v1/media/twilio, /v1/media/l16) and AudioSocket",
     "live": "live partial and final transcripts of each call leg",
     "prompter": "agent hints from playbooks and the knowledge base",
     "recovery": "re-queues recordings whose transcription was interrupted",
