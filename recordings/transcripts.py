@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
+
+import srt
 
 from pipeline.catalog import CallManifest, save_manifest
 from pipeline.events import DtmfReceived, TranscriptReady, Utterance
@@ -45,6 +47,23 @@ def to_vtt(utterances: Sequence[Utterance]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def to_srt(utterances: Sequence[Utterance]) -> str:
+    """SubRip, one cue per utterance, the leg before its text (`agent: ...`): SRT has no
+    voices. Composed by the `srt` package, which numbers the cues, formats the times and
+    keeps the text as it is (a blank line inside one would end the cue: it is folded)."""
+    return str(
+        srt.compose(
+            srt.Subtitle(
+                index=i,
+                start=timedelta(seconds=u.start),
+                end=timedelta(seconds=u.end),
+                content=f"{u.leg}: {' '.join(u.text.split())}",
+            )
+            for i, u in enumerate(interleave(utterances), start=1)
+        )
+    )
 
 
 def to_txt(utterances: Sequence[Utterance]) -> str:

@@ -23,7 +23,7 @@ from pipeline.logs import ctx
 from pipeline.media.audio_file import AudioError, AudioLimits, AudioRefused, probe_audio
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound, StoreError
-from recordings.transcripts import from_document, to_document, to_txt, to_vtt
+from recordings.transcripts import from_document, to_document, to_srt, to_txt, to_vtt
 from stt.batch import ChannelMismatch, check_channels, parse_channels
 from stt.live_state import live_presses, live_transcript
 
@@ -182,7 +182,7 @@ def router(services: Services) -> APIRouter:
     def get_transcript(
         call_id: str,
         principal: Annotated[Principal, Depends(require("analyst", "admin", "agent"))],
-        format: Annotated[Literal["json", "vtt", "txt"], Query()] = "json",
+        format: Annotated[Literal["json", "vtt", "srt", "txt"], Query()] = "json",
     ) -> Response:
         """The call's transcript: finals so far during a live call, the stored one after."""
         manifest = visible_manifest(services.store, principal, call_id)
@@ -207,6 +207,8 @@ def router(services: Services) -> APIRouter:
             raise HTTPException(404, detail)
         if format == "vtt":
             return PlainTextResponse(to_vtt(utterances), media_type="text/vtt")
+        if format == "srt":
+            return PlainTextResponse(to_srt(utterances), media_type="application/x-subrip")
         if format == "txt":
             return PlainTextResponse(to_txt(utterances))
         return JSONResponse(doc)

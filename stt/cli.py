@@ -13,7 +13,7 @@ from models.whisper import load_whisper
 from pipeline.config import Settings
 from pipeline.errors import CliError
 from pipeline.media.audio_file import AudioError, load_audio
-from recordings.transcripts import to_document, to_txt, to_vtt
+from recordings.transcripts import to_document, to_srt, to_txt, to_vtt
 from stt.batch import ChannelMismatch, info_dict, parse_channels, transcribe_recording
 from stt.transcriber import Transcriber, options_from
 
@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--language", default=None, help="ISO code (default: detect)")
     p.add_argument("--model", default=None, help="base, small or a model folder (default base)")
-    p.add_argument("--format", choices=("json", "vtt", "txt"), default="txt")
+    p.add_argument("--format", choices=("json", "vtt", "srt", "txt"), default="txt")
     p.set_defaults(func=cmd_transcribe)
 
 
@@ -71,6 +71,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         sys.stdout.write(to_txt(utterances))
     elif args.format == "vtt":
         sys.stdout.write(to_vtt(utterances))
+    elif args.format == "srt":
+        sys.stdout.write(to_srt(utterances))
     else:
         doc = to_document("cli", call_id, utterances, info_dict(info), "batch")
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")

@@ -66,6 +66,15 @@ def test_upload_then_transcript(
     assert doc["info"]["language"] == "en"
     vtt = client.get(f"/v1/calls/{call_id}/transcript?format=vtt", headers=_auth(keys["agent"]))
     assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT")
+    srt = client.get(f"/v1/calls/{call_id}/transcript?format=srt", headers=_auth(keys["agent"]))
+    assert srt.status_code == 200 and srt.headers["content-type"].startswith("application/x-subrip")
+    # One numbered cue per utterance, SubRip times, the leg before the words.
+    cues = srt.text.strip().split("\n\n")
+    assert len(cues) == len(doc["utterances"])
+    first = cues[0].splitlines()
+    first_utt = doc["utterances"][0]
+    assert first[0] == "1" and " --> " in first[1] and "," in first[1]
+    assert first[2] == f"{first_utt['leg']}: {first_utt['text']}"
     # another agent, another tenant: the call does not exist for them
     assert (
         client.get(
