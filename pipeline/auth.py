@@ -113,13 +113,20 @@ def principal_of(request: Request) -> Principal:
 def websocket_principal(services: Services, ws: WebSocket) -> Principal | None:
     """The caller of a WebSocket, from `?key=` (browsers cannot set headers on a
     WebSocket) or `Authorization: Bearer`; None when the key is missing or unknown."""
-    settings = services.settings
-    if not settings.auth_enabled:
-        return Principal(tenant=settings.default_tenant, role="admin")
     key = ws.query_params.get("key", "")
     if not key:
         scheme, _, token = ws.headers.get("authorization", "").partition(" ")
         key = token.strip() if scheme.lower() == "bearer" else ""
+    return principal_of_key(services, key)
+
+
+def principal_of_key(services: Services, key: str | None) -> Principal | None:
+    """The principal of a key however it came (a WebSocket's query or header, a media
+    stream's own metadata); None when it is missing or unknown. With auth off, the
+    default tenant's admin."""
+    settings = services.settings
+    if not settings.auth_enabled:
+        return Principal(tenant=settings.default_tenant, role="admin")
     if not key:
         return None
     principal: Principal | None = keys_of(services).lookup(key)

@@ -25,7 +25,7 @@ from pipeline.services import Services
 from pipeline.store import ObjectNotFound, StoreError
 from recordings.transcripts import from_document, to_document, to_srt, to_txt, to_vtt
 from stt.batch import ChannelMismatch, check_channels, parse_channels
-from stt.live_state import live_presses, live_transcript
+from stt.live_state import live_so_far
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +190,12 @@ def router(services: Services) -> APIRouter:
             raise HTTPException(404, "no such call")
         utterances: list[Utterance] | None = None
         doc: dict[str, object] | None = None
-        live = live_transcript(services, principal.tenant, call_id)
+        live = live_so_far(services, principal.tenant, call_id)
         if live is not None:
-            utterances = live
-            presses = live_presses(services, principal.tenant, call_id)
-            doc = to_document(principal.tenant, call_id, live, {"live": True}, "live", presses)
+            utterances = live.finals
+            doc = to_document(
+                principal.tenant, call_id, live.finals, {"live": True}, "live", live.presses
+            )
         elif manifest.transcript_key:
             try:
                 doc = json.loads(services.store.get(manifest.transcript_key))

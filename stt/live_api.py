@@ -21,7 +21,7 @@ from pipeline.auth import websocket_principal
 from pipeline.catalog import visible_manifest
 from pipeline.events import DtmfReceived, TranscriptReady, Utterance
 from pipeline.services import Services
-from stt.live_state import live_hub, live_presses, live_transcript
+from stt.live_state import live_hub, live_so_far
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,14 @@ def router(services: Services) -> APIRouter:
         gone = asyncio.ensure_future(until_disconnect(ws))
         try:
             await asyncio.to_thread(hub.wait_ready, READY_TIMEOUT_S)
-            so_far = await asyncio.to_thread(live_transcript, services, p.tenant, call_id)
+            so_far = await asyncio.to_thread(live_so_far, services, p.tenant, call_id)
             # A call registered a moment ago is live by its manifest before this process's
             # hub has read its call.started: watch it, with no finals yet.
             if so_far is None and manifest.status != "live":
                 await ws.close(code=1000, reason="the call is not live")
                 return
-            presses = await asyncio.to_thread(live_presses, services, p.tenant, call_id)
-            said: list[Utterance | DtmfReceived] = sorted(
-                [*(so_far or []), *presses], key=lambda e: e.start
+            said: list[Utterance | DtmfReceived] = (
+                sorted([*so_far.finals, *so_far.presses], key=lambda e: e.start) if so_far else []
             )
             for e in said:
                 if not await send_within(ws, e.model_dump_json(), SEND_TIMEOUT_S):

@@ -34,6 +34,11 @@ LEGS = ("agent", "customer")
 _MAX_FILL_S = 2.0
 
 
+def press_key(ev: DtmfReceived) -> tuple[str, float, str]:
+    """What tells one key press from another (a replay has the same)."""
+    return ev.leg, ev.start, ev.digit
+
+
 def to_16k(position: int, rate: int) -> int:
     """A sample position at `rate` as a 16 kHz position."""
     return position * SAMPLE_RATE // rate
@@ -193,7 +198,7 @@ class LiveCall:
 
     def press(self, ev: DtmfReceived) -> bool:
         """Keep a key press (False: a replay of one already kept)."""
-        if any((p.leg, p.start, p.digit) == (ev.leg, ev.start, ev.digit) for p in self.presses):
+        if any(press_key(p) == press_key(ev) for p in self.presses):
             return False
         self.presses.append(ev)
         return True

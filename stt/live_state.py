@@ -4,7 +4,7 @@ A LiveHub consumes the transcripts and calls topics (only new records, a group o
 per process) in one thread. It keeps the finals and key presses of each live call until
 its live transcript.ready, and hands every event of a call to that call's subscribers (WebSockets)
 through the fan-out (pipeline/api/fanout.py: a bounded queue per subscriber, a slow client
-only loses its own messages). `live_transcript` also reads the live worker's checkpoint,
+only loses its own messages). `live_so_far` also reads the live worker's checkpoint,
 so finals emitted before this process started are not missing.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import dataclass
 
 from pipeline.api.fanout import Fanout, Subscriber
 from pipeline.bus.tail import BusTail
@@ -26,7 +27,7 @@ from pipeline.events import (
 from pipeline.services import Services
 from pipeline.store import StoreError
 from recordings.transcripts import interleave
-from stt.live_call import call_from_checkpoint, load_checkpoint
+from stt.live_call import call_from_checkpoint, load_checkpoint, press_key
 
 CallKey = tuple[str, str]
 QUEUE_SIZE = 256
@@ -119,8 +120,18 @@ def live_hub(services: Services) -> LiveHub:
     return services.component("stt.live_hub", lambda: LiveHub(services))
 
 
-def live_transcript(services: Services, tenant: str, call_id: str) -> list[Utterance] | None:
-    """Finals so far of a call in progress, in speaking order; None when it is not live."""
+@dataclass(frozen=True)
+class SoFar:
+    """A call in progress as far as it went: finals in speaking order, key presses in
+    time order."""
+
+    finals: list[Utterance]
+    presses: list[DtmfReceived]
+
+
+def live_so_far(services: Services, tenant: str, call_id: str) -> SoFar | None:
+    """A call in progress so far (the live worker's checkpoint merged with this process's
+    hub, one checkpoint read); None when it is not live."""
     hub = live_hub(services)
     seen = hub.finals(tenant, call_id)
     try:
@@ -129,21 +140,11 @@ def live_transcript(services: Services, tenant: str, call_id: str) -> list[Utter
         return None
     if doc is None and seen is None:
         return None
-    merged: dict[str, Utterance] = {}
-    if doc is not None:
-        merged.update(call_from_checkpoint(doc).finals)
+    kept = call_from_checkpoint(doc) if doc is not None else None
+    finals: dict[str, Utterance] = dict(kept.finals) if kept is not None else {}
     for u in seen or ():
-        merged[u.utterance_id] = u
-    return interleave(merged.values())
-
-
-def live_presses(services: Services, tenant: str, call_id: str) -> list[DtmfReceived]:
-    """Key presses so far of a call in progress (this hub's and the checkpoint's)."""
-    seen = live_hub(services).presses(tenant, call_id)
-    try:
-        doc = load_checkpoint(services.store, tenant, call_id)
-    except (ValueError, StoreError):
-        doc = None
-    kept = call_from_checkpoint(doc).presses if doc is not None else []
-    merged = {(p.leg, p.start, p.digit): p for p in [*kept, *seen]}
-    return sorted(merged.values(), key=lambda p: p.start)
+        finals[u.utterance_id] = u
+    presses = {
+        press_key(p): p for p in [*(kept.presses if kept else []), *hub.presses(tenant, call_id)]
+    }
+    return SoFar(interleave(finals.values()), sorted(presses.values(), key=lambda p: p.start))

@@ -31,10 +31,18 @@ import numpy as np
 from pipeline.auth import Principal
 from pipeline.errors import CliError
 from pipeline.events import LegInfo, Transport
-from pipeline.ingest.frontend import PROTOCOL_ERROR, TIMEOUT, StreamRejected, open_call, rejected
+from pipeline.ingest.frontend import (
+    PROTOCOL_ERROR,
+    TIMEOUT,
+    StreamRejected,
+    open_call,
+    rejected,
+    stream_closed,
+)
 from pipeline.ingest.receiver import MediaStream, ingest_of
 from pipeline.logs import ctx
 from pipeline.media import g711
+from pipeline.media.dtmf import DIGITS
 from pipeline.services import Services
 
 log = logging.getLogger(__name__)
@@ -48,7 +56,6 @@ KIND_AUDIO = 0x10
 KIND_ERROR = 0xFF
 FRAME_BYTES = 320  # 20 ms of 8 kHz 16-bit audio
 FRAME_S = 0.02
-DIGITS = "0123456789*#ABCD"
 
 
 def frame(kind: int, payload: bytes = b"") -> bytes:
@@ -82,7 +89,7 @@ class AudioSocketOutbound:
         self._callbacks: list[Callable[[int], None]] = []
         self._wake = asyncio.Event()
         self._closed = False
-        self.sent = 0
+        self.overflow = 0  # frames refused past the playback limit
 
     def play(self, ulaw: bytes) -> None:
         """Queue mu-law 8 kHz audio (sent as signed linear)."""
@@ -111,6 +118,7 @@ class AudioSocketOutbound:
 
     def _put(self, items: list[bytes | int]) -> None:
         if len(self._queue) + len(items) > self._max_frames:
+            self.overflow += len(items)
             return
         self._queue.extend(items)
         self._wake.set()
@@ -149,7 +157,6 @@ class AudioSocketOutbound:
                 return False
             except (ConnectionError, OSError):
                 return True
-            self.sent += 1
 
 
 class AudioSocketServer:
@@ -164,7 +171,6 @@ class AudioSocketServer:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._stopped: asyncio.Event | None = None
-        self.connections = 0
 
     def start(self) -> threading.Thread:
         """Bind now (CliError when the port is taken), then serve in a daemon thread."""
@@ -215,7 +221,6 @@ class AudioSocketServer:
                 task.cancel()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         conn = _Connection(self.services, reader, writer)
         try:
             await conn.run()
@@ -254,10 +259,8 @@ class _Connection:
             reason = "shutdown"
         finally:
             if self.stream is not None:
-                self.stream.detach([self.leg], reason)
-                self.services.metrics.inc(
-                    "media_stream_frames_total", self.stream.frames, transport=TRANSPORT
-                )
+                dropped = self.outbound.overflow if self.outbound is not None else 0
+                stream_closed(self.services, TRANSPORT, self.stream, [self.leg], reason, dropped)
             if self.pacer is not None:
                 self.pacer.cancel()
 
@@ -302,31 +305,25 @@ class _Connection:
         stream.set_outbound(self.outbound)
 
     def _join(self, sid: str) -> tuple[MediaStream, str]:
-        """The call and leg of this UUID (registered, or the configured tenant's)."""
-        ingest = ingest_of(self.services)
-        got = ingest.stream_leg(sid)
+        """The call and leg of this UUID (registered, or the configured tenant's), joined
+        as every stream transport joins its call (`frontend.open_call`)."""
+        got = ingest_of(self.services).stream_leg(sid)
         if got is not None:
             stream, leg = got
-            self.where = {"tenant": stream.tenant, "call_id": stream.call_id}
-            if stream.started.transport != TRANSPORT:
-                raise StreamRejected(PROTOCOL_ERROR, "exists", "this UUID is not an AudioSocket's")
-            if not stream.attach([leg]):
-                raise StreamRejected(PROTOCOL_ERROR, "exists", f"UUID {sid} is already connected")
-            self.services.metrics.inc("media_streams_total", transport=TRANSPORT)
-            return stream, leg
-        tenant = self.services.settings.audiosocket.tenant
-        if tenant is None:
-            raise StreamRejected(
-                PROTOCOL_ERROR,
-                "unknown_call",
-                f"UUID {sid} was not registered (POST /v1/calls with transport audiosocket)",
-            )
-        self.where = {"tenant": tenant, "call_id": sid}
-        info = LegInfo(leg="customer", codec="L16", sample_rate=8000, stream_id=sid)
-        stream = open_call(
-            self.services, Principal(tenant=tenant, role="pbx"), TRANSPORT, sid, (info,), {}
-        )
-        return stream, "customer"
+            tenant, call_id = stream.tenant, stream.call_id
+        else:
+            configured = self.services.settings.audiosocket.tenant
+            if configured is None:
+                raise StreamRejected(
+                    PROTOCOL_ERROR,
+                    "unknown_call",
+                    f"UUID {sid} was not registered (POST /v1/calls with transport audiosocket)",
+                )
+            tenant, call_id, leg = configured, sid, "customer"
+        self.where = {"tenant": tenant, "call_id": call_id}
+        info = LegInfo(leg=leg, codec="L16", sample_rate=8000, stream_id=sid)  # type: ignore[arg-type]
+        principal = Principal(tenant=tenant, role="pbx")
+        return open_call(self.services, principal, TRANSPORT, call_id, (info,), {}), leg
 
     async def _finish(self) -> None:
         if self.outbound is not None and self.pacer is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import WebSocket
 
-from pipeline.auth import Principal, keys_of
+from pipeline.auth import Principal
 from pipeline.catalog import ensure_live_manifest
 from pipeline.events import CallStarted, LegInfo, Transport
 from pipeline.ids import check_id
@@ -47,17 +47,6 @@ class StreamRejected(Exception):
         self.code = code
         self.cause = cause
         self.reason = reason
-
-
-def principal_of_key(services: Services, key: str | None) -> Principal | None:
-    """The principal of a key given in a stream's own metadata (None: missing, unknown)."""
-    settings = services.settings
-    if not settings.auth_enabled:
-        return Principal(tenant=settings.default_tenant, role="admin")
-    if not key:
-        return None
-    principal: Principal | None = keys_of(services).lookup(key)
-    return principal
 
 
 def may_send_media(services: Services, principal: Principal | None, transport: str) -> Principal:
@@ -180,6 +169,25 @@ async def close_quietly(ws: WebSocket, code: int, reason: str) -> None:
         await ws.close(code=code, reason=reason[:120])
     except Exception:  # gone already: nothing to tell it
         pass
+
+
+def stream_closed(
+    services: Services,
+    transport: str,
+    stream: MediaStream,
+    legs: list[str],
+    reason: str,
+    playback_dropped: int = 0,
+) -> None:
+    """A connection is gone: its legs are detached (the call ends with its last one), the
+    frames it carried counted, and the audio back it could not queue."""
+    stream.detach(legs, reason)
+    metrics = services.metrics
+    metrics.inc(
+        "media_stream_frames_total", sum(stream.frames[leg] for leg in legs), transport=transport
+    )
+    if playback_dropped:
+        metrics.inc("media_stream_playback_dropped_total", playback_dropped, transport=transport)
 
 
 def rejected(services: Services, transport: str, exc: StreamRejected, **where: str) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, WebSocket
 
-from pipeline.auth import websocket_principal
+from pipeline.auth import principal_of_key, websocket_principal
 from pipeline.events import LegInfo, Transport
 from pipeline.ingest.frontend import (
     NORMAL,
@@ -41,13 +41,14 @@ from pipeline.ingest.frontend import (
     close_quietly,
     may_send_media,
     open_call,
-    principal_of_key,
     rejected,
     stream_call_id,
+    stream_closed,
 )
 from pipeline.ingest.receiver import MediaStream
 from pipeline.logs import ctx
 from pipeline.media.codec import L16_RATES
+from pipeline.media.dtmf import DIGITS
 from pipeline.services import Services
 
 log = logging.getLogger(__name__)
@@ -120,10 +121,7 @@ def router(services: Services) -> APIRouter:
             await close_quietly(ws, exc.code, exc.reason)
         finally:
             if stream is not None:
-                stream.detach(legs, reason)
-                services.metrics.inc(
-                    "media_stream_frames_total", stream.frames, transport=TRANSPORT
-                )
+                stream_closed(services, TRANSPORT, stream, legs, reason)
 
     return r
 
@@ -212,7 +210,7 @@ def _text(services: Services, stream: MediaStream, legs: list[str], doc: dict[st
     """A text frame after the metadata: a key press (jambonz), or ignored (counted)."""
     if doc.get("event") == "dtmf" or doc.get("type") == "dtmf":
         digit = str(doc.get("dtmf") or doc.get("digit") or "")
-        if len(digit) != 1 or digit not in "0123456789*#ABCD":
+        if len(digit) != 1 or digit not in DIGITS:
             raise StreamRejected(PROTOCOL_ERROR, "dtmf", f"dtmf {digit!r} is not a key")
         stream.dtmf(legs[0], digit)
         return

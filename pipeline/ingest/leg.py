@@ -164,13 +164,13 @@ class LegPipeline:
         if self._batch.samples:
             self._emit(out)
 
-    def key_press(self, digit: str, duration_s: float, arrival: float, out: list[Emitted]) -> None:
-        """A key press a transport reports as such (not as RFC 4733 packets): placed at
-        the end of the audio received so far."""
+    def key_press(self, digit: str, arrival: float, out: list[Emitted]) -> None:
+        """A key press a transport reports as such (not as RFC 4733 packets, and with no
+        duration): placed at the end of the audio received so far."""
         pos = self.jitter.expected_pos
         if self.offset is None:
             self.offset = max(0, round((arrival - self.call_t0) * self.rate))
-        out.append(self._dtmf_event(digit, pos, round(duration_s * self.codec.clock_rate)))
+        out.append(self._dtmf_event(digit, pos, 0))
 
     # -- internals ----------------------------------------------------------------------
     def _to_samples(self, pos: int) -> int:

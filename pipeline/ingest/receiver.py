@@ -605,7 +605,7 @@ class MediaStream:
         self.tenant, self.call_id = call.tenant, call.call_id
         self.started = call.started
         self._next: dict[str, tuple[int, int]] = {leg: (0, 0) for leg in call.by_leg}
-        self.frames = 0
+        self.frames: Counter[str] = Counter()  # taken, per leg
         self._attached: set[str] = set()
         # What a bidirectional transport plays back through (set by it once connected),
         # and who waits for it (a robot session started before the stream connected).
@@ -646,13 +646,6 @@ class MediaStream:
         """The legs this call receives."""
         return tuple(self._call.by_leg)
 
-    @property
-    def ended(self) -> bool:
-        """The ingest ended the call (hang-up, timeout, maximum length, shutdown)."""
-        ingest = self._ingest
-        with ingest._lock:
-            return ingest._calls.get((self.tenant, self.call_id)) is not self._call
-
     def on_end(self, notify: Callable[[str], None]) -> None:
         """Call `notify(reason)` when the ingest ends the call, whoever ends it."""
         self._call.on_end.append(notify)
@@ -664,11 +657,9 @@ class MediaStream:
         call = self._call
         now = time.time()
         with ingest._lock:
-            lp = call.by_leg.get(leg)
-            if lp is None:
-                return "unknown_leg"
-            if ingest._calls.get((self.tenant, self.call_id)) is not call:
-                return "ended"
+            lp = self._live_leg(leg)
+            if isinstance(lp, str):
+                return lp
             if ingest._flooded(call, lp, now):
                 return "flood"
             seq, ts = self._next[leg]
@@ -682,7 +673,7 @@ class MediaStream:
                 ingest._drop(call, lp, cause, f"a {len(payload)}-byte frame")
                 return cause
             self._next[leg] = (seq + 1, ts + len(payload) // lp.codec.width)
-            self.frames += 1
+            self.frames[leg] += 1
             ingest._accepted += 1
             if lp.jitter.has_pending:
                 ingest._holding.add(lp)
@@ -690,19 +681,27 @@ class MediaStream:
                 ingest._send(out)
         return None
 
-    def dtmf(self, leg: str, digit: str, duration_s: float = 0.0) -> str | None:
+    def dtmf(self, leg: str, digit: str) -> str | None:
         """A key press the transport reports; returns a drop cause, or None."""
         ingest = self._ingest
         with ingest._lock:
-            lp = self._call.by_leg.get(leg)
-            if lp is None:
-                return "unknown_leg"
-            if ingest._calls.get((self.tenant, self.call_id)) is not self._call:
-                return "ended"
+            lp = self._live_leg(leg)
+            if isinstance(lp, str):
+                return lp
             out: list[Emitted] = []
-            lp.key_press(digit, duration_s, time.time(), out)
+            lp.key_press(digit, time.time(), out)
             ingest._send(out)
         return None
+
+    def _live_leg(self, leg: str) -> LegPipeline | str:
+        """The leg's pipeline, or why a frame for it is dropped (`unknown_leg`, or `ended`
+        when the ingest already ended the call). Under the ingest's lock."""
+        lp = self._call.by_leg.get(leg)
+        if lp is None:
+            return "unknown_leg"
+        if self._ingest._calls.get((self.tenant, self.call_id)) is not self._call:
+            return "ended"
+        return lp
 
     def end(self, reason: str = "hangup") -> dict[str, Any] | None:
         """The transport's peer ended the stream."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
-from pipeline.auth import Principal, websocket_principal
+from pipeline.auth import Principal, principal_of_key, websocket_principal
 from pipeline.events import LegInfo, Transport
 from pipeline.ingest.frontend import (
     NORMAL,
@@ -46,12 +46,13 @@ from pipeline.ingest.frontend import (
     close_quietly,
     may_send_media,
     open_call,
-    principal_of_key,
     rejected,
     stream_call_id,
+    stream_closed,
 )
 from pipeline.ingest.receiver import MediaStream
 from pipeline.logs import ctx
+from pipeline.media.dtmf import DIGITS
 from pipeline.services import Services
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ TRACK_LEGS = {"inbound": "customer", "outbound": "agent"}
 DTMF_TRACKS = {"inbound_track": "customer", "outbound_track": "agent", **TRACK_LEGS}
 MARK_PREFIX = "callpipe-"
 FRAME_BYTES = 160  # 20 ms of mu-law 8 kHz: what Twilio sends, and what it is sent back
-DIGITS = set("0123456789*#ABCD")
 
 
 def parse_frame(text: str) -> dict[str, Any]:
@@ -121,8 +121,7 @@ class TwilioOutbound:
         self._max_queued = max_queued
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._callbacks: list[Callable[[int], None]] = []
-        self.sent = 0
-        self.overflow = 0
+        self.overflow = 0  # messages refused past the playback limit
 
     # -- any thread ----------------------------------------------------------------------
     def play(self, ulaw: bytes) -> None:
@@ -192,7 +191,6 @@ class TwilioOutbound:
                 return False
             except Exception:  # the connection is gone: the receive loop sees it too
                 return True
-            self.sent += 1
 
 
 def router(services: Services) -> APIRouter:
@@ -226,7 +224,6 @@ class _TwilioSession:
         self.slow = False
 
     async def run(self) -> None:
-        metrics = self.services.metrics
         reason = "disconnected"
         self.task = asyncio.current_task()
         try:
@@ -243,8 +240,10 @@ class _TwilioSession:
             if self.outbound is not None:
                 self.outbound.close()
             if self.stream is not None:
-                self.stream.detach(list(self.legs.values()), reason)
-                metrics.inc("media_stream_frames_total", self.stream.frames, transport=TRANSPORT)
+                dropped = self.outbound.overflow if self.outbound is not None else 0
+                stream_closed(
+                    self.services, TRANSPORT, self.stream, list(self.legs.values()), reason, dropped
+                )
             if self.sender is not None:
                 self.sender.cancel()
 
@@ -405,7 +404,7 @@ class _TwilioSession:
             raise StreamRejected(PROTOCOL_ERROR, "dtmf", "dtmf without its object")
         digit = str(body.get("digit", ""))
         leg = DTMF_TRACKS.get(str(body.get("track", "inbound_track")))
-        if digit not in DIGITS or len(digit) != 1 or leg is None:
+        if len(digit) != 1 or digit not in DIGITS or leg is None:
             raise StreamRejected(PROTOCOL_ERROR, "dtmf", f"dtmf {body!r} is not a key press")
         assert self.stream is not None
         if leg in self.stream.legs:

@@ -18,7 +18,6 @@ from typing import Any
 
 from pipeline.bus.tail import BusTail
 from pipeline.events import CallEnded, DtmfReceived, Event
-from pipeline.ingest.receiver import ingest_of
 from pipeline.logs import ctx
 from pipeline.services import Services
 from tts.ivr.engine import Engine, SessionExpired, SessionFinished
@@ -121,7 +120,10 @@ class LiveIvr:
 
     def _step(self, b: Binding, step: dict[str, Any]) -> None:
         b.steps.append(step)
-        stream = ingest_of(self.services).stream(b.tenant, b.call_id)
+        # The ingest of this process, if it has one (none is started for this): only there
+        # can a call's stream be, to play the prompts back.
+        ingest = self.services.existing("ingest")
+        stream = ingest.stream(b.tenant, b.call_id) if ingest is not None else None
         outbound = stream.outbound if stream is not None else None
         if outbound is not None:
             for prompt in step.get("prompts", []):
