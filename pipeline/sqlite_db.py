@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +29,27 @@ def open_shared(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
     db = sqlite3.connect(
         str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
     )
-    db.execute("PRAGMA journal_mode=WAL")
+    enter_wal(db, busy_timeout_s=busy_timeout_s)
     return db
+
+
+def enter_wal(db: sqlite3.Connection, *, busy_timeout_s: float) -> None:
+    """Switch the file to WAL, waiting out the other connections that open it at once.
+
+    SQLite does not call its busy handler for this switch (it needs the file to itself),
+    so a host opening a new file while another host is doing the same got "database is
+    locked" at once instead of waiting `busy_timeout_s` like every other statement.
+    The mode is kept in the file: once one connection has switched it, the others find
+    it switched."""
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager

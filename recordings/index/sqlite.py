@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.sqlite_db import private_file
+from pipeline.sqlite_db import enter_wal, private_file
 from recordings.index.base import (
     CALL_COLUMNS,
     HIT_COLUMNS,
@@ -253,7 +253,7 @@ class SqliteIndex:
         db = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
         )
-        db.execute("PRAGMA journal_mode=WAL")
+        enter_wal(db, busy_timeout_s=30.0)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=OFF")
         return db
