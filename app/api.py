@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
 
 import prompter.api
 import recordings.search_api
@@ -18,12 +19,23 @@ import tts.ivr.api
 from app.health import health
 from pipeline import calls_api
 from pipeline.api import errors, limits
-from pipeline.auth import Principal, require
+from pipeline.auth import ROLE_RIGHTS, ROLES, Principal, Role, require
 from pipeline.database import DatabaseError
 from pipeline.ingest import l16, twilio
 from pipeline.services import Services
 
 RouterOf = Callable[[Services], APIRouter]
+
+
+class Me(BaseModel):
+    """Who a key is: the pages start from it (the agent panel needs no agent id)."""
+
+    tenant: str
+    role: Role
+    agent_id: str | None = None
+    key_id: str | None = None
+    may: str
+
 
 # Live call registration and the media WebSockets: served where the ingest runs, since the
 # ports it hands out and the streams it holds are that host's (embedded: the one process;
@@ -64,6 +76,17 @@ def create_app(services: Services, routers: list[RouterOf] = ROUTERS) -> FastAPI
         """Prometheus text; scrape it with an admin key (`authorization` in the scrape
         config)."""
         return services.metrics.render()
+
+    @app.get("/v1/me")
+    def me(principal: Annotated[Principal, Depends(require(*ROLES))]) -> Me:
+        """The tenant, role and (agent keys) agent of the key, and what the role may do."""
+        return Me(
+            tenant=principal.tenant,
+            role=principal.role,
+            agent_id=principal.agent_id,
+            key_id=principal.key_id,
+            may=ROLE_RIGHTS[principal.role],
+        )
 
     @app.exception_handler(DatabaseError)
     async def database_down(request: Request, exc: DatabaseError) -> JSONResponse:

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 def register(sub: Any) -> None:
     """Add `serve` and `worker`."""
     p = sub.add_parser("serve", help="run API and all workers in one process (embedded)")
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument(
+        "--host", default=None, help="address to listen on (CALLPIPE_HOST, default 127.0.0.1)"
+    )
+    p.add_argument("--port", type=int, default=None, help="HTTP port (CALLPIPE_PORT, default 8080)")
     p.add_argument("--data", type=Path, default=None, help="data dir (default ./data)")
     p.add_argument("--demo", action="store_true", help="play a demo call once started")
     p.set_defaults(func=cmd_serve)

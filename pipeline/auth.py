@@ -7,7 +7,9 @@ Keys are stored as SHA-256 hashes; the clear key is shown once, at creation.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +22,20 @@ from pipeline.services import Services
 
 Role = Literal["pbx", "agent", "analyst", "admin"]
 ROLES: tuple[Role, ...] = ("pbx", "agent", "analyst", "admin")
+
+# What each role may do, for people choosing a role (`keys create --help`, the README,
+# the OpenAPI description); the routes' `require(...)` is what enforces it.
+ROLE_RIGHTS: dict[Role, str] = {
+    "pbx": "register live calls and send their media (RTP, Twilio, L16, AudioSocket),"
+    " upload recordings and follow their jobs, read transcripts, speak (TTS), run IVR"
+    " sessions and voicebot calls",
+    "agent": "(one agent, --agent-id) receive that agent's live hints, rate them, read and"
+    " follow that agent's calls",
+    "analyst": "search and list the tenant's calls, read their transcripts, play their"
+    " recordings, export, term statistics",
+    "admin": "everything in the tenant: playbooks and knowledge base, IVR menus, voicebot"
+    " policy, webhooks, legal hold and deletion, metrics",
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,34 @@ class KeyStore:
             return None
         return Principal(tenant=row[0], role=row[1], agent_id=row[2], key_id=row[3])
 
+    def sign_link(self, principal: Principal, path: str, ttl_s: int) -> str:
+        """A token that lets whoever holds it GET `path` as `principal` until `ttl_s` from
+        now: for what a browser fetches by itself (an <audio src> cannot send a header).
+
+        It is signed with the key's stored hash, so every API host can check it and
+        revoking the key voids its links; a link is bound to one path."""
+        if principal.key_id is None:
+            return ""  # auth off: no key, no token needed
+        row = self._db.fetchone("SELECT hash FROM api_keys WHERE key_id = ?", (principal.key_id,))
+        if row is None:
+            return ""
+        expires = int(time.time()) + ttl_s
+        return f"{principal.key_id}.{expires}.{_link_mac(row[0], path, expires)}"
+
+    def link_principal(self, token: str, path: str) -> Principal | None:
+        """The principal a `sign_link` token speaks for on `path`; None when it is
+        malformed, expired, for another path or its key was revoked."""
+        key_id, _, rest = token.partition(".")
+        expires_s, _, mac = rest.partition(".")
+        if not expires_s.isdigit() or int(expires_s) < time.time():
+            return None
+        row = self._db.fetchone(
+            "SELECT hash, tenant, role, agent_id FROM api_keys WHERE key_id = ?", (key_id,)
+        )
+        if row is None or not hmac.compare_digest(mac, _link_mac(row[0], path, int(expires_s))):
+            return None
+        return Principal(tenant=row[1], role=row[2], agent_id=row[3], key_id=key_id)
+
     def revoke(self, key_id: str) -> bool:
         """Delete a key by its id; True when one was deleted."""
         return self._db.execute("DELETE FROM api_keys WHERE key_id = ?", (key_id,)) > 0
@@ -81,6 +125,11 @@ class KeyStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+def _link_mac(key_hash: str, path: str, expires: int) -> str:
+    message = f"{path}\n{expires}".encode()
+    return hmac.new(key_hash.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 def keys_of(services: Services) -> KeyStore:
@@ -133,13 +182,27 @@ def principal_of_key(services: Services, key: str | None) -> Principal | None:
     return principal
 
 
-def require(*roles: Role) -> Callable[[Request], Principal]:
-    """FastAPI dependency: the caller must hold one of `roles` (403 otherwise)."""
+# The `link` query parameter of the routes that take one, for the OpenAPI.
+LINK_HELP = "a token from the call's `links` (GET /v1/calls/{call_id}), instead of the key"
+
+
+def require(*roles: Role, links: bool = False) -> Callable[[Request], Principal]:
+    """FastAPI dependency: the caller must hold one of `roles` (403 otherwise). With
+    `links`, a `?link=` token from `KeyStore.sign_link` for this path stands for the key."""
 
     def dep(request: Request) -> Principal:
-        p = principal_of(request)
+        services = request.app.state.services
+        token = request.query_params.get("link") if links else None
+        if token is None or not services.settings.auth_enabled:
+            p = principal_of(request)
+        else:
+            found = keys_of(services).link_principal(token, request.url.path)
+            if found is None:
+                services.metrics.inc("auth_failures_total", reason="link")
+                raise HTTPException(401, "this link is malformed, expired or revoked")
+            p = found
         if p.role not in roles:
-            request.app.state.services.metrics.inc("auth_failures_total", reason="role")
+            services.metrics.inc("auth_failures_total", reason="role")
             raise HTTPException(
                 403, f"role {p.role!r} may not do this (needs {' or '.join(roles)})"
             )

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeline.auth import KEYS_SCHEMA, ROLES, KeyStore
+from pipeline.auth import KEYS_SCHEMA, ROLE_RIGHTS, ROLES, KeyStore
 from pipeline.config import Settings
 from pipeline.database import open_database
 from pipeline.errors import CliError
@@ -21,9 +21,16 @@ def register(sub: Any, build_services: ServicesFactory) -> None:
     """Add `keys` and `retention`."""
     keys = sub.add_parser("keys", help="API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
-    create = ksub.add_parser("create", help="create a key; prints it alone on stdout")
-    create.add_argument("--tenant", required=True)
-    create.add_argument("--role", required=True, choices=ROLES)
+    create = ksub.add_parser(
+        "create",
+        help="create a key; prints it alone on stdout",
+        description="Create an API key for one tenant and role; the key is printed once"
+        " (only its hash is kept). Roles:\n"
+        + "\n".join(f"  {role:<8} {ROLE_RIGHTS[role]}" for role in ROLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    create.add_argument("--tenant", required=True, help="the tenant the key acts for")
+    create.add_argument("--role", required=True, choices=ROLES, help="what the key may do")
     create.add_argument("--agent-id", default=None, help="the agent an agent key belongs to")
     create.add_argument("--data", type=Path, default=None, help="data dir (default ./data)")
     create.set_defaults(func=cmd_keys_create)

@@ -8,7 +8,9 @@ query) is a 400 with the reason, never FastAPI's 422 or a 500.
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import logging
 import re
 from collections.abc import Iterator
@@ -17,17 +19,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from pipeline.api.errors import errors
-from pipeline.auth import Principal, require
+from pipeline.auth import LINK_HELP, Principal, keys_of, require
 from pipeline.calls_api import end_live_call
 from pipeline.catalog import load_manifest, visible_manifest
 from pipeline.ids import check_id
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound
-from recordings.index import index_of
+from recordings.index import TranscriptIndex, index_of
 from recordings.index.base import (
     HL_CLOSE,
     HL_OPEN,
@@ -47,6 +49,20 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000
 MAX_STATS_QUERIES = 10
+# A CSV export holds every match up to this many rows, fetched in pages of EXPORT_PAGE
+# (newest first: a cap on an export should drop the oldest calls, not arbitrary ones).
+EXPORT_MAX_ROWS = 10_000
+EXPORT_PAGE = 500
+EXPORT_COLUMNS = (
+    "call_started_at",
+    "call_id",
+    "agent_id",
+    "direction",
+    "leg",
+    "start",
+    "end",
+    "text",
+)
 STREAM_CHUNK = 1 << 20
 RECORDING_NAMES = ("recording.wav",)
 _AUDIO_TYPES = {
@@ -71,6 +87,7 @@ SEARCH_PARAMS = {
     "page",
     "page_size",
     "sort",
+    "format",
 }
 CALLS_PARAMS = {"from", "to", "agent", "direction", "call_id", "page", "page_size"}
 STATS_PARAMS = {"q", "interval", "from", "to", "agent", "leg", "direction", "call_id"}
@@ -78,6 +95,10 @@ LEGS = ("agent", "customer", "mono")
 DIRECTIONS = ("inbound", "outbound", "internal")
 
 Reader = Annotated[Principal, Depends(require("analyst", "admin"))]
+LinkReader = Annotated[Principal, Depends(require("analyst", "admin", links=True))]
+# How long the links of a call view (audio, transcript downloads) work: an analyst's
+# working session, so a page left open keeps playing.
+LINK_TTL_S = 8 * 3600
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 
@@ -186,6 +207,33 @@ def snippet_html(snippet: str) -> str:
     return html.escape(snippet).replace(HL_OPEN, "<mark>").replace(HL_CLOSE, "</mark>")
 
 
+def _cell(value: str | None) -> str:
+    """A free-text cell that a spreadsheet will not run as a formula: what a caller said
+    (or an agent id a PBX sent) may start with = + - @ (OWASP's CSV injection)."""
+    text = value or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _export_csv(index: TranscriptIndex, tenant: str, query: Node, filters: Filters) -> str:
+    """Every match as CSV (one row per utterance), newest first, up to EXPORT_MAX_ROWS."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    offset = 0
+    while offset < EXPORT_MAX_ROWS:
+        page = index.search(tenant, query, filters, "time", offset, EXPORT_PAGE)
+        hits: list[Hit] = page.items  # type: ignore[assignment]
+        for h in hits:
+            writer.writerow(
+                (_iso(h.call_started_at), h.call_id, _cell(h.agent_id), h.direction or "")
+                + (h.leg, f"{h.start:.2f}", f"{h.end:.2f}", _cell(h.text))
+            )
+        offset += len(hits)
+        if len(hits) < EXPORT_PAGE:
+            break
+    return out.getvalue()
+
+
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -286,16 +334,31 @@ def router(services: Services) -> APIRouter:
             )
         return row
 
-    @r.get("/v1/search")
-    def search(request: Request, principal: Reader) -> dict[str, Any]:
-        """Utterances matching `q` within the caller's tenant, with snippets and audio links."""
+    @r.get("/v1/search", response_model=None)
+    def search(request: Request, principal: Reader) -> dict[str, Any] | Response:
+        """Utterances matching `q` within the caller's tenant, with snippets and audio links.
+
+        `format=csv` exports every match (newest first, at most 10,000 rows) as a CSV file
+        instead of one page."""
         try:
             params = _params(request, SEARCH_PARAMS)
             query = _query(_one(request, "q"))
             sort = _choice(_one(request, "sort"), "sort", get_args(Sort)) or "relevance"
+            as_csv = _choice(_one(request, "format"), "format", ("json", "csv")) == "csv"
         except BadRequest as exc:
             raise bad(exc, "search") from None
         index = index_of(services)
+        if as_csv:
+            try:
+                body = _export_csv(index, principal.tenant, query, params.filters)
+            except QueryError as exc:
+                raise bad(BadRequest(f"bad query: {exc}"), "search") from None
+            metrics.inc("search_exports_total")
+            return Response(
+                body,
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="search.csv"'},
+            )
         try:
             page = index.search(
                 principal.tenant,
@@ -380,11 +443,23 @@ def router(services: Services) -> APIRouter:
 
     @r.get("/v1/calls/{call_id}")
     def get_call(call_id: str, principal: Reader) -> dict[str, Any]:
-        """A call's metadata and its indexed utterances (both legs, speaking order)."""
+        """A call's metadata and its indexed utterances (both legs, speaking order).
+
+        `links` are URLs that work without the key for a few hours (the page's player
+        streams the audio with them, its download buttons fetch the transcript)."""
         row = visible_call(principal, call_id)
         utterances = index_of(services).call_utterances(principal.tenant, call_id)
+        keys = keys_of(services)
+        links = {}
+        for name, path in (
+            ("audio", f"/v1/calls/{call_id}/audio"),
+            ("transcript", f"/v1/calls/{call_id}/transcript"),
+        ):
+            token = keys.sign_link(principal, path, LINK_TTL_S)
+            links[name] = f"{path}?link={token}" if token else path
         return {
             **_call_json(row),
+            "links": links,
             "transcript": [
                 {
                     "utterance_id": u.utterance_id,
@@ -399,7 +474,12 @@ def router(services: Services) -> APIRouter:
         }
 
     @r.get("/v1/calls/{call_id}/audio")
-    def get_audio(call_id: str, request: Request, principal: Reader) -> Response:
+    def get_audio(
+        call_id: str,
+        request: Request,
+        principal: LinkReader,
+        link: Annotated[str | None, Query(description=LINK_HELP, max_length=200)] = None,
+    ) -> Response:
         """The call's recording, streamed; a single `Range: bytes=` is honoured (206)."""
         row = visible_call(principal, call_id)
         key = recording_key(services, row, principal.tenant, call_id)

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from pipeline.api.errors import errors
-from pipeline.auth import Principal, require
+from pipeline.auth import LINK_HELP, Principal, require
 from pipeline.bus.base import BusError
 from pipeline.catalog import load_manifest, recording_manifest, save_manifest, visible_manifest
 from pipeline.events import RecordingReady, Utterance
@@ -181,8 +181,12 @@ def router(services: Services) -> APIRouter:
     @r.get("/v1/calls/{call_id}/transcript")
     def get_transcript(
         call_id: str,
-        principal: Annotated[Principal, Depends(require("analyst", "admin", "agent"))],
+        principal: Annotated[
+            Principal, Depends(require("pbx", "analyst", "admin", "agent", links=True))
+        ],
         format: Annotated[Literal["json", "vtt", "srt", "txt"], Query()] = "json",
+        download: Annotated[bool, Query(description="as an attachment (a file to save)")] = False,
+        link: Annotated[str | None, Query(description=LINK_HELP, max_length=200)] = None,
     ) -> Response:
         """The call's transcript: finals so far during a live call, the stored one after."""
         manifest = visible_manifest(services.store, principal, call_id)
@@ -206,12 +210,18 @@ def router(services: Services) -> APIRouter:
         if doc is None or utterances is None:
             detail = manifest.error or f"no transcript yet (status {manifest.status})"
             raise HTTPException(404, detail)
+        response: Response
         if format == "vtt":
-            return PlainTextResponse(to_vtt(utterances), media_type="text/vtt")
-        if format == "srt":
-            return PlainTextResponse(to_srt(utterances), media_type="application/x-subrip")
-        if format == "txt":
-            return PlainTextResponse(to_txt(utterances))
-        return JSONResponse(doc)
+            response = PlainTextResponse(to_vtt(utterances), media_type="text/vtt")
+        elif format == "srt":
+            response = PlainTextResponse(to_srt(utterances), media_type="application/x-subrip")
+        elif format == "txt":
+            response = PlainTextResponse(to_txt(utterances))
+        else:
+            response = JSONResponse(doc)
+        if download:
+            name = f"{call_id}.{format}"
+            response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
 
     return r

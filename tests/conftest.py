@@ -180,6 +180,7 @@ CHROMIUM_ARGS = [
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",  # the pages' players are tested playing
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",

@@ -1,12 +1,14 @@
-// The analyst page: search, a result list, and a call view whose player seeks to a hit.
+// The analyst page: the tenant's calls (newest first) or a search's hits, and a call view
+// whose player streams the recording, seeks to a hit, and follows the line being played.
 // Plain browser JavaScript, no build step. The API key stays in localStorage and goes
-// out only as an Authorization header.
+// out only as an Authorization header; the player and the download buttons use the
+// call's signed links (an <audio src> or <a href> cannot send a header).
 "use strict";
 
 const KEY_STORAGE = "callpipe.apiKey";
 const PAGE_SIZE = 20;
 const $ = (id) => document.getElementById(id);
-const state = { page: 1, total: 0, callId: null, audioUrl: null, pendingSeek: null };
+const state = { page: 1, total: 0, mode: "calls", callId: null, pendingSeek: null, terms: [] };
 
 function apiKey() { return $("api-key").value.trim(); }
 
@@ -25,15 +27,24 @@ function clock(t) {
   return m + ":" + s;
 }
 
+function when(iso) { return iso.slice(0, 16).replace("T", " "); }
+
 function setStatus(text, isError = false) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
 }
 
-function searchParams() {
-  const p = new URLSearchParams({ q: $("q").value, page: state.page, page_size: PAGE_SIZE });
-  const opt = { from: "f-from", to: "f-to", agent: "f-agent", leg: "f-leg",
-                direction: "f-direction", sort: "f-sort" };
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = text;
+  return e;
+}
+
+function filterParams() {
+  const p = new URLSearchParams();
+  const opt = { from: "f-from", to: "f-to", agent: "f-agent", direction: "f-direction" };
+  if (state.mode === "search") Object.assign(opt, { leg: "f-leg", sort: "f-sort" });
   for (const [name, id] of Object.entries(opt)) {
     const v = $(id).value.trim();
     if (v) p.set(name, v);
@@ -41,12 +52,94 @@ function searchParams() {
   return p;
 }
 
-async function search() {
-  setStatus("Searching…");
+function searchParams() {
+  const p = filterParams();
+  p.set("q", $("q").value);
+  return p;
+}
+
+// The words of a query, to mark in a call's transcript: operators and quotes dropped,
+// a trailing * kept as "any ending". Matching ignores case and accents, as the index does.
+function queryTerms(q) {
+  return (q.match(/[^\s"()]+/g) || [])
+    .filter((w) => !["AND", "OR", "NOT"].includes(w))
+    .map((w) => fold(w.replace(/^[-+]/, "")))
+    .filter((w) => w.replace("*", "").length > 0);
+}
+
+function fold(s) { return s.normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase(); }
+
+function marked(text, terms) {
+  // text nodes and <mark>s, never innerHTML: the transcript is the caller's words
+  const out = [];
+  const re = /[\p{L}\p{N}]+/gu;
+  let last = 0, m;
+  while ((m = re.exec(text)) !== null) {
+    const word = fold(m[0]);
+    const hit = terms.some((t) => t.endsWith("*") ? word.startsWith(t.slice(0, -1)) : word === t);
+    if (!hit) continue;
+    out.push(document.createTextNode(text.slice(last, m.index)), el("mark", "", m[0]));
+    last = m.index + m[0].length;
+  }
+  out.push(document.createTextNode(text.slice(last)));
+  return out;
+}
+
+function showPager(total) {
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  $("pager").hidden = pages <= 1;
+  $("page-info").textContent = "page " + state.page + " of " + pages;
+  $("prev").disabled = state.page <= 1;
+  $("next").disabled = state.page >= pages;
+}
+
+async function refresh() {
   $("results").replaceChildren();
+  $("calls").hidden = state.mode !== "calls";
+  $("results").hidden = state.mode !== "search";
+  $("export-csv").hidden = state.mode !== "search";
+  return state.mode === "search" ? search() : listCalls();
+}
+
+async function listCalls() {
+  setStatus("Loading calls…");
+  const p = filterParams();
+  p.set("page", state.page);
+  p.set("page_size", PAGE_SIZE);
   let data;
   try {
-    data = await api("/v1/search?" + searchParams());
+    data = await api("/v1/calls?" + p);
+  } catch (e) {
+    setStatus(e.message, true);
+    $("pager").hidden = true;
+    return;
+  }
+  const rows = $("calls").querySelector("tbody");
+  rows.replaceChildren();
+  for (const c of data.calls) {
+    const tr = el("tr", "call-row");
+    tr.tabIndex = 0;
+    tr.dataset.callId = c.call_id;
+    const dur = c.duration === null ? "" : clock(c.duration);
+    for (const v of [when(c.started_at), c.caller || "", c.callee || "", c.agent_id || "",
+                     c.direction || "", dur, c.utterances]) tr.append(el("td", "", String(v)));
+    const open = () => { state.terms = []; openCall(c.call_id, 0, null); };
+    tr.addEventListener("click", open);
+    tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+    rows.append(tr);
+  }
+  setStatus(data.total + (data.total === 1 ? " call" : " calls"));
+  showPager(data.total);
+}
+
+async function search() {
+  setStatus("Searching…");
+  const p = searchParams();
+  p.set("page", state.page);
+  p.set("page_size", PAGE_SIZE);
+  let data;
+  try {
+    data = await api("/v1/search?" + p);
   } catch (e) {
     setStatus(e.message, true);
     $("pager").hidden = true;
@@ -57,25 +150,17 @@ async function search() {
   const shown = data.total + (data.total_exact ? "" : "+");
   setStatus(shown + (data.total === 1 && data.total_exact ? " match" : " matches"));
   for (const hit of data.hits) $("results").append(hitItem(hit));
-  const pages = Math.max(1, Math.ceil(data.total / PAGE_SIZE));
-  $("pager").hidden = pages <= 1;
-  $("page-info").textContent = "page " + state.page + " of " + pages;
-  $("prev").disabled = state.page <= 1;
-  $("next").disabled = state.page >= pages;
+  showPager(data.total);
 }
 
 function hitItem(hit) {
-  const li = document.createElement("li");
-  li.className = "hit";
+  const li = el("li", "hit");
   li.tabIndex = 0;
   li.dataset.callId = hit.call_id;
   li.dataset.start = hit.start;
-  const head = document.createElement("div");
-  head.className = "hit-head";
-  head.textContent = hit.call_started_at.slice(0, 16).replace("T", " ") + " · " + hit.call_id +
-    " · " + hit.leg + " · " + clock(hit.start) + (hit.agent_id ? " · agent " + hit.agent_id : "");
-  const text = document.createElement("div");
-  text.className = "snippet";
+  const head = el("div", "hit-head", when(hit.call_started_at) + " · " + hit.leg + " · " +
+    clock(hit.start) + (hit.agent_id ? " · agent " + hit.agent_id : "") + " · " + hit.call_id);
+  const text = el("div", "snippet");
   text.innerHTML = hit.snippet;  // escaped by the server; only <mark> is markup
   li.append(head, text);
   const open = () => openCall(hit.call_id, hit.start, hit.utterance_id);
@@ -93,44 +178,37 @@ async function openCall(callId, start, utteranceId) {
     return;
   }
   $("call-pane").hidden = false;
-  $("call-title").textContent = "Call " + call.call_id;
-  $("call-meta").textContent = [call.started_at.slice(0, 19).replace("T", " ") + " UTC",
-    call.direction, call.agent_id && "agent " + call.agent_id,
-    call.caller && "from " + call.caller, call.callee && "to " + call.callee,
-    call.held && "legal hold"].filter(Boolean).join(" · ");
+  $("call-title").textContent = "Call " + [call.caller && "from " + call.caller,
+    call.agent_id && "with agent " + call.agent_id].filter(Boolean).join(" ") ||
+    "Call " + call.call_id;
+  $("call-meta").textContent = [when(call.started_at) + " UTC",
+    call.duration !== null && clock(call.duration), call.direction,
+    call.callee && "to " + call.callee, call.held && "legal hold", call.call_id]
+    .filter(Boolean).join(" · ");
   const list = $("transcript");
   list.replaceChildren();
   for (const u of call.transcript) {
-    const li = document.createElement("li");
-    li.className = u.leg + (u.utterance_id === utteranceId ? " current" : "");
+    const li = el("li", u.leg + (u.utterance_id === utteranceId ? " current" : ""));
     li.dataset.start = u.start;
-    const who = document.createElement("span");
-    who.className = "who";
-    who.textContent = u.leg + " · " + clock(u.start);
-    li.append(who, document.createTextNode(u.text));
+    li.dataset.end = u.end;
+    li.append(el("span", "who", u.leg + " · " + clock(u.start)), ...marked(u.text, state.terms));
     li.addEventListener("click", () => seek(u.start));
     list.append(li);
   }
+  const t = call.links.transcript;
+  const sep = t.includes("?") ? "&" : "?";
+  for (const fmt of ["srt", "vtt", "json", "txt"]) {
+    $("dl-" + fmt).href = t + sep + "format=" + fmt + "&download=true";
+  }
+  $("dl-audio").href = call.links.audio;
   const current = list.querySelector(".current");
   if (current) current.scrollIntoView({ block: "nearest" });
-  await loadAudio(callId);
-  seek(start);
-}
-
-async function loadAudio(callId) {
-  if (state.callId === callId && state.audioUrl) return;
-  const player = $("player");
-  if (state.audioUrl) URL.revokeObjectURL(state.audioUrl);
-  state.callId = callId;
-  state.audioUrl = null;
-  try {
-    // An <audio src> cannot send the Authorization header: fetch, then play from a blob.
-    const blob = await api("/v1/calls/" + encodeURIComponent(callId) + "/audio", true);
-    state.audioUrl = URL.createObjectURL(blob);
-    player.src = state.audioUrl;
-  } catch (e) {
-    setStatus("no audio: " + e.message, true);
+  if (state.callId !== callId) {
+    // streamed: the browser asks for byte ranges as it plays and seeks
+    state.callId = callId;
+    $("player").src = call.links.audio;
   }
+  seek(start);
 }
 
 function seek(t) {
@@ -142,20 +220,62 @@ function seek(t) {
   }
 }
 
+// The line being played: the last one started by the player's position.
+function follow() {
+  const t = $("player").currentTime;
+  let playing = null;
+  for (const li of $("transcript").children) {
+    if (Number(li.dataset.start) <= t + 0.05) playing = li;
+  }
+  for (const li of $("transcript").querySelectorAll(".playing")) {
+    if (li !== playing) li.classList.remove("playing");
+  }
+  if (playing && !playing.classList.contains("playing")) {
+    playing.classList.add("playing");
+    playing.scrollIntoView({ block: "nearest" });
+  }
+}
+
+async function exportCsv() {
+  // a search export needs the key: fetched, then saved from a blob
+  try {
+    const blob = await api("/v1/search?" + searchParams() + "&format=csv", true);
+    const a = el("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = "search.csv";
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  } catch (e) {
+    setStatus("export failed: " + e.message, true);
+  }
+}
+
 $("player").addEventListener("loadedmetadata", () => {
   if (state.pendingSeek !== null) {
     $("player").currentTime = state.pendingSeek;
     state.pendingSeek = null;
   }
 });
+$("player").addEventListener("timeupdate", follow);
+$("player").addEventListener("seeked", follow);
 
 $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
-$("api-key").addEventListener("change", () => localStorage.setItem(KEY_STORAGE, apiKey()));
+$("api-key").addEventListener("change", () => {
+  localStorage.setItem(KEY_STORAGE, apiKey());
+  state.page = 1;
+  refresh();
+});
 $("search-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   localStorage.setItem(KEY_STORAGE, apiKey());
   state.page = 1;
-  search();
+  state.mode = $("q").value.trim() ? "search" : "calls";
+  state.terms = queryTerms($("q").value);
+  refresh();
 });
-$("prev").addEventListener("click", () => { state.page -= 1; search(); });
-$("next").addEventListener("click", () => { state.page += 1; search(); });
+$("prev").addEventListener("click", () => { state.page -= 1; refresh(); });
+$("next").addEventListener("click", () => { state.page += 1; refresh(); });
+$("export-csv").addEventListener("click", exportCsv);
+if (apiKey()) refresh();

@@ -10,6 +10,7 @@ import time
 import wave
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,15 @@ import uvicorn
 
 from app.api import create_app
 from pipeline.auth import keys_of
-from pipeline.events import CallStarted, Event, Utterance
+from pipeline.catalog import recording_manifest, save_manifest
+from pipeline.events import CallStarted, Event, RecordingReady, Utterance
 from pipeline.ids import call_key
 from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
 from recordings.index import index_of
 from recordings.index.worker import IndexStage
+from recordings.transcripts import finish_transcript
 
 RATE = 16000
 STARTED = datetime(2025, 2, 3, 10, 30, tzinfo=UTC)
@@ -78,19 +81,27 @@ def served(services: Services, unused_port: int) -> Iterator[str]:
     thread.join(10)
 
 
-def test_click_a_hit_and_the_player_is_at_it(
+@pytest.fixture
+def indexed_call(
     services: Services,
     speak: Callable[..., np.ndarray],
-    served: str,
-    browser: Any,
     publish_events: Callable[..., None],
-) -> None:
+) -> tuple[bytes, list[tuple[str, float, float, str]]]:
+    """Call web-1 (agent a-3, from +33 1 23 45 67 89) recorded and indexed in tenant acme;
+    its WAV and each line's (leg, start, end, text)."""
     wav, timed = recorded_call(speak)
-    services.store.put(call_key("acme", "web-1", STARTED, "recording.wav"), wav, "audio/wav")
-    events: list[Event] = [
-        CallStarted(tenant="acme", call_id="web-1", agent_id="a-3", started_at=STARTED)
-    ]
-    events += [
+    key = call_key("acme", "web-1", STARTED, "recording.wav")
+    services.store.put(key, wav, "audio/wav")
+    uploaded = RecordingReady(
+        tenant="acme",
+        call_id="web-1",
+        uri=services.store.uri(key),
+        started_at=STARTED,
+        channels="mono",
+        agent_id="a-3",
+        caller="+33123456789",
+    )
+    utterances = [
         Utterance(
             tenant="acme",
             call_id="web-1",
@@ -103,6 +114,16 @@ def test_click_a_hit_and_the_player_is_at_it(
         )
         for i, (leg, s, e, text) in enumerate(timed)
     ]
+    # as the batch worker ends a call: manifest, transcript artifacts, transcript.ready
+    manifest = recording_manifest(uploaded, key)
+    save_manifest(services.store, manifest)
+    duration = (len(wav) - 44) / 2 / RATE
+    ready = finish_transcript(services.store, manifest, utterances, {}, "batch", duration, "en")
+    events: list[Event] = [
+        CallStarted(**uploaded.details()),
+        *utterances,
+        ready,
+    ]
     # join the group first: the in-process bus drops what every live group has read
     runner = WorkerRunner(
         IndexStage(services, index_of(services)), services.bus, services.topics, services.metrics
@@ -112,6 +133,16 @@ def test_click_a_hit_and_the_player_is_at_it(
     while len(index_of(services).call_utterances("acme", "web-1")) < len(LINES):
         assert time.monotonic() < deadline, "the index worker did not index the call"
         runner.run_once()
+    return wav, timed
+
+
+def test_click_a_hit_and_the_player_is_at_it(
+    services: Services,
+    indexed_call: tuple[bytes, list[tuple[str, float, float, str]]],
+    served: str,
+    browser: Any,
+) -> None:
+    wav, timed = indexed_call
     key = keys_of(services).create("acme", "analyst")
     hit_start = round(timed[1][1], 3)  # "cancel my contract"
     assert hit_start > 2.0  # far enough from 0 that a player left at the start would fail
@@ -156,3 +187,82 @@ def test_click_a_hit_and_the_player_is_at_it(
     page.click("#search-button")
     page.wait_for_selector("#status.error")
     assert "unbalanced quote" in page.inner_text("#status")
+
+
+def test_calls_listed_without_a_query_followed_while_playing_and_exported(
+    services: Services,
+    indexed_call: tuple[bytes, list[tuple[str, float, float, str]]],
+    served: str,
+    browser: Any,
+    tmp_path: Path,
+) -> None:
+    """No query: the tenant's calls by date, caller and agent. A call opened from the list
+    streams its audio by ranges through its signed link, the line being played is marked,
+    and the download buttons give the transcript in each format. A search marks its terms
+    in the call's transcript and exports its matches as CSV."""
+    wav, timed = indexed_call
+    duration = (len(wav) - 44) / 2 / RATE
+    key = keys_of(services).create("acme", "analyst")
+    page = browser.new_page()
+    audio_requests: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda req: audio_requests.append(req.headers) if "/audio" in req.url else None,
+    )
+    page.goto(served + "/")
+    page.fill("#api-key", key)
+    page.click("#search-button")  # no query: the call list
+    page.wait_for_selector("#calls tr.call-row")
+    page.screenshot(path=str(tmp_path / "analyst-calls.png"))
+    row = page.locator("#calls tr.call-row")
+    assert row.count() == 1
+    cells = row.first.locator("td").all_inner_texts()
+    assert cells[:4] == ["2025-02-03 10:30", "+33123456789", "", "a-3"]
+    assert cells[5] == "0:" + f"{duration:04.1f}"
+    assert cells[6] == str(len(LINES))
+    row.first.click()
+    page.wait_for_selector("#transcript li")
+    assert "+33123456789" in page.inner_text("#call-title")
+
+    # played from the start, the marked line follows the audio to the second line
+    page.evaluate("document.getElementById('player').play()")
+    page.wait_for_function(
+        "(t) => { const li = document.querySelector('#transcript li.playing');"
+        " return li && Number(li.dataset.start) >= t; }",
+        arg=round(timed[1][1], 3) - 0.01,
+        timeout=30_000,
+    )
+    page.evaluate("document.getElementById('player').pause()")
+    playing = page.locator("#transcript li.playing")
+    assert playing.count() == 1
+    assert "cancel my contract" in playing.inner_text()
+    # the browser streamed the audio itself (a link, no key header) and asked for ranges
+    assert audio_requests, "the player did not fetch the audio"
+    assert all("authorization" not in h for h in audio_requests)
+    assert any(h.get("range", "").startswith("bytes=") for h in audio_requests)
+
+    # each download button saves the transcript in its format, named after the call
+    for fmt, expected in (("srt", "00:00:0"), ("vtt", "WEBVTT"), ("json", '"utterances"')):
+        with page.expect_download() as got:
+            page.click(f"#dl-{fmt}")
+        download = got.value
+        assert download.suggested_filename == f"web-1.{fmt}"
+        assert expected in open(download.path(), encoding="utf-8").read()
+
+    # a search's terms are marked in the call opened from its hit; its matches export
+    page.fill("#q", "cancel OR numb*")
+    page.click("#search-button")
+    page.wait_for_selector("#results li.hit")
+    page.locator("#results li.hit").first.click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#transcript li mark').length >= 2", timeout=10_000
+    )
+    marks = page.locator("#transcript li mark").all_inner_texts()
+    assert sorted(marks) == ["cancel", "number"]
+    with page.expect_download() as got:
+        page.click("#export-csv")
+    rows = open(got.value.path(), encoding="utf-8").read().splitlines()
+    assert rows[0].startswith("call_started_at,call_id,agent_id")
+    assert len(rows) == 3  # the header and the two matching lines
+    assert all(",web-1,a-3," in r for r in rows[1:])
+    page.screenshot(path=str(tmp_path / "analyst-call.png"), full_page=True)

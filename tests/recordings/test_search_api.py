@@ -3,6 +3,7 @@ the full embedded app: results, snippets, paging, Range requests, and 400s with 
 
 from __future__ import annotations
 
+import csv
 import io
 import wave
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 from fastapi.testclient import TestClient
 
+from pipeline.auth import keys_of
 from pipeline.ids import call_key
 from pipeline.services import Services
 from recordings.index.base import TranscriptIndex, UtteranceRow
@@ -244,3 +246,89 @@ def test_analyst_page_is_served(search_client: TestClient) -> None:
     assert search_client.get("/web/app.js").status_code == 200
     assert search_client.get("/web/app.css").headers["content-type"].startswith("text/css")
     assert search_client.get("/web/..%2Fsearch_api.py").status_code == 404
+
+
+def test_call_links_play_and_download_without_the_key(
+    search_client: TestClient, search_keys: dict[str, str], services: Services
+) -> None:
+    """The links of a call view stand for the key on their own path only, and die with
+    the key."""
+    data = wav_bytes()
+    started = datetime(2024, 5, 1, 9, tzinfo=UTC)
+    services.store.put(call_key("acme", "c1", started, "recording.wav"), data, "audio/wav")
+    call = search_client.get("/v1/calls/c1", headers=auth(search_keys["analyst"])).json()
+    audio = call["links"]["audio"]
+    assert audio.startswith("/v1/calls/c1/audio?link=")
+    r = search_client.get(audio, headers={"Range": "bytes=0-99"})
+    assert r.status_code == 206 and r.content == data[:100]
+    token = audio.split("link=")[1]
+    # another call's path, a forged or altered token: refused
+    for bad in (
+        f"/v1/calls/c2/audio?link={token}",
+        f"/v1/calls/c1/audio?link={token[:-1]}0",
+        "/v1/calls/c1/audio?link=garbage",
+        f"/v1/calls/c1/transcript?link={token}",
+    ):
+        r = search_client.get(bad)
+        assert r.status_code == 401 and "link" in r.json()["detail"], bad
+    # an expired one
+    keys = keys_of(services)
+    principal = keys.lookup(search_keys["analyst"])
+    assert principal is not None
+    old = keys.sign_link(principal, "/v1/calls/c1/audio", -1)
+    assert search_client.get(f"/v1/calls/c1/audio?link={old}").status_code == 401
+    # a link only carries its key's role: an agent key's link to a reader route is a 403
+    agent = keys.lookup(search_keys["agent"])
+    assert agent is not None
+    agents = keys.sign_link(agent, "/v1/calls/c1/audio", 60)
+    assert search_client.get(f"/v1/calls/c1/audio?link={agents}").status_code == 403
+    # the key revoked, its links die with it
+    assert principal.key_id is not None and keys.revoke(principal.key_id)
+    assert search_client.get(audio).status_code == 401
+
+
+def test_search_exports_every_match_as_csv(
+    search_client: TestClient, search_keys: dict[str, str], search_index: TranscriptIndex
+) -> None:
+    search_index.upsert_utterances(
+        [
+            UtteranceRow("acme", "c3", "u-f", "customer", 9, 10, '=HYPERLINK("x") facture'),
+            UtteranceRow("acme", "c3", "u-g", "agent", 11, 12, "votre facture, madame"),
+        ]
+    )
+    h = auth(search_keys["analyst"])
+    r = search_client.get("/v1/search", params={"q": "facture", "format": "csv"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-disposition"] == 'attachment; filename="search.csv"'
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == [
+        "call_started_at",
+        "call_id",
+        "agent_id",
+        "direction",
+        "leg",
+        "start",
+        "end",
+        "text",
+    ]
+    paged = search_client.get("/v1/search", params={"q": "facture"}, headers=h).json()
+    assert len(rows) - 1 == paged["total"] >= 2
+    texts = {row[7] for row in rows[1:]}
+    assert '\'=HYPERLINK("x") facture' in texts  # never a formula in a spreadsheet
+    r = search_client.get("/v1/search", params={"q": "facture", "format": "xml"}, headers=h)
+    assert r.status_code == 400 and "'format' must be one of json, csv" in r.json()["detail"]
+    # another tenant's export holds none of acme's
+    r = search_client.get(
+        "/v1/search",
+        params={"q": "facture", "format": "csv"},
+        headers=auth(search_keys["rival"]),
+    )
+    assert all(",c1," not in line and ",c3," not in line for line in r.text.splitlines())
+
+
+def test_me_names_the_key(search_client: TestClient, search_keys: dict[str, str]) -> None:
+    body = search_client.get("/v1/me", headers=auth(search_keys["agent"])).json()
+    assert (body["tenant"], body["role"], body["agent_id"]) == ("acme", "agent", "a-1")
+    assert "hints" in body["may"]
+    assert search_client.get("/v1/me").status_code == 401
