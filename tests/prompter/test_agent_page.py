@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pipeline.auth import keys_of
-from pipeline.events import DtmfReceived, Hint, Utterance
+from pipeline.events import DtmfReceived, Hint, HintTrigger, Utterance
 from pipeline.services import Services
 from prompter.delivery import hint_hub
 from stt.live_call import LiveCall, ensure_manifest
@@ -34,10 +35,10 @@ def _utterance(text: str, final: bool, revision: int, tentative: str = "") -> Ut
 
 
 def _words_shown(page: Any) -> str:
-    """The transcript line's text after its leg label."""
+    """The transcript line's text after its time and leg labels."""
     return str(
         page.evaluate(
-            "[...document.querySelector('#transcript .utt').childNodes].slice(1)"
+            "[...document.querySelector('#transcript .utt').childNodes].slice(2)"
             ".map((n) => n.textContent).join('')"
         )
     )
@@ -49,15 +50,17 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
     browser: Any,
     make_call: Any,
     publish_events: Callable[..., None],
+    tmp_path: Path,
 ) -> None:
     assert hint_hub(services).wait_ready(10) and live_hub(services).wait_ready(10)
     key = keys_of(services).create("acme", "agent", agent_id="a-7")
     page = browser.new_page()
     page.goto(server.http + "/agent")
-    page.fill("#agent", "a-7")
-    page.fill("#key", key)
+    page.fill("#key", key)  # no agent id: the panel takes the key's own
     page.click("#connect")
     page.wait_for_function("document.getElementById('status').textContent === 'connected'")
+    assert page.inner_text("#who") == "agent a-7 · acme"
+    assert page.locator("#agent-field").is_hidden()
     call = make_call("c-1")
     # what the live worker does on call.started (it does not run here): the call's manifest
     live = LiveCall(tenant="acme", call_id="c-1", started_at=call.started_at)
@@ -65,6 +68,10 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
     ensure_manifest(services.store, live)
     publish_events(services, call)
     page.wait_for_function("document.getElementById('call').textContent === 'call c-1'")
+    # the caller, and a call timer that runs
+    assert page.inner_text("#caller") == "Caller +33100000000"
+    first = page.inner_text("#timer")
+    page.wait_for_function("(t) => document.getElementById('timer').textContent !== t", arg=first)
 
     partial = _utterance("I would like", False, 1, tentative="to cancel my")
     line = page.locator("#transcript .utt")
@@ -75,6 +82,7 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
         page.wait_for_timeout(300)
     assert line.count() == 1 and "partial" in (line.get_attribute("class") or "")
     assert line.locator(".leg").inner_text() == "customer"
+    assert line.locator(".at").inner_text() == "0:01"  # when in the call it was said
     assert line.locator(".tentative").inner_text().strip() == "to cancel my"
     assert _words_shown(page) == "I would like to cancel my"
     # the page shows tentative words in their own lighter colour, after the stable ones
@@ -119,7 +127,11 @@ def test_the_agent_sees_stable_then_tentative_words_then_the_final(
             kind="script",
             title="Retention offer",
             text="Offer two months free.",
+            trigger=HintTrigger(utterance_id="u-c-1", matched="cancel", rule="churn"),
         ),
     )
     page.wait_for_selector("#hint-h-1")
     assert "Offer two months free." in page.inner_text("#hint-h-1")
+    assert page.inner_text("#hint-h-1 .why") == "Why: rule churn · heard “cancel”"
+    assert page.locator("#hint-h-1 .at").inner_text()  # the time it came
+    page.screenshot(path=str(tmp_path / "agent-panel.png"))
