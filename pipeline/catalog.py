@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from pipeline.auth import Principal
-from pipeline.events import CallDetails, RecordingReady
+from pipeline.events import CallDetails, RecordingReady, utcnow
 from pipeline.ids import call_prefix, check_id
 from pipeline.store import ObjectNotFound, ObjectStore, StoreError
 
@@ -28,6 +28,9 @@ class CallManifest(CallDetails):
     transcript_key: str | None = None
     channels: dict[str, str] | Literal["mono"] = "mono"
     status: Literal["queued", "running", "live", "transcribed", "failed"] = "queued"
+    # The transcription job (GET /v1/jobs/{call_id}): how far it is, when it last moved.
+    progress: float | None = None
+    updated_at: datetime | None = None
     error: str | None = None
     end_reason: str | None = None  # a live call: hangup, rtp_timeout, restart ...
 
@@ -56,10 +59,11 @@ def recording_manifest(event: RecordingReady, recording_key: str) -> CallManifes
 
 
 def save_manifest(store: ObjectStore, manifest: CallManifest) -> None:
-    """Write (or overwrite) a call's manifest."""
+    """Write (or overwrite) a call's manifest, stamped with the time."""
+    stamped = manifest.model_copy(update={"updated_at": utcnow()})
     store.put(
         manifest_key(manifest.tenant, manifest.call_id),
-        manifest.model_dump_json().encode(),
+        stamped.model_dump_json().encode(),
         "application/json",
     )
 

@@ -170,7 +170,7 @@ def finish_transcript(
         source,
         presses,
     )
-    done = {"status": "transcribed", "language": language, "error": None}
+    done = {"status": "transcribed", "language": language, "error": None, "progress": 1.0}
     save_manifest(
         store,
         manifest.model_copy(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -85,6 +85,22 @@ def transcribe_recording(
             )
 
     return utterances(), info
+
+
+def with_progress(
+    utterances: Iterator[Utterance], duration: float, report: Callable[[float], None]
+) -> Iterator[Utterance]:
+    """The utterances unchanged, calling `report(fraction done)` as each comes.
+
+    The legs are decoded together in speaking order, so how far the latest utterance
+    ends into the call is how far the work is (silence at the end is skipped at once)."""
+    done = 0.0
+    for u in utterances:
+        if duration > 0:
+            done = max(done, min(1.0, u.end / duration))
+            report(done)
+        yield u
+    report(1.0)
 
 
 def info_dict(info: TranscriptionInfo) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.api.errors import errors
 from pipeline.auth import LINK_HELP, Principal, require
@@ -81,6 +82,63 @@ def _store_and_queue(
         raise
 
 
+class Accepted(BaseModel):
+    """An upload taken: the call it became and its transcription job."""
+
+    call_id: str
+    job_id: str = Field(description="one job per call: a new upload of the call restarts it")
+    job_url: str
+    status: Literal["queued"] = "queued"
+    duration: float = Field(description="seconds of audio")
+    channels: int
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "call_id": "c-2026-0042",
+                    "job_id": "c-2026-0042",
+                    "job_url": "/v1/jobs/c-2026-0042",
+                    "status": "queued",
+                    "duration": 312.4,
+                    "channels": 2,
+                }
+            ]
+        }
+    )
+
+
+class Job(BaseModel):
+    """Where a recording's transcription is."""
+
+    job_id: str
+    call_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float = Field(ge=0, le=1, description="fraction of the call transcribed")
+    error: str | None = Field(default=None, description="why it failed")
+    updated_at: datetime | None = None
+    transcript_url: str | None = Field(default=None, description="once done")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "c-2026-0042",
+                    "call_id": "c-2026-0042",
+                    "status": "running",
+                    "progress": 0.42,
+                    "error": None,
+                    "updated_at": "2026-12-03T10:15:02Z",
+                    "transcript_url": None,
+                }
+            ]
+        }
+    )
+
+
+_JOB_STATUS = {"queued": "queued", "running": "running", "transcribed": "done", "failed": "failed"}
+
+
 def router(services: Services) -> APIRouter:
     """POST /v1/recordings and GET /v1/calls/{call_id}/transcript."""
     r = APIRouter()
@@ -100,7 +158,7 @@ def router(services: Services) -> APIRouter:
         caller: Annotated[str | None, Form(max_length=64)] = None,
         callee: Annotated[str | None, Form(max_length=64)] = None,
         started_at: Annotated[datetime | None, Form()] = None,
-    ) -> dict[str, object]:
+    ) -> Accepted:
         """Store a finished recording and queue it for transcription.
 
         The file's header is checked here (readable, 8-48 kHz, one channel per leg named,
@@ -171,12 +229,35 @@ def router(services: Services) -> APIRouter:
             header.channels,
             **ctx(principal.tenant, cid),
         )
-        return {
-            "call_id": cid,
-            "status": "queued",
-            "duration": round(header.seconds, 3),
-            "channels": header.channels,
-        }
+        return Accepted(
+            call_id=cid,
+            job_id=cid,
+            job_url=f"/v1/jobs/{cid}",
+            duration=round(header.seconds, 3),
+            channels=header.channels,
+        )
+
+    @r.get("/v1/jobs/{job_id}", responses=errors(404))
+    def get_job(
+        job_id: str,
+        principal: Annotated[Principal, Depends(require("pbx", "analyst", "admin"))],
+    ) -> Job:
+        """A recording's transcription: queued, running (with its progress), done (with
+        the transcript's URL) or failed (with the reason). The job id is the call id."""
+        manifest = visible_manifest(services.store, principal, job_id)
+        status = _JOB_STATUS.get(manifest.status) if manifest is not None else None
+        if manifest is None or status is None:
+            raise HTTPException(404, "no such job (a live call has none until it is recorded)")
+        done = status == "done"
+        return Job(
+            job_id=job_id,
+            call_id=job_id,
+            status=status,  # type: ignore[arg-type]
+            progress=1.0 if done else (manifest.progress or 0.0),
+            error=manifest.error if status == "failed" else None,
+            updated_at=manifest.updated_at,
+            transcript_url=f"/v1/calls/{job_id}/transcript" if done else None,
+        )
 
     @r.get("/v1/calls/{call_id}/transcript")
     def get_transcript(
@@ -208,7 +289,11 @@ def router(services: Services) -> APIRouter:
             if doc is not None:
                 utterances = from_document(doc)
         if doc is None or utterances is None:
-            detail = manifest.error or f"no transcript yet (status {manifest.status})"
+            detail = manifest.error or (
+                f"no transcript yet (status {manifest.status}); its job: /v1/jobs/{call_id}"
+                if manifest.status in ("queued", "running")
+                else f"no transcript yet (status {manifest.status})"
+            )
             raise HTTPException(404, detail)
         response: Response
         if format == "vtt":

@@ -4,7 +4,8 @@ transcript.ready out."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from pipeline.catalog import load_manifest, recording_manifest, save_manifest
 from pipeline.events import Event, MediaChunk, RecordingReady
@@ -14,7 +15,7 @@ from pipeline.services import Services
 from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
 from recordings.transcripts import finish_transcript, stored_presses
-from stt.batch import ChannelMismatch, info_dict, transcribe_recording
+from stt.batch import ChannelMismatch, info_dict, transcribe_recording, with_progress
 from stt.transcriber import transcriber_of
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ class BatchStage(Stage):
 
     name = "batch"
     topics = ("recordings",)
+    # How often a running job's progress is written to its manifest (an object store write).
+    progress_every_s = 2.0
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -45,7 +48,7 @@ class BatchStage(Stage):
             raise ProcessingError(
                 f"store error reading {event.uri}: {exc}", retriable=exc.retriable
             ) from exc
-        self._set_status(event, "running")
+        self._set_status(event, "running", progress=0.0)
         try:
             audio = load_audio(
                 data, AudioLimits(max_seconds=self.services.settings.max_recording_s)
@@ -59,7 +62,7 @@ class BatchStage(Stage):
             utterances_iter, info = transcribe_recording(
                 transcriber, audio, event.channels, event.tenant, event.call_id, language
             )
-            utterances = list(utterances_iter)
+            utterances = list(with_progress(utterances_iter, info.duration, self._reporter(event)))
         except ChannelMismatch as exc:
             metrics.inc("batch_errors_total", reason="channels")
             raise BadInput(str(exc)) from None
@@ -93,11 +96,30 @@ class BatchStage(Stage):
         if isinstance(event, RecordingReady):
             self._set_status(event, "failed", reason)
 
-    def _set_status(self, event: RecordingReady, status: str, error: str | None = None) -> None:
+    def _reporter(self, event: RecordingReady) -> Callable[[float], None]:
+        """Writes the job's progress now and then (finish_transcript writes the end)."""
+        last = time.monotonic()
+
+        def report(done: float) -> None:
+            nonlocal last
+            if done < 1.0 and time.monotonic() - last >= self.progress_every_s:
+                last = time.monotonic()
+                self._set_status(event, "running", progress=round(done, 3))
+
+        return report
+
+    def _set_status(
+        self,
+        event: RecordingReady,
+        status: str,
+        error: str | None = None,
+        progress: float | None = None,
+    ) -> None:
         store = self.services.store
         manifest = load_manifest(store, event.tenant, event.call_id)
         if manifest is not None:
-            save_manifest(store, manifest.model_copy(update={"status": status, "error": error}))
+            update = {"status": status, "error": error, "progress": progress}
+            save_manifest(store, manifest.model_copy(update=update))
 
 
 def stages(services: Services) -> list[Stage]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from models.errors import WeightsNotFound
 from models.whisper import load_whisper
@@ -14,7 +18,13 @@ from pipeline.config import Settings
 from pipeline.errors import CliError
 from pipeline.media.audio_file import AudioError, load_audio
 from recordings.transcripts import to_document, to_srt, to_txt, to_vtt
-from stt.batch import ChannelMismatch, info_dict, parse_channels, transcribe_recording
+from stt.batch import (
+    ChannelMismatch,
+    info_dict,
+    parse_channels,
+    transcribe_recording,
+    with_progress,
+)
 from stt.transcriber import Transcriber, options_from
 
 
@@ -32,6 +42,22 @@ def register(sub: Any) -> None:
     p.add_argument("--model", default=None, help="base, small or a model folder (default base)")
     p.add_argument("--format", choices=("json", "vtt", "srt", "txt"), default="txt")
     p.set_defaults(func=cmd_transcribe)
+
+
+@contextmanager
+def _progress_bar(name: str, duration: float) -> Iterator[Callable[[float], None]]:
+    """A bar on stderr in seconds of the call, when stderr is a terminal (a pipe or a log
+    gets no bar: the transcript on stdout stays clean)."""
+    if not sys.stderr.isatty():
+        yield lambda _: None
+        return
+    total = round(duration, 1)
+    with tqdm(total=total, unit="s", desc=name, file=sys.stderr, leave=False) as bar:
+
+        def report(done: float) -> None:
+            bar.update(round(done * total, 1) - bar.n)
+
+        yield report
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -64,7 +90,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         utter_iter, info = transcribe_recording(
             transcriber, audio, channels, "cli", call_id, st.language_for("cli", args.language)
         )
-        utterances = list(utter_iter)
+        with _progress_bar(args.file.name, info.duration) as report:
+            utterances = list(with_progress(utter_iter, info.duration, report))
     except ChannelMismatch as exc:
         raise CliError(str(exc)) from None
     if args.format == "txt":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -49,17 +51,21 @@ def test_upload_then_transcript(
     )
     assert r.status_code == 202, r.text
     call_id = r.json()["call_id"]
-    # queued, not transcribed yet
-    assert (
-        client.get(f"/v1/calls/{call_id}/transcript", headers=_auth(keys["analyst"])).status_code
-        == 404
-    )
+    assert r.json()["job_url"] == f"/v1/jobs/{call_id}"
+    # queued, not transcribed yet: the transcript says where to follow the job
+    r = client.get(f"/v1/calls/{call_id}/transcript", headers=_auth(keys["analyst"]))
+    assert r.status_code == 404 and f"/v1/jobs/{call_id}" in r.json()["detail"]
+    job = client.get(f"/v1/jobs/{call_id}", headers=_auth(keys["pbx"])).json()
+    assert (job["status"], job["progress"], job["transcript_url"]) == ("queued", 0.0, None)
 
     WorkerRunner(
         BatchStage(services), services.bus, services.topics, services.metrics, poll_timeout_s=0.05
     ).run_once()
 
-    r = client.get(f"/v1/calls/{call_id}/transcript", headers=_auth(keys["analyst"]))
+    job = client.get(f"/v1/jobs/{call_id}", headers=_auth(keys["pbx"])).json()
+    assert (job["status"], job["progress"]) == ("done", 1.0)
+    # the pbx key that uploaded reads the transcript it points to
+    r = client.get(job["transcript_url"], headers=_auth(keys["pbx"]))
     assert r.status_code == 200
     doc = r.json()
     assert {u["leg"] for u in doc["utterances"]} == {"agent", "customer"}
@@ -188,6 +194,51 @@ def test_a_job_that_fails_in_the_worker_reads_failed(
     assert failed.error and "recording not found" in failed.error
     r = client.get("/v1/calls/gone-1/transcript", headers=_auth(keys["analyst"]))
     assert r.status_code == 404 and "recording not found" in r.json()["detail"]
+    job = client.get("/v1/jobs/gone-1", headers=_auth(keys["pbx"])).json()
+    assert job["status"] == "failed" and "recording not found" in job["error"]
+
+
+def test_a_running_job_shows_its_progress(
+    client: TestClient,
+    services: Services,
+    keys: dict[str, str],
+    two_party: dict[str, Any],
+    encode: Any,
+) -> None:
+    """A long call's job reads `running` with a growing fraction while the worker decodes
+    it, then `done`; another tenant's key sees no such job."""
+    # several of Whisper's 30 s windows: its segments come in one burst per window
+    speech = np.concatenate([two_party["channels"][0] + two_party["channels"][1]] * 6)
+    wav = encode([speech], 8000, "pcm_mulaw", "wav")
+    r = client.post(
+        "/v1/recordings",
+        files={"file": ("long.wav", wav, "audio/wav")},
+        data={"call_id": "long-1", "language": "en"},
+        headers=_auth(keys["pbx"]),
+    )
+    assert r.status_code == 202, r.text
+    stage = BatchStage(services)
+    stage.progress_every_s = 0.0  # every utterance: the test sees the job move
+    runner = WorkerRunner(
+        stage, services.bus, services.topics, services.metrics, poll_timeout_s=0.05
+    )
+    worker = threading.Thread(target=runner.run_once)
+    worker.start()
+    seen: list[float] = []
+    while worker.is_alive():
+        job = client.get("/v1/jobs/long-1", headers=_auth(keys["pbx"])).json()
+        if job["status"] == "running":
+            seen.append(job["progress"])
+        time.sleep(0.05)
+    worker.join()
+    assert any(0 < p < 1 for p in seen), seen
+    assert seen == sorted(seen)
+    job = client.get("/v1/jobs/long-1", headers=_auth(keys["analyst"])).json()
+    assert job["status"] == "done" and job["transcript_url"] == "/v1/calls/long-1/transcript"
+    r = client.get("/v1/jobs/long-1", headers=_auth(keys["rival"]))
+    assert r.status_code == 404
+    r = client.get("/v1/jobs/long-1", headers=_auth(keys["agent"]))
+    assert r.status_code == 403
 
 
 def test_oversized_upload_is_413(services: Services, keys: dict[str, str]) -> None:

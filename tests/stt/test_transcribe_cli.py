@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +103,35 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
         [str(exe), "transcribe", str(bad)], capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 2 and "not a readable audio file" in r.stderr
+
+
+def test_a_terminal_sees_a_progress_bar_and_stdout_only_the_transcript(
+    tmp_path: Path, ulaw_stereo_wav: bytes
+) -> None:
+    """On a terminal (a pty with a window size, as a shell gives), stderr shows the bar in
+    seconds of the call; the transcript on stdout is the same as without one."""
+    f = tmp_path / "call.wav"
+    f.write_bytes(ulaw_stereo_wav)
+    command = [sys.executable, "-m", "app.cli", "transcribe", str(f), "--language", "en"]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    assert plain.stderr == ""  # not a terminal: no bar
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with open(tmp_path / "out.txt", "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert proc.wait(timeout=300) == 0
+    os.close(master)
+    bar = shown.decode(errors="replace")
+    assert "call.wav:" in bar and "100%" not in bar.split("\r")[0]
+    assert re.search(r"\d+(\.\d)?/\d+\.\d \[", bar), bar[-300:]  # seconds done / total
+    assert (tmp_path / "out.txt").read_text() == plain.stdout
