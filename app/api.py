@@ -23,6 +23,7 @@ from pipeline.auth import ROLE_RIGHTS, ROLES, Principal, Role, require
 from pipeline.database import DatabaseError
 from pipeline.ingest import l16, twilio
 from pipeline.services import Services
+from pipeline.webhooks import api as webhooks_api
 
 RouterOf = Callable[[Services], APIRouter]
 
@@ -52,6 +53,7 @@ API_ROUTERS: list[RouterOf] = [
     robot.api.router,
     tts.api.router,
     tts.ivr.api.router,
+    webhooks_api.router,
 ]
 
 # Embedded: the whole API in one process.

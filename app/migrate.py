@@ -17,6 +17,7 @@ from pipeline.auth import KEYS_SCHEMA
 from pipeline.config import Settings
 from pipeline.database import DatabaseError, PostgresPool, open_database
 from pipeline.errors import CliError
+from pipeline.webhooks import store as webhooks
 from recordings.index import INDEX_FILE
 from recordings.index.postgres import PostgresIndex
 from recordings.index.sqlite import IndexSchemaError, SqliteIndex
@@ -26,6 +27,7 @@ STORES: dict[str, list[str]] = {
     "keys": KEYS_SCHEMA,
     prompter.store.NAME: prompter.store.SCHEMA,
     robot.store.NAME: robot.store.SCHEMA,
+    webhooks.NAME: webhooks.SCHEMA,
 }
 
 

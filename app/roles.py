@@ -22,6 +22,7 @@ import stt.live_worker
 from app.api import API_ROUTERS, CALL_ROUTERS, RouterOf
 from pipeline.ingest import stage as ingest
 from pipeline.services import Services
+from pipeline.webhooks import delivery as webhooks
 from pipeline.worker import Stage, WorkerRunner
 
 StagesOf = Callable[[Services], list[Stage]]
@@ -34,12 +35,14 @@ STAGES: dict[str, StagesOf] = {
     "ingest": ingest.stages,
     "index": recordings.index.worker.stages,
     "robot": robot.worker.stages,
+    "webhooks": webhooks.stages,
 }
 
 BACKGROUND: dict[str, BackgroundOf] = {
     "ingest": ingest.background,
     "retention": recordings.retention.background,
     "recovery": recordings.recovery.background,
+    "webhooks": webhooks.background,
 }
 
 
@@ -60,6 +63,8 @@ DESCRIPTIONS: dict[str, str] = {
     "recovery": "re-queues recordings whose transcription was interrupted",
     "retention": "deletes what is past retention (held calls stay)",
     "robot": "voicebot calls and campaigns",
+    "webhooks": "posts the tenants' webhooks (transcript ready, call ended, hint), signed,"
+    " retried with backoff",
 }
 
 

@@ -245,6 +245,22 @@ class PrompterSettings(BaseModel):
     history_per_agent: int = Field(default=200, ge=1)
 
 
+class WebhookSettings(BaseModel):
+    """Deliveries to the tenants' webhooks (pipeline/webhooks)."""
+
+    timeout_s: float = Field(default=5.0, gt=0)  # per attempt
+    # Attempt n+1 waits base_delay_s * 2**(n-1), at most max_delay_s: with the defaults,
+    # 10 attempts over about 36 minutes.
+    max_attempts: int = Field(default=10, ge=1)
+    base_delay_s: float = Field(default=5.0, gt=0)
+    max_delay_s: float = Field(default=900.0, gt=0)
+    poll_s: float = Field(default=0.5, gt=0)
+    senders: int = Field(default=4, ge=1)
+    # Let webhooks post inside the deployment's own network (loopback, private ranges):
+    # off, so that a tenant's admin cannot make callpipe call its neighbours.
+    allow_private: bool = False
+
+
 class Settings(BaseSettings):
     """Everything callpipe reads from its environment."""
 
@@ -278,6 +294,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     robot: RobotSettings = Field(default_factory=RobotSettings)
     prompter: PrompterSettings = Field(default_factory=PrompterSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("topic_prefix")
     @classmethod

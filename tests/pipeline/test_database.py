@@ -11,6 +11,8 @@ import pytest
 
 from pipeline.auth import KEYS_SCHEMA, KeyStore
 from pipeline.database import Database, DatabaseError, PostgresPool, ddl, migrate
+from pipeline.webhooks import store as webhooks
+from pipeline.webhooks.store import WebhookStore
 
 
 def test_migrations_apply_once_and_in_order(
@@ -78,3 +80,29 @@ def test_hosts_starting_together_migrate_once(
     with ThreadPoolExecutor(4) as pool:
         dbs = list(pool.map(open_one, range(4)))
     assert dbs[0].fetchall("SELECT component, version FROM schema_versions") == [("things", 2)]
+
+
+def test_webhook_deliveries_on_either_back_end(
+    database: Callable[[str, list[str]], Database],
+) -> None:
+    """A delivery is claimed by one sender at a time, once per event, and its outcome kept
+    (hosts share the deliveries through this database)."""
+    store = WebhookStore(database(webhooks.NAME, webhooks.SCHEMA))
+    hook = store.register("acme", "https://example.com/h", ("hint",))
+    assert store.enqueue("acme", "hint", "e1", "c-1", "{}") == 1
+    assert store.enqueue("acme", "hint", "e1", "c-1", "{}") == 1  # the same event again
+    assert store.enqueue("acme", "call.ended", "e2", "c-1", "{}") == 0  # not asked for
+    assert store.enqueue("rival", "hint", "e3", "c-1", "{}") == 0
+    (claimed,) = store.claim_due(10, lease_s=30)
+    assert claimed[1] == hook and claimed[0].delivery_id == f"e1.{hook.webhook_id}"
+    assert store.claim_due(10, lease_s=30) == []  # leased to the first sender
+    store.record(
+        claimed[0].delivery_id, delivered=False, http_status=500, error="HTTP 500", retry_at=0.0
+    )
+    (again,) = store.claim_due(10, lease_s=30)
+    assert again[0].attempts == 1 and again[0].last_error == "HTTP 500"
+    store.record(again[0].delivery_id, delivered=True, http_status=204, error=None, retry_at=None)
+    (done,) = store.deliveries("acme", hook.webhook_id, 10)
+    assert (done.status, done.attempts, done.last_status) == ("delivered", 2, 204)
+    assert store.deliveries("rival", hook.webhook_id, 10) == []
+    assert store.delete("acme", hook.webhook_id) and store.webhooks("acme") == []
