@@ -82,8 +82,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         start_demo(services, stop)
     log.info(
-        "callpipe serving on http://%s:%d (data in %s); media: RTP on UDP %d-%d,"
-        " WebSocket /v1/media/twilio and /v1/media/l16, %s",
+        "callpipe serving on http://%s:%d (data in %s); pages: / (analyst), /agent (agent"
+        " panel), /docs (API); media: RTP on UDP %d-%d, WebSocket /v1/media/twilio and"
+        " /v1/media/l16, %s",
         settings.host,
         settings.port,
         settings.data_dir.resolve(),

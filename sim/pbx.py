@@ -487,7 +487,9 @@ def simulate_call(
 def register(sub: Any) -> None:
     """Add `simulate-call`."""
     p = sub.add_parser("simulate-call", help="play a two-party call as RTP against callpipe")
-    p.add_argument("--to", required=True, metavar="HOST:PORT", help="the callpipe API")
+    p.add_argument(
+        "--to", required=True, metavar="URL", help="the callpipe API: http://HOST:PORT or HOST:PORT"
+    )
     p.add_argument("--script", required=True, type=Path, help="YAML call script")
     p.add_argument("--loss", type=float, default=0.0, help="packet loss in percent")
     p.add_argument("--jitter", type=float, default=0.0, help="extra delay up to MS")
@@ -505,9 +507,9 @@ def cmd_simulate_call(args: argparse.Namespace) -> int:
             raise CliError(f"--{name} must be 0-100 (percent)")
     if not 0 <= args.jitter <= 2000:
         raise CliError("--jitter must be 0-2000 ms")
-    host, _, port = args.to.rpartition(":")
+    host, _, port = args.to.removeprefix("http://").rstrip("/").rpartition(":")
     if not host or not port.isdigit():
-        raise CliError("--to must be HOST:PORT")
+        raise CliError("--to must be http://HOST:PORT or HOST:PORT")
     try:
         script = load_script(args.script)
     except ScriptError as exc:

@@ -41,25 +41,36 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def url_refusal(url: str, allow_private: bool) -> str | None:
+def url_refusal(url: str, allow_private: bool, *, resolve: bool = True) -> str | None:
     """Why callpipe will not post to `url`, or None. Addresses inside the deployment's
     network (loopback, private, link-local) are refused unless allowed: a tenant's admin
-    must not make callpipe's hosts call their neighbours."""
+    must not make callpipe's hosts call their neighbours. Without `resolve` (at
+    registration, where DNS may be down for a moment) only an address written in the URL
+    is checked; every delivery resolves the name again (it may have moved)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return "the URL must be http:// or https:// with a host"
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
-    except (OSError, ValueError) as exc:
-        return f"cannot resolve {parts.hostname}: {exc}"
+    except ValueError as exc:
+        return f"bad port: {exc}"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "the URL must be http:// or https:// with a host"
+    host = parts.hostname
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if not resolve:
+            return None
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            return f"cannot resolve {host}: {exc}"
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if allow_private:
         return None
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
+    for ip in addresses:
         if not ip.is_global:
             return (
-                f"{parts.hostname} is {ip}, inside the deployment's network"
+                f"{host} is {ip}, inside the deployment's network"
                 " (CALLPIPE_WEBHOOKS__ALLOW_PRIVATE=true allows it)"
             )
     return None

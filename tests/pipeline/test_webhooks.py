@@ -239,6 +239,10 @@ def test_registration_is_checked(
     assert r.status_code == 422
     r = client.post("/v1/webhooks", json={**body, "url": "ftp://example.com/x"}, headers=admin)
     assert r.status_code == 422 and "http:// or https://" in r.json()["detail"]
+    services.settings.webhooks.allow_private = False
+    strict = TestClient(create_app(services))
+    r = strict.post("/v1/webhooks", json={**body, "url": "http://10.0.0.5/x"}, headers=admin)
+    assert r.status_code == 422 and "inside the deployment's network" in r.json()["detail"]
     assert client.delete("/v1/webhooks/wh_nope", headers=admin).status_code == 404
     assert client.get("/v1/webhooks/wh_nope/deliveries", headers=admin).status_code == 404
 
@@ -249,6 +253,9 @@ def test_private_addresses_are_refused_unless_allowed() -> None:
         assert reason and "inside the deployment's network" in reason, url
         assert url_refusal(url, allow_private=True) is None
     assert "cannot resolve" in (url_refusal("https://no-such-host.invalid/x", False) or "")
+    # registering checks only what the URL says (a name is resolved at each delivery)
+    assert url_refusal("https://no-such-host.invalid/x", False, resolve=False) is None
+    assert url_refusal("http://127.0.0.1/x", False, resolve=False)
 
 
 def test_signature_is_stripes_scheme() -> None:
