@@ -121,7 +121,12 @@ def test_make_run_prints_where_to_go_with_working_keys_and_shows_hints(
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     out = proc.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True).start()
+
+    def pump() -> None:  # readline blocks: the deadline is kept by the queue's timeout
+        for line in out:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     seen: list[str] = []
     try:
         deadline = time.monotonic() + 150
