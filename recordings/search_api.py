@@ -102,6 +102,56 @@ LINK_TTL_S = 8 * 3600
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 
+# The query parameters of the routes that read their query by hand, for the OpenAPI (a
+# client generator and schemathesis see them; the parsing above is what checks them).
+_STRING = {"type": "string"}
+PARAM_DOCS: dict[str, tuple[dict[str, Any], str]] = {
+    "q": (
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 500,
+            "example": 'résilier OR "mon contrat"',
+        },
+        "words to find: phrases in quotes, a trailing * for any ending, OR, NOT",
+    ),
+    "from": (_STRING, "calls started on or after: an ISO date or date-time (UTC if naive)"),
+    "to": (_STRING, "calls started before the end of: an ISO date, or before a date-time"),
+    "agent": ({"type": "string", "maxLength": 128}, "only this agent's calls"),
+    "leg": ({"type": "string", "enum": list(LEGS)}, "only what this leg said"),
+    "direction": ({"type": "string", "enum": list(DIRECTIONS)}, "only calls of this direction"),
+    "call_id": ({"type": "string", "maxLength": 128}, "only this call"),
+    "page": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}, "from 1"),
+    "page_size": (
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20},
+        "results per page",
+    ),
+    "sort": ({"type": "string", "enum": ["relevance", "time"], "default": "relevance"}, ""),
+    "format": (
+        {"type": "string", "enum": ["json", "csv"], "default": "json"},
+        "csv: every match as a file (newest first, at most 10,000 rows)",
+    ),
+    "interval": ({"type": "string", "enum": ["day", "week", "month"], "default": "day"}, ""),
+}
+
+
+def _documented(names: set[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`openapi_extra` declaring these query parameters."""
+    order = [n for n in PARAM_DOCS if n in names]
+    return {
+        "parameters": [
+            {
+                "name": n,
+                "in": "query",
+                "required": n in required,
+                "schema": PARAM_DOCS[n][0],
+                "description": PARAM_DOCS[n][1],
+            }
+            for n in order
+        ]
+    }
+
+
 class BadRequest(ValueError):
     """A query-string problem; the message is the 400's reason."""
 
@@ -334,7 +384,12 @@ def router(services: Services) -> APIRouter:
             )
         return row
 
-    @r.get("/v1/search", response_model=None)
+    @r.get(
+        "/v1/search",
+        response_model=None,
+        openapi_extra=_documented(SEARCH_PARAMS, ("q",)),
+        responses={200: {"content": {"text/csv": {}}, "description": "hits, or CSV"}},
+    )
     def search(request: Request, principal: Reader) -> dict[str, Any] | Response:
         """Utterances matching `q` within the caller's tenant, with snippets and audio links.
 
@@ -420,7 +475,7 @@ def router(services: Services) -> APIRouter:
             log.warning("no presigned URL for %s", key)
             return None
 
-    @r.get("/v1/calls")
+    @r.get("/v1/calls", openapi_extra=_documented(CALLS_PARAMS))
     def list_calls(request: Request, principal: Reader) -> dict[str, Any]:
         """The caller's tenant's calls, newest first, with filters and paging."""
         try:
@@ -511,7 +566,7 @@ def router(services: Services) -> APIRouter:
         metrics.inc("audio_streams_total", status=str(status))
         return StreamingResponse(body(), status_code=status, media_type=media_type, headers=headers)
 
-    @r.get("/v1/stats/terms")
+    @r.get("/v1/stats/terms", openapi_extra=_documented(STATS_PARAMS, ("q",)))
     def term_stats(request: Request, principal: Reader) -> dict[str, Any]:
         """Matching utterances and calls per day, week or month, one series per `q`."""
         try:

@@ -51,15 +51,23 @@ def document(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = build()
-        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
-            ErrorBody.model_json_schema()
-        )
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["ErrorBody"] = ErrorBody.model_json_schema()
+        # Swagger's "Authorize" and client generators send the key from this scheme.
+        components["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API key (`callpipe keys create`): Authorization: Bearer cp_…",
+            }
+        }
         ref = {"content": {"application/json": {"schema": {"$ref": _ERROR_REF}}}}
         for path, ops in schema.get("paths", {}).items():
             for method, op in ops.items():
                 codes: set[int] = set()
                 if path.startswith("/v1/") or path == "/metrics":
                     codes |= {400, 401, 403, 422}  # any input may be refused, queries too
+                    op["security"] = [{"bearer": []}]
                 if "{" in path:
                     codes.add(404)
                 if op.get("parameters") or op.get("requestBody"):

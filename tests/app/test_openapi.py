@@ -1,0 +1,58 @@
+"""The OpenAPI a client generator reads: a bearer scheme on every keyed route, the query
+parameters of the routes that parse their query by hand (the same names the parser
+allows), and each refusal's status with its reason model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from app.api import create_app
+from pipeline.services import Services
+from recordings.search_api import CALLS_PARAMS, SEARCH_PARAMS, STATS_PARAMS
+
+
+def _spec(services: Services) -> dict[str, Any]:
+    spec: dict[str, Any] = TestClient(create_app(services)).get("/openapi.json").json()
+    return spec
+
+
+def test_every_keyed_route_names_the_bearer_scheme(services: Services) -> None:
+    spec = _spec(services)
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key (`callpipe keys create`): Authorization: Bearer cp_…",
+    }
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            keyed = path.startswith("/v1/") or path == "/metrics"
+            assert (op.get("security") == [{"bearer": []}]) == keyed, (method, path)
+            if keyed:
+                for status in ("401", "403"):
+                    ref = op["responses"][status]["content"]["application/json"]["schema"]
+                    assert ref == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
+
+
+def test_hand_parsed_queries_are_declared_as_parsed(services: Services) -> None:
+    paths = _spec(services)["paths"]
+    for path, allowed, required in (
+        ("/v1/search", SEARCH_PARAMS, {"q"}),
+        ("/v1/calls", CALLS_PARAMS, set()),
+        ("/v1/stats/terms", STATS_PARAMS, {"q"}),
+    ):
+        params = {p["name"]: p for p in paths[path]["get"]["parameters"] if p["in"] == "query"}
+        assert set(params) == allowed, path
+        assert {n for n, p in params.items() if p["required"]} == required, path
+        assert all(p["description"] or p["schema"].get("enum") for p in params.values())
+
+
+def test_jobs_and_webhooks_are_typed_with_examples(services: Services) -> None:
+    spec = _spec(services)
+    schemas = spec["components"]["schemas"]
+    job = spec["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]["200"]
+    assert job["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Job"}
+    assert schemas["Job"]["properties"]["status"]["enum"] == ["queued", "running", "done", "failed"]
+    assert schemas["Job"]["examples"] and schemas["Accepted"]["examples"]
+    assert schemas["WebhookIn"]["examples"]
