@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 
 .PHONY: run test lint system-deps clean
 
@@ -10,8 +10,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+# resemblyzer ships the speaker encoder's weights (mono recordings split into agent and
+# customer); models/speaker.py runs the encoder in numpy, so its torch is not installed.
+$(STAMP): $(BIN)/python pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps 'resemblyzer==0.1.4'
 	touch $(STAMP)
 
 # Debian's Chromium drives the page tests; ffmpeg is the third-party RTP sender in the

@@ -93,6 +93,9 @@ class SttSettings(BaseModel):
     onset_pad_ms: int = Field(default=500, ge=0)
     no_speech_threshold: float = 0.6
     min_word_probability: float = 0.0
+    # A mono (mixed) recording's two voices told apart and named agent and customer
+    # (stt/speakers.py); off: one speaker, `mono`.
+    split_mono: bool = True
     # Live finals are decoded in a window of at least this many seconds: shorter windows
     # misread short answers (see stt/live_decoder.py), and on unfamiliar voices 3 s read
     # 1-4 WER points worse than 8 s (docs/benchmarks.md).

@@ -3,8 +3,14 @@
 
 The tenant always comes from the caller's key; names of another tenant's playbooks,
 articles or hints answer 404 exactly as names that do not exist.
-WebSocket close codes: 4401 missing or unknown key, 4403 a key that may not watch this
-agent's hints (the agent's own key, or the tenant's admin, may).
+WebSocket `/v1/agents/{agent_id}/hints` (the agent's own key, or the tenant's admin's):
+first `{"type": "hello", "agent_id", "calls": [the agent's calls in progress, as
+call.started below], "replayed": n, "gap": true when hints were missed}`, then the hints
+`?last_hint_id=` missed, then as they come: `hint` events, `{"type": "call.started",
+"call_id", "caller", "callee", "direction", "started_at"}` and `{"type": "call.ended",
+"call_id"}` of the agent's calls. Close codes: 4401 missing or unknown key, 4403 a key that
+may not watch this agent's hints; a client that takes nothing for `prompter.ws_send_timeout_s`
+is closed (1013).
 """
 
 from __future__ import annotations

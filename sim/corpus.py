@@ -53,6 +53,11 @@ LEGS: tuple[Literal["agent", "customer"], ...] = ("agent", "customer")
 SPEECH_SETS = ("fr-human", "en-espeak", "en-piper", "en-noisy")
 NONSPEECH_SETS = ("moh", "dtmf", "silence", "noise")
 SETS = SPEECH_SETS + NONSPEECH_SETS
+# Two different voices on each call, for telling the legs apart on a mono mix
+# (bench/diarization.py): the real French voice against espeak-ng French, and the English
+# sets whose legs are two voices (espeak-ng pairs; Piper against espeak-ng, on a noisy line).
+# en-piper and fr-human have one voice on both legs.
+TWO_VOICE_SETS = ("fr-two-voices", "en-espeak", "en-noisy")
 
 FR_SOUNDS = Path("/usr/share/asterisk/sounds/fr_CA_f_June")
 FR_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-fr/core-sounds-fr.txt.gz")
@@ -328,6 +333,26 @@ def _fr_human(small: bool) -> list[Call]:
     return calls
 
 
+def _fr_two_voices(small: bool) -> list[Call]:
+    """The real French voice as the agent; espeak-ng French (a man's voice, then a
+    woman's) as the customer, saying other prompts' words."""
+    prompts = fr_prompts()
+    calls = []
+    for c, voice in enumerate(["fr", "fr+f3"][: 1 if small else None]):
+        group = prompts[c::6][: 8 if small else 24]
+        speaker = espeak_speaker(voice, 160)
+        turns: list[tuple[str, str, np.ndarray]] = []
+        for i, (name, text) in enumerate(group):
+            if i % 2 == 0:
+                turns.append(("agent", text, _read_wav(FR_SOUNDS / f"{name}.wav")))
+            else:
+                turns.append(("customer", text, speaker(text)))
+        calls.append(
+            _assemble(f"fr-two-voices-{c}", "fr-two-voices", "fr", "PCMA", turns, seed=600 + c)
+        )
+    return calls
+
+
 _EN_VOICES = [
     (("en-us+f3", 170), ("en-gb", 160)),
     (("en-gb-x-rp+m2", 175), ("en-us+f2", 155)),
@@ -470,6 +495,7 @@ def _noise(small: bool) -> list[Call]:
 
 _BUILDERS: dict[str, Callable[[bool], list[Call]]] = {
     "fr-human": _fr_human,
+    "fr-two-voices": _fr_two_voices,
     "en-espeak": _en_espeak,
     "en-piper": _en_piper,
     "en-noisy": _en_noisy,

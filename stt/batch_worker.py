@@ -16,6 +16,7 @@ from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
 from recordings.transcripts import finish_transcript, stored_presses
 from stt.batch import ChannelMismatch, info_dict, transcribe_recording, with_progress
+from stt.speakers import split_mono
 from stt.transcriber import transcriber_of
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class BatchStage(Stage):
                 transcriber, audio, event.channels, event.tenant, event.call_id, language
             )
             utterances = list(with_progress(utterances_iter, info.duration, self._reporter(event)))
+            if event.channels == "mono":
+                utterances = split_mono(self.services, utterances, audio.mono(), event.direction)
         except ChannelMismatch as exc:
             metrics.inc("batch_errors_total", reason="channels")
             raise BadInput(str(exc)) from None

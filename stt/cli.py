@@ -13,9 +13,11 @@ from typing import Any
 from tqdm import tqdm
 
 from models.errors import WeightsNotFound
+from models.speaker import load_speaker_encoder
 from models.whisper import load_whisper
 from pipeline.config import Settings
 from pipeline.errors import CliError
+from pipeline.events import Utterance
 from pipeline.media.audio_file import AudioError, load_audio
 from recordings.transcripts import to_document, to_srt, to_txt, to_vtt
 from stt.batch import (
@@ -25,6 +27,7 @@ from stt.batch import (
     transcribe_recording,
     with_progress,
 )
+from stt.speakers import label_speakers
 from stt.transcriber import Transcriber, options_from
 
 
@@ -41,7 +44,31 @@ def register(sub: Any) -> None:
     p.add_argument("--language", default=None, help="ISO code (default: detect)")
     p.add_argument("--model", default=None, help="base, small or a model folder (default base)")
     p.add_argument("--format", choices=("json", "vtt", "srt", "txt"), default="txt")
+    p.add_argument(
+        "--one-speaker",
+        action="store_true",
+        help="keep a mono recording as one speaker (default: its two voices are told apart"
+        " and named agent and customer)",
+    )
+    p.add_argument(
+        "--direction",
+        choices=("inbound", "outbound", "internal"),
+        default="inbound",
+        help="who speaks first on a mono recording: the agent (inbound, internal) or the"
+        " customer (outbound)",
+    )
     p.set_defaults(func=cmd_transcribe)
+
+
+def _split(utterances: list[Utterance], audio: Any, direction: str) -> list[Utterance]:
+    """The two voices of a mono recording, or one speaker (said on stderr) without the
+    encoder's weights."""
+    try:
+        encoder = load_speaker_encoder()
+    except WeightsNotFound as exc:
+        sys.stderr.write(f"callpipe: one speaker kept: {exc}\n")
+        return utterances
+    return label_speakers(utterances, audio, direction, encoder)
 
 
 @contextmanager
@@ -92,6 +119,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         )
         with _progress_bar(args.file.name, info.duration) as report:
             utterances = list(with_progress(utter_iter, info.duration, report))
+        if channels == "mono" and not args.one_speaker:
+            utterances = _split(utterances, audio.mono(), args.direction)
     except ChannelMismatch as exc:
         raise CliError(str(exc)) from None
     if args.format == "txt":
