@@ -42,6 +42,13 @@ from recordings.index.base import (
 )
 from recordings.index.query import Node, QueryError, parse_query
 from recordings.retention import CallHeld, delete_call_data, set_hold
+from recordings.search_models import (
+    CallDetail,
+    CallList,
+    HoldState,
+    SearchPage,
+    TermStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +393,7 @@ def router(services: Services) -> APIRouter:
 
     @r.get(
         "/v1/search",
-        response_model=None,
+        response_model=SearchPage,
         openapi_extra=_documented(SEARCH_PARAMS, ("q",)),
         responses={200: {"content": {"text/csv": {}}, "description": "hits, or CSV"}},
     )
@@ -475,7 +482,7 @@ def router(services: Services) -> APIRouter:
             log.warning("no presigned URL for %s", key)
             return None
 
-    @r.get("/v1/calls", openapi_extra=_documented(CALLS_PARAMS))
+    @r.get("/v1/calls", response_model=CallList, openapi_extra=_documented(CALLS_PARAMS))
     def list_calls(request: Request, principal: Reader) -> dict[str, Any]:
         """The caller's tenant's calls, newest first, with filters and paging."""
         try:
@@ -496,7 +503,7 @@ def router(services: Services) -> APIRouter:
             "calls": [_call_json(row) for row in rows],
         }
 
-    @r.get("/v1/calls/{call_id}")
+    @r.get("/v1/calls/{call_id}", response_model=CallDetail)
     def get_call(call_id: str, principal: Reader) -> dict[str, Any]:
         """A call's metadata and its indexed utterances (both legs, speaking order).
 
@@ -566,7 +573,11 @@ def router(services: Services) -> APIRouter:
         metrics.inc("audio_streams_total", status=str(status))
         return StreamingResponse(body(), status_code=status, media_type=media_type, headers=headers)
 
-    @r.get("/v1/stats/terms", openapi_extra=_documented(STATS_PARAMS, ("q",)))
+    @r.get(
+        "/v1/stats/terms",
+        response_model=TermStats,
+        openapi_extra=_documented(STATS_PARAMS, ("q",)),
+    )
     def term_stats(request: Request, principal: Reader) -> dict[str, Any]:
         """Matching utterances and calls per day, week or month, one series per `q`."""
         try:
@@ -604,7 +615,7 @@ def router(services: Services) -> APIRouter:
             )
         return {"interval": interval, "series": series}
 
-    @r.post("/v1/calls/{call_id}/hold")
+    @r.post("/v1/calls/{call_id}/hold", response_model=HoldState)
     def place_hold(call_id: str, principal: Admin) -> dict[str, Any]:
         """Legal hold: retention and deletion leave the call alone until it is lifted."""
         visible_call(principal, call_id)
@@ -612,7 +623,7 @@ def router(services: Services) -> APIRouter:
             raise HTTPException(404, "no such call")
         return {"call_id": call_id, "held": True}
 
-    @r.delete("/v1/calls/{call_id}/hold")
+    @r.delete("/v1/calls/{call_id}/hold", response_model=HoldState)
     def lift_hold(call_id: str, principal: Admin) -> dict[str, Any]:
         """Lift a legal hold."""
         visible_call(principal, call_id)

@@ -48,8 +48,20 @@ def test_hand_parsed_queries_are_declared_as_parsed(services: Services) -> None:
         assert all(p["description"] or p["schema"].get("enum") for p in params.values())
 
 
-def test_jobs_and_webhooks_are_typed_with_examples(services: Services) -> None:
+def test_jobs_webhooks_and_the_analysts_routes_are_typed(services: Services) -> None:
     spec = _spec(services)
+    for path, model in (
+        ("/v1/search", "SearchPage"),
+        ("/v1/calls", "CallList"),
+        ("/v1/calls/{call_id}", "CallDetail"),
+        ("/v1/stats/terms", "TermStats"),
+        ("/v1/webhooks/{webhook_id}/deliveries", None),
+    ):
+        schema = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        if model is None:
+            assert schema["schema"]["items"] == {"$ref": "#/components/schemas/DeliveryOut"}
+        else:
+            assert schema["schema"] == {"$ref": f"#/components/schemas/{model}"}, path
     schemas = spec["components"]["schemas"]
     job = spec["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]["200"]
     assert job["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Job"}
