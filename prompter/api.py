@@ -31,6 +31,17 @@ from pipeline.auth import Principal, require, websocket_principal
 from pipeline.ids import check_id
 from pipeline.logs import ctx
 from pipeline.services import Services
+from prompter.api_models import (
+    ArticleList,
+    ArticleSaved,
+    FeedbackSaved,
+    PlaybookDetail,
+    PlaybookList,
+    PlaybookSaved,
+    PrompterStats,
+    article_body,
+    playbook_body,
+)
 from prompter.delivery import hint_hub
 from prompter.kb import Article
 from prompter.store import PrompterStore, StoredPlaybook, prompter_store
@@ -76,7 +87,7 @@ def router(services: Services) -> APIRouter:
     hub.start()
 
     # -- playbooks ------------------------------------------------------------------------
-    @r.put("/v1/playbooks/{name}")
+    @r.put("/v1/playbooks/{name}", response_model=PlaybookSaved, openapi_extra=playbook_body())
     async def put_playbook(name: str, request: Request, p: AdminCaller) -> dict[str, Any]:
         """Create or replace a playbook (YAML, or JSON with a JSON content type)."""
         _name(services, name, "playbook name")
@@ -110,12 +121,12 @@ def router(services: Services) -> APIRouter:
             "version": store.version(p.tenant),
         }
 
-    @r.get("/v1/playbooks")
+    @r.get("/v1/playbooks", response_model=PlaybookList)
     def list_playbooks(p: AdminCaller) -> dict[str, Any]:
         """The tenant's playbooks."""
         return {"playbooks": [_playbook_summary(b) for b in store.playbooks(p.tenant)]}
 
-    @r.get("/v1/playbooks/{name}")
+    @r.get("/v1/playbooks/{name}", response_model=PlaybookDetail)
     def get_playbook(name: str, p: AdminCaller) -> dict[str, Any]:
         """One playbook: its validated form and the text it was sent as."""
         found = store.get_playbook(p.tenant, _name(services, name, "playbook name"))
@@ -135,7 +146,9 @@ def router(services: Services) -> APIRouter:
         return Response(status_code=204)
 
     # -- knowledge base -------------------------------------------------------------------
-    @r.put("/v1/kb/articles/{article_id}")
+    @r.put(
+        "/v1/kb/articles/{article_id}", response_model=ArticleSaved, openapi_extra=article_body()
+    )
     async def put_article(article_id: str, request: Request, p: AdminCaller) -> dict[str, Any]:
         """Create or replace an article: {title, questions[], answer, language?, tags[]}."""
         _name(services, article_id, "article id")
@@ -162,12 +175,12 @@ def router(services: Services) -> APIRouter:
         created = store.put_article(p.tenant, article)
         return {"id": article.id, "created": created, "version": store.version(p.tenant)}
 
-    @r.get("/v1/kb/articles")
+    @r.get("/v1/kb/articles", response_model=ArticleList)
     def list_articles(p: AdminCaller) -> dict[str, Any]:
         """The tenant's articles."""
         return {"articles": [a.model_dump(mode="json") for a in store.articles(p.tenant)]}
 
-    @r.get("/v1/kb/articles/{article_id}")
+    @r.get("/v1/kb/articles/{article_id}", response_model=Article)
     def get_article(article_id: str, p: AdminCaller) -> dict[str, Any]:
         """One article."""
         found = store.get_article(p.tenant, _name(services, article_id, "article id"))
@@ -183,7 +196,7 @@ def router(services: Services) -> APIRouter:
         return Response(status_code=204)
 
     # -- feedback and stats ---------------------------------------------------------------
-    @r.post("/v1/hints/{hint_id}/feedback")
+    @r.post("/v1/hints/{hint_id}/feedback", response_model=FeedbackSaved)
     def feedback(hint_id: str, body: Feedback, p: AgentCaller) -> dict[str, Any]:
         """Record whether a hint helped (the agent's own hints only)."""
         hint = store.fired_hint(p.tenant, hint_id)
@@ -193,7 +206,7 @@ def router(services: Services) -> APIRouter:
         metrics.inc("prompter_feedback_total", useful=str(body.useful).lower())
         return {"hint_id": hint_id, "rule": hint.rule, "useful": body.useful}
 
-    @r.get("/v1/prompter/stats")
+    @r.get("/v1/prompter/stats", response_model=PrompterStats)
     def stats(p: AdminCaller) -> dict[str, Any]:
         """Per rule: hints fired, and how many agents marked useful or not useful."""
         return {

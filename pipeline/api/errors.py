@@ -64,6 +64,8 @@ def document(app: FastAPI) -> None:
         ref = {"content": {"application/json": {"schema": {"$ref": _ERROR_REF}}}}
         for path, ops in schema.get("paths", {}).items():
             for method, op in ops.items():
+                # Schemas a route's openapi_extra names (a body it reads by itself).
+                components["schemas"].update(op.pop("x-components", {}))
                 codes: set[int] = set()
                 if path.startswith("/v1/") or path == "/metrics":
                     codes |= {400, 401, 403, 422}  # any input may be refused, queries too

@@ -101,31 +101,38 @@ async function refresh() {
   return state.mode === "search" ? search() : listCalls();
 }
 
-async function listCalls() {
-  setStatus("Loading calls…");
-  const p = filterParams();
-  p.set("page", state.page);
-  p.set("page_size", PAGE_SIZE);
-  let data;
+// One page of a list route, or null (the reason shown) when the API refused.
+async function fetchPage(route, params, doing) {
+  setStatus(doing);
+  params.set("page", state.page);
+  params.set("page_size", PAGE_SIZE);
   try {
-    data = await api("/v1/calls?" + p);
+    return await api(route + "?" + params);
   } catch (e) {
     setStatus(e.message, true);
     $("pager").hidden = true;
-    return;
+    return null;
   }
+}
+
+function opensOnClickOrEnter(node, open) {
+  node.tabIndex = 0;
+  node.addEventListener("click", open);
+  node.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+}
+
+async function listCalls() {
+  const data = await fetchPage("/v1/calls", filterParams(), "Loading calls…");
+  if (!data) return;
   const rows = $("calls").querySelector("tbody");
   rows.replaceChildren();
   for (const c of data.calls) {
     const tr = el("tr", "call-row");
-    tr.tabIndex = 0;
     tr.dataset.callId = c.call_id;
     const dur = c.duration === null ? "" : clock(c.duration);
     for (const v of [when(c.started_at), c.caller || "", c.callee || "", c.agent_id || "",
                      c.direction || "", dur, c.utterances]) tr.append(el("td", "", String(v)));
-    const open = () => { state.terms = []; openCall(c.call_id, 0, null); };
-    tr.addEventListener("click", open);
-    tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+    opensOnClickOrEnter(tr, () => { state.terms = []; openCall(c.call_id, 0, null); });
     rows.append(tr);
   }
   setStatus(data.total + (data.total === 1 ? " call" : " calls"));
@@ -133,18 +140,8 @@ async function listCalls() {
 }
 
 async function search() {
-  setStatus("Searching…");
-  const p = searchParams();
-  p.set("page", state.page);
-  p.set("page_size", PAGE_SIZE);
-  let data;
-  try {
-    data = await api("/v1/search?" + p);
-  } catch (e) {
-    setStatus(e.message, true);
-    $("pager").hidden = true;
-    return;
-  }
+  const data = await fetchPage("/v1/search", searchParams(), "Searching…");
+  if (!data) return;
   state.total = data.total;
   // past the index's count cap the total is a floor ("1000+ matches")
   const shown = data.total + (data.total_exact ? "" : "+");
@@ -155,7 +152,6 @@ async function search() {
 
 function hitItem(hit) {
   const li = el("li", "hit");
-  li.tabIndex = 0;
   li.dataset.callId = hit.call_id;
   li.dataset.start = hit.start;
   const head = el("div", "hit-head", when(hit.call_started_at) + " · " + hit.leg + " · " +
@@ -163,9 +159,7 @@ function hitItem(hit) {
   const text = el("div", "snippet");
   text.innerHTML = hit.snippet;  // escaped by the server; only <mark> is markup
   li.append(head, text);
-  const open = () => openCall(hit.call_id, hit.start, hit.utterance_id);
-  li.addEventListener("click", open);
-  li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+  opensOnClickOrEnter(li, () => openCall(hit.call_id, hit.start, hit.utterance_id));
   return li;
 }
 

@@ -68,3 +68,31 @@ def test_jobs_webhooks_and_the_analysts_routes_are_typed(services: Services) -> 
     assert schemas["Job"]["properties"]["status"]["enum"] == ["queued", "running", "done", "failed"]
     assert schemas["Job"]["examples"] and schemas["Accepted"]["examples"]
     assert schemas["WebhookIn"]["examples"]
+
+
+def test_every_reference_resolves_and_bodies_read_by_hand_are_declared(
+    services: Services,
+) -> None:
+    spec = _spec(services)
+    refs: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "$ref":
+                    refs.add(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec)
+    names = set(spec["components"]["schemas"])
+    assert {r.rsplit("/", 1)[-1] for r in refs} <= names
+    body = spec["paths"]["/v1/playbooks/{name}"]["put"]["requestBody"]["content"]
+    assert set(body) == {"application/yaml", "application/json"}
+    assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/Playbook"}
+    assert "Rule" in names  # what a playbook is made of came with it
+    article = spec["paths"]["/v1/kb/articles/{article_id}"]["put"]["requestBody"]["content"]
+    assert article["application/json"]["schema"] == {"$ref": "#/components/schemas/Article"}
