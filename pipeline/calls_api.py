@@ -132,6 +132,58 @@ STREAM_CODECS: dict[str, tuple[str, ...]] = {
 }
 
 
+class LegEndpoint(BaseModel):
+    """Where one leg's media goes: an RTP address (`host`, `port`), or the `uuid` a stream
+    transport names the leg by."""
+
+    leg: Literal["agent", "customer"]
+    codec: str
+    payload_type: int | None = None
+    dtmf_payload_type: int | None = None
+    host: str | None = None
+    port: int | None = None
+    uuid: str | None = None
+
+
+class CallRegistered(BaseModel):
+    """A live call registered: where the PBX sends each leg."""
+
+    call_id: str
+    tenant: str
+    transport: str
+    dtmf_payload_type: int | None = Field(default=None, description="RTP: the first leg's")
+    legs: list[LegEndpoint]
+    connect: dict[str, str | int] | None = Field(
+        default=None, description="stream transports: the WebSocket path, or AudioSocket's address"
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "call_id": "c-2026-0042",
+                    "tenant": "acme",
+                    "transport": "rtp",
+                    "dtmf_payload_type": 101,
+                    "legs": [
+                        {"leg": "agent", "codec": "PCMU", "host": "10.0.0.5", "port": 20000},
+                        {"leg": "customer", "codec": "PCMU", "host": "10.0.0.5", "port": 20002},
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class CallHungUp(BaseModel):
+    """How a live call ended (`legs`: what each leg's receiver counted)."""
+
+    call_id: str
+    reason: str
+    ended_by: str | None = None
+    legs: dict[str, dict[str, int | float | str | None]]
+
+
 def _reject(services: Services, status: int, reason: str, cause: str) -> HTTPException:
     services.metrics.inc("api_rejections_total", route="calls", cause=cause)
     return HTTPException(status, reason)
@@ -176,7 +228,13 @@ def router(services: Services) -> APIRouter:
     """POST /v1/calls and POST /v1/calls/{call_id}/hangup."""
     r = APIRouter()
 
-    @r.post("/v1/calls", status_code=201, responses=errors(409, 503))
+    @r.post(
+        "/v1/calls",
+        status_code=201,
+        response_model=CallRegistered,
+        response_model_exclude_none=True,  # a leg names its RTP address or its uuid
+        responses=errors(409, 503),
+    )
     def register_call(
         body: CallRequest,
         principal: Annotated[Principal, Depends(require("pbx", "admin"))],
@@ -259,7 +317,7 @@ def router(services: Services) -> APIRouter:
         answer["connect"] = _where_to_connect(services, body.transport)
         return answer
 
-    @r.post("/v1/calls/{call_id}/hangup")
+    @r.post("/v1/calls/{call_id}/hangup", response_model=CallHungUp)
     def hang_up(
         call_id: str,
         principal: Annotated[Principal, Depends(require("pbx", "admin"))],
