@@ -31,6 +31,15 @@ from pipeline.ingest.receiver import CallExists, NoFreePort
 from pipeline.logs import ctx
 from pipeline.media.codec import canonical_codec
 from pipeline.services import Services
+from robot.api_models import (
+    AuditEntry,
+    GuardVerdict,
+    OppositionImported,
+    OppositionInfo,
+    RobotSession,
+    ScenarioSaved,
+    ScenarioSource,
+)
 from robot.calls import BadCall, CallRefused, is_inline, sessions_of
 from robot.campaigns import (
     CampaignRequest,
@@ -149,7 +158,7 @@ def router(services: Services) -> APIRouter:
     r = APIRouter()
     store = robot_store(services)
 
-    @r.post("/v1/robot/check")
+    @r.post("/v1/robot/check", response_model=GuardVerdict)
     def check(body: CheckRequest, principal: Caller) -> dict[str, Any]:
         """The guard's verdict for one call, placing nothing."""
         tenant = _tenant(services, principal, body.tenant)
@@ -161,7 +170,12 @@ def router(services: Services) -> APIRouter:
             raise _reject(services, 422, str(exc), "bad_number") from None
         return {**d.as_dict(), "callee": d.callee, "caller_id": d.caller_id}
 
-    @r.post("/v1/robot/calls", status_code=201, responses=errors(404, 409, 503))
+    @r.post(
+        "/v1/robot/calls",
+        status_code=201,
+        response_model=RobotSession,
+        responses=errors(404, 409, 503),
+    )
     def place_call(body: CallBody, principal: Caller) -> dict[str, Any]:
         """Guard, then a robot session: returns where the caller's RTP must be sent."""
         tenant = _tenant(services, principal, body.tenant)
@@ -212,12 +226,12 @@ def router(services: Services) -> APIRouter:
             raise _reject(services, 404, "no such robot call", "unknown")
         return stored
 
-    @r.get("/v1/robot/calls/{call_id}")
+    @r.get("/v1/robot/calls/{call_id}", response_model=RobotSession)
     def get_call(call_id: str, principal: Caller) -> dict[str, Any]:
         """A session's state: status, current step, steps, slots, outcome."""
         return _session_state(principal.tenant, call_id)
 
-    @r.delete("/v1/robot/calls/{call_id}")
+    @r.delete("/v1/robot/calls/{call_id}", response_model=RobotSession)
     def hang_up(call_id: str, principal: Caller) -> dict[str, Any]:
         """End a running session now (outcome `abandoned`)."""
         session = sessions_of(services).get(call_id)
@@ -227,7 +241,7 @@ def router(services: Services) -> APIRouter:
         session.wait(10.0)
         return session.state()
 
-    @r.put("/v1/robot/scenarios/{name}")
+    @r.put("/v1/robot/scenarios/{name}", response_model=ScenarioSaved)
     async def put_scenario(name: str, request: Request, principal: Caller) -> dict[str, Any]:
         """Store a scenario (YAML or JSON text); 422 lists every error with its path."""
         try:
@@ -254,7 +268,7 @@ def router(services: Services) -> APIRouter:
             "slots": sorted(scenario.slots()),
         }
 
-    @r.get("/v1/robot/scenarios/{name}")
+    @r.get("/v1/robot/scenarios/{name}", response_model=ScenarioSource)
     def get_scenario(name: str, principal: Caller) -> dict[str, Any]:
         """A stored scenario's text."""
         source = store.scenario(principal.tenant, name)
@@ -340,7 +354,7 @@ def router(services: Services) -> APIRouter:
             raise _reject(services, 404, "no such campaign", "unknown")
         return stored
 
-    @r.put("/v1/robot/opposition")
+    @r.put("/v1/robot/opposition", response_model=OppositionImported)
     async def put_opposition(request: Request, principal: AdminCaller) -> dict[str, Any]:
         """Replace the tenant's opposition list with a BLOCTEL-style file."""
         parsed = parse_opposition(await _text(services, request, MAX_LIST))
@@ -352,18 +366,18 @@ def router(services: Services) -> APIRouter:
             "rejected_total": len(parsed.rejected),
         }
 
-    @r.get("/v1/robot/opposition")
+    @r.get("/v1/robot/opposition", response_model=OppositionInfo)
     def get_opposition(principal: AdminCaller) -> dict[str, Any]:
         """Size and date of the tenant's list."""
         return store.opposition_info(principal.tenant)
 
-    @r.get("/v1/robot/policy")
+    @r.get("/v1/robot/policy", response_model=CallingPolicy)
     def get_policy(principal: AdminCaller) -> dict[str, Any]:
         """The tenant's calling policy (the default when none was set)."""
         body = store.policy(principal.tenant)
         return CallingPolicy.model_validate(body or {}).model_dump(mode="json")
 
-    @r.put("/v1/robot/policy")
+    @r.put("/v1/robot/policy", response_model=CallingPolicy)
     def put_policy(body: dict[str, Any], principal: AdminCaller) -> dict[str, Any]:
         """Set the tenant's calling policy (fields left out keep the law's defaults)."""
         try:
@@ -377,7 +391,7 @@ def router(services: Services) -> APIRouter:
         store.put_policy(principal.tenant, body)
         return policy.model_dump(mode="json")
 
-    @r.get("/v1/robot/audit")
+    @r.get("/v1/robot/audit", response_model=list[AuditEntry])
     def audit(principal: AdminCaller, limit: int = 100) -> list[dict[str, Any]]:
         """The guard's latest decisions for the tenant, newest first."""
         return store.audit_entries(principal.tenant, max(1, min(limit, 1000)))
