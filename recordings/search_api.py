@@ -22,7 +22,7 @@ from typing import Annotated, Any, get_args
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from pipeline.api.errors import errors
+from pipeline.api.errors import errors, files
 from pipeline.auth import LINK_HELP, Principal, keys_of, require
 from pipeline.calls_api import end_live_call
 from pipeline.catalog import load_manifest, visible_manifest
@@ -535,7 +535,11 @@ def router(services: Services) -> APIRouter:
             ],
         }
 
-    @r.get("/v1/calls/{call_id}/audio")
+    @r.get(
+        "/v1/calls/{call_id}/audio",
+        response_class=StreamingResponse,
+        responses=files("the call's recording", *sorted(set(_AUDIO_TYPES.values())), partial=True),
+    )
     def get_audio(
         call_id: str,
         request: Request,

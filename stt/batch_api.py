@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.api.errors import errors
+from pipeline.api.errors import errors, files
 from pipeline.auth import LINK_HELP, Principal, require
 from pipeline.bus.base import BusError
 from pipeline.catalog import load_manifest, recording_manifest, save_manifest, visible_manifest
@@ -259,7 +259,17 @@ def router(services: Services) -> APIRouter:
             transcript_url=f"/v1/calls/{job_id}/transcript" if done else None,
         )
 
-    @r.get("/v1/calls/{call_id}/transcript")
+    @r.get(
+        "/v1/calls/{call_id}/transcript",
+        response_class=Response,
+        responses=files(
+            "the transcript: JSON (utterances with words), WebVTT, SubRip or text",
+            "application/json",
+            "text/vtt",
+            "application/x-subrip",
+            "text/plain",
+        ),
+    )
     def get_transcript(
         call_id: str,
         principal: Annotated[

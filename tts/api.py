@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from pipeline.api.errors import files
 from pipeline.auth import Principal, require
 from pipeline.services import Services
 from tts.cache import PromptCache
@@ -26,7 +27,13 @@ def router(services: Services) -> APIRouter:
     r = APIRouter()
     cache: PromptCache = services.component("tts.cache", lambda: PromptCache(services))
 
-    @r.post("/v1/tts", response_model=None)
+    @r.post(
+        "/v1/tts",
+        response_model=None,
+        responses=files(
+            "the speech, in the format asked for", "audio/wav", "audio/basic", "audio/x-alaw-basic"
+        ),
+    )
     def tts(
         body: TtsRequest, _: Principal = Depends(require("pbx", "admin"))
     ) -> Response | StreamingResponse:

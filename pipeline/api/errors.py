@@ -42,6 +42,17 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": REASONS[code]} for code in codes}
 
 
+def files(description: str, *media_types: str, partial: bool = False) -> dict[int | str, Any]:
+    """`responses=` for a route that answers a file (audio, subtitles) rather than JSON:
+    its media types as binary strings, and 206 when it serves byte ranges."""
+    body = {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in media_types}}
+    out: dict[int | str, Any] = {200: {"description": description, **body}}
+    if partial:
+        out[206] = {"description": "the byte range asked for (Range: bytes=...)", **body}
+        out[416] = {"description": "a range past the end of the file"}
+    return out
+
+
 def document(app: FastAPI) -> None:
     """Add to the app's OpenAPI the statuses every operation answers by what it is (see the
     module docstring), each with the ErrorBody model."""

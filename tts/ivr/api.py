@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.api.errors import errors
+from pipeline.api.errors import errors, files
 from pipeline.auth import Principal, require
 from pipeline.catalog import load_manifest
 from pipeline.media.audio_file import AudioError
@@ -147,7 +147,11 @@ def router(services: Services) -> APIRouter:
         services.metrics.inc("ivr_menus_stored_total")
         return {"menu": menu, "nodes": len(parsed.nodes), "prompts_rendered": rendered}
 
-    @r.get("/v1/ivr/{menu}/nodes/{node}/prompt.wav")
+    @r.get(
+        "/v1/ivr/{menu}/nodes/{node}/prompt.wav",
+        response_class=Response,
+        responses=files("the prompt's audio", "audio/wav", "audio/basic", "audio/x-alaw-basic"),
+    )
     def prompt(
         menu: str,
         node: str,
