@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import prompter.api
 import recordings.search_api
@@ -26,6 +26,14 @@ from pipeline.services import Services
 from pipeline.webhooks import api as webhooks_api
 
 RouterOf = Callable[[Services], APIRouter]
+
+
+class Health(BaseModel):
+    """Whether this process and the services it needs answer."""
+
+    status: Literal["ok", "degraded"]
+    mode: Literal["embedded", "distributed"]
+    services: dict[str, str] = Field(description="each service's state (up, or why not)")
 
 
 class Me(BaseModel):
@@ -66,7 +74,11 @@ def create_app(services: Services, routers: list[RouterOf] = ROUTERS) -> FastAPI
     app.state.services = services
     limits.install(app, services.metrics)
 
-    @app.get("/healthz", responses={503: {"description": "a service this process needs is down"}})
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "a service this process needs is down"}},
+    )
     def healthz() -> JSONResponse:
         """ok, or 503 naming each service (Kafka, S3, database) that does not answer."""
         up, states = health(services)

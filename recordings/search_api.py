@@ -43,6 +43,7 @@ from recordings.index.base import (
 from recordings.index.query import Node, QueryError, parse_query
 from recordings.retention import CallHeld, delete_call_data, set_hold
 from recordings.search_models import (
+    CallDeleted,
     CallDetail,
     CallList,
     HoldState,
@@ -635,7 +636,12 @@ def router(services: Services) -> APIRouter:
             raise HTTPException(404, "no such call")
         return {"call_id": call_id, "held": False}
 
-    @r.delete("/v1/calls/{call_id}", responses=errors(409))
+    @r.delete(
+        "/v1/calls/{call_id}",
+        response_model=CallDeleted,
+        response_model_exclude_none=True,
+        responses=errors(409),
+    )
     def delete_call(call_id: str, principal: Admin) -> dict[str, Any]:
         """Delete a call's objects, then its index rows; a live call is ended first. 409 while
         the call is held."""

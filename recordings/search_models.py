@@ -4,7 +4,7 @@ UTC (`...Z`), as the routes write them."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -129,3 +129,13 @@ class HoldState(BaseModel):
 
     call_id: str
     held: bool
+
+
+class CallDeleted(BaseModel):
+    """What deleting a call removed; `ended` when it was live and was hung up first."""
+
+    call_id: str
+    deleted: bool
+    objects: int | None = None
+    utterances: int | None = None
+    ended: dict[str, Any] | None = None

@@ -56,6 +56,14 @@ def parse_document(body: bytes, content_type: str) -> Any:
         raise MenuInvalid([f"menu: not a valid JSON or YAML document ({exc})"]) from exc
 
 
+class MenuSaved(BaseModel):
+    """A menu stored, with its prompts rendered ahead."""
+
+    menu: str
+    nodes: int
+    prompts_rendered: int
+
+
 def router(services: Services) -> APIRouter:
     """Routes of the IVR API."""
     r = APIRouter()
@@ -97,7 +105,7 @@ def router(services: Services) -> APIRouter:
         step["prompt_urls"] = urls
         return step
 
-    @r.put("/v1/ivr/{menu}")
+    @r.put("/v1/ivr/{menu}", response_model=MenuSaved)
     async def put_menu(
         menu: str, request: Request, p: Principal = Depends(require("admin"))
     ) -> dict[str, Any]:
