@@ -5,10 +5,14 @@ leg the stereo call had it on; a call of one voice stays `mono`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from app.api import create_app
+from app.cli import main
 from models.speaker import load_speaker_encoder
 from pipeline.auth import keys_of
 from pipeline.media.audio_file import write_wav
@@ -107,3 +111,21 @@ def test_the_encoder_tells_voices_apart() -> None:
     agent = {int(lab) for lab, leg in zip(labels, legs, strict=True) if leg == "agent"}
     customer = {int(lab) for lab, leg in zip(labels, legs, strict=True) if leg == "customer"}
     assert len(agent) == len(customer) == 1 and agent != customer
+
+
+def test_the_cli_splits_a_mono_file_unless_told_not_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call = corpus.build("fr-two-voices", small=True)[0]
+    f = tmp_path / "mixed.wav"
+    f.write_bytes(write_wav([np.clip(sum(call.legs[leg] for leg in corpus.LEGS), -1, 1)], 8000))
+    assert main(["transcribe", str(f), "--language", "fr"]) == 0
+    legs = {
+        line.split("] ", 1)[1].split(":", 1)[0] for line in capsys.readouterr().out.splitlines()
+    }
+    assert legs == {"agent", "customer"}
+    assert main(["transcribe", str(f), "--language", "fr", "--one-speaker"]) == 0
+    legs = {
+        line.split("] ", 1)[1].split(":", 1)[0] for line in capsys.readouterr().out.splitlines()
+    }
+    assert legs == {"mono"}

@@ -60,7 +60,10 @@ def test_mp3_mono_vtt(
     mixed = two_party["channels"][0] + two_party["channels"][1]
     f = tmp_path / "call.mp3"
     f.write_bytes(encode([mixed], 8000, "mp3", "mp3"))
-    assert main(["transcribe", str(f), "--format", "vtt", "--model", "base"]) == 0
+    # One Piper voice on both legs: kept as one speaker here (telling voices apart is
+    # tests/stt/test_speakers.py's; on one voice it is not decided by this file's needs).
+    argv = ["transcribe", str(f), "--format", "vtt", "--model", "base", "--one-speaker"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("WEBVTT") and "<v mono>" in out
     text = " ".join(line.split(">", 1)[1] for line in out.splitlines() if line.startswith("<v "))
