@@ -13,6 +13,7 @@ from pipeline.catalog import CallManifest, save_manifest
 from pipeline.events import DtmfReceived, TranscriptReady, Utterance
 from pipeline.ids import call_key
 from pipeline.store import ObjectNotFound, ObjectStore
+from recordings.call_stats import call_statistics
 
 JSON_NAME = "transcript.json"
 VTT_NAME = "transcript.vtt"
@@ -78,10 +79,12 @@ def to_document(
     info: dict[str, Any],
     source: str,
     presses: Sequence[DtmfReceived] = (),
+    duration: float | None = None,
 ) -> dict[str, Any]:
     """The transcript.json document: utterances with words, the key presses of a live call
-    (`dtmf`: leg, digit, start, duration), and how they were made."""
-    return {
+    (`dtmf`: leg, digit, start, duration), how they were made, and once the call is over
+    (its `duration` known) its statistics (recordings/call_stats.py)."""
+    doc: dict[str, Any] = {
         "v": 1,
         "tenant": tenant,
         "call_id": call_id,
@@ -99,6 +102,9 @@ def to_document(
             for p in sorted(presses, key=lambda p: p.start)
         ],
     }
+    if duration is not None:
+        doc["statistics"] = call_statistics(utterances, duration).model_dump()
+    return doc
 
 
 def from_document(doc: dict[str, Any]) -> list[Utterance]:
@@ -130,12 +136,13 @@ def write_transcript(
     info: dict[str, Any],
     source: str,
     presses: Sequence[DtmfReceived] = (),
+    duration: float | None = None,
 ) -> tuple[str, str]:
     """Write transcript.json and transcript.vtt under the call's prefix; returns both URIs.
 
     Same call, same keys: reprocessing overwrites.
     """
-    doc = to_document(tenant, call_id, utterances, info, source, presses)
+    doc = to_document(tenant, call_id, utterances, info, source, presses, duration)
     json_uri = store.put(
         call_key(tenant, call_id, started_at, JSON_NAME),
         json.dumps(doc, ensure_ascii=False, indent=1).encode(),
@@ -169,6 +176,7 @@ def finish_transcript(
         info,
         source,
         presses,
+        duration,
     )
     done = {"status": "transcribed", "language": language, "error": None, "progress": 1.0}
     save_manifest(

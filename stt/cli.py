@@ -130,6 +130,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     elif args.format == "srt":
         sys.stdout.write(to_srt(utterances))
     else:
-        doc = to_document("cli", call_id, utterances, info_dict(info), "batch")
+        doc = to_document(
+            "cli", call_id, utterances, info_dict(info), "batch", duration=info.duration
+        )
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
     return 0
