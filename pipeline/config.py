@@ -248,6 +248,18 @@ class PrompterSettings(BaseModel):
     history_per_agent: int = Field(default=200, ge=1)
 
 
+class RedactionSettings(BaseModel):
+    """Personal data masked in transcripts before they are stored, indexed or shown
+    (recordings/redaction.py): for every tenant, or for the tenants listed."""
+
+    enabled: bool = False
+    tenants: list[str] = Field(default_factory=list)
+
+    def applies_to(self, tenant: str) -> bool:
+        """Whether this tenant's transcripts are redacted."""
+        return self.enabled or tenant in self.tenants
+
+
 class WebhookSettings(BaseModel):
     """Deliveries to the tenants' webhooks (pipeline/webhooks)."""
 
@@ -298,6 +310,7 @@ class Settings(BaseSettings):
     robot: RobotSettings = Field(default_factory=RobotSettings)
     prompter: PrompterSettings = Field(default_factory=PrompterSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
 
     @field_validator("topic_prefix")
     @classmethod

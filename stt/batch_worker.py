@@ -14,6 +14,7 @@ from pipeline.media.audio_file import AudioError, AudioLimits, load_audio
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
+from recordings.redaction import redact_for
 from recordings.transcripts import finish_transcript, stored_presses
 from stt.batch import ChannelMismatch, info_dict, transcribe_recording, with_progress
 from stt.speakers import split_mono
@@ -66,6 +67,7 @@ class BatchStage(Stage):
             utterances = list(with_progress(utterances_iter, info.duration, self._reporter(event)))
             if event.channels == "mono":
                 utterances = split_mono(self.services, utterances, audio.mono(), event.direction)
+            utterances = redact_for(self.services, utterances)
         except ChannelMismatch as exc:
             metrics.inc("batch_errors_total", reason="channels")
             raise BadInput(str(exc)) from None

@@ -30,6 +30,7 @@ from pipeline.media import SAMPLE_RATE
 from pipeline.services import Services
 from pipeline.store import StoreError
 from pipeline.worker import Output, ProcessingError, Stage
+from recordings.redaction import redact_for
 from stt.live_artifacts import store_finished_call
 from stt.live_call import (
     LegStream,
@@ -276,6 +277,7 @@ class LiveStage(Stage):
                 revision=h.revision,
                 tentative=join_words(h.tentative),
             )
+            (u,) = redact_for(self.services, [u])
             if h.final:
                 call.finals[u.utterance_id] = u
                 call.dirty = True
