@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # the two halves 2-means makes of one voice 0.88-0.95 (Piper, or the real French voice, on
 # both legs of a call of 15-100 utterances).
 SAME_VOICE = 0.86
+# Two voices: a side's utterances are this much more alike (mean cosine) than utterances of
+# the two sides. Measured 0.14-0.32 for two voices, 0.02-0.09 for one voice split in two
+# (a short call of one Piper voice can pass the two tests above and fail this one).
+MIN_SEPARATION = 0.10
 # A second voice holds at least this share of the speech: one voice split in two on a short
 # call may leave its centres further apart (0.80 on 29 utterances) but one outlier alone
 # on the other side (1 utterance of 29).
@@ -102,7 +106,22 @@ def two_voices(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray | None
     share = weights[shaping & (labels == 1)].sum() / weights[shaping].sum()
     if min(share, 1 - share) < MIN_SHARE:
         return None
+    if _separation(embeddings[shaping], labels[shaping]) < MIN_SEPARATION:
+        return None
     return labels
+
+
+def _separation(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """How much more alike utterances of one side are than utterances of the two sides
+    (mean cosine within minus mean cosine between)."""
+    sims = embeddings @ embeddings.T
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~np.eye(len(labels), dtype=bool)
+    within = sims[same & off_diagonal]
+    between = sims[~same]
+    if not len(within) or not len(between):
+        return 0.0
+    return float(within.mean() - between.mean())
 
 
 def label_speakers(
