@@ -14,7 +14,7 @@ import prompter.api
 import stt.live_api
 from pipeline import events
 from pipeline.ingest import audiosocket, l16, twilio
-from pipeline.topics import _TOPIC_OF_TYPE
+from pipeline.topics import short_topic
 from pipeline.webhooks import delivery
 
 SOCKETS: list[tuple[str, ModuleType]] = [
@@ -90,7 +90,7 @@ def render() -> str:
     ]
     for model in sorted(models, key=lambda m: str(m.model_fields["type"].default)):
         kind = str(model.model_fields["type"].default)
-        topic = _TOPIC_OF_TYPE.get(kind, "-")
+        topic = short_topic(kind)
         doc = inspect.cleandoc(model.__doc__ or "")
         out += [f"### `{kind}` (topic `{topic}`)", "", doc, "", *_fields(model), ""]
     out += ["## Parts of events", ""]

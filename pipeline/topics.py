@@ -67,4 +67,9 @@ class Topics:
 
     def for_event(self, event: Event | MediaChunk | DeadLetter) -> str:
         """The topic an event is published on."""
-        return self.name(_TOPIC_OF_TYPE[event.type])
+        return self.name(short_topic(event.type))
+
+
+def short_topic(event_type: str) -> str:
+    """The short name of the topic an event type travels on (KeyError for none)."""
+    return _TOPIC_OF_TYPE[event_type]

@@ -159,9 +159,13 @@ def find(text: str) -> list[Found]:
 def redact_text(text: str) -> tuple[str, list[str]]:
     """`text` with each piece of personal data replaced by its mask; the kinds masked."""
     found = find(text)
+    return _masked(text, found), [f.kind for f in found]
+
+
+def _masked(text: str, found: list[Found]) -> str:
     for f in reversed(found):
         text = text[: f.start] + f"[{f.kind}]" + text[f.end :]
-    return text, [f.kind for f in found]
+    return text
 
 
 def redact_utterance(u: Utterance) -> tuple[Utterance, list[str]]:
@@ -170,9 +174,9 @@ def redact_utterance(u: Utterance) -> tuple[Utterance, list[str]]:
     found = find(u.text)
     if not found:
         return u, []
-    text, kinds = redact_text(u.text)
     words = _mask_words(u.words, u.text, found)
-    return u.model_copy(update={"text": text, "words": words}), kinds
+    masked = u.model_copy(update={"text": _masked(u.text, found), "words": words})
+    return masked, [f.kind for f in found]
 
 
 def _mask_words(words: Sequence[Word], text: str, found: list[Found]) -> tuple[Word, ...]:

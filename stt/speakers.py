@@ -89,10 +89,10 @@ def two_voices(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray | None
     unlike = np.where(shaping, embeddings @ embeddings[a], np.inf)
     b = int(np.argmin(unlike))
     centres = embeddings[[a, b]].copy()
-    labels = np.zeros(len(embeddings), dtype=int)
+    labels: np.ndarray | None = None
     for _ in range(_ITERATIONS):
         new = np.argmax(embeddings @ centres.T, axis=1)
-        if (new == labels).all() and _ > 0:
+        if labels is not None and (new == labels).all():
             break
         labels = new
         for k in (0, 1):
@@ -101,6 +101,7 @@ def two_voices(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray | None
                 return None
             c = (embeddings[members] * weights[members, None]).sum(axis=0)
             centres[k] = c / np.linalg.norm(c)
+    assert labels is not None  # the loop runs at least once
     if float(centres[0] @ centres[1]) > SAME_VOICE:
         return None
     share = weights[shaping & (labels == 1)].sum() / weights[shaping].sum()

@@ -13,9 +13,8 @@ from pipeline.api.errors import errors
 from pipeline.auth import Principal, require
 from pipeline.services import Services
 from pipeline.webhooks.delivery import SIGNATURE_HEADER, url_refusal
-from pipeline.webhooks.store import Delivery, Webhook, webhooks_of
+from pipeline.webhooks.store import Delivery, EventType, Webhook, webhooks_of
 
-EventType = Literal["transcript.ready", "call.ended", "hint"]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

@@ -27,7 +27,7 @@ import httpx
 from pipeline.events import CallEnded, Event, Hint, MediaChunk, TranscriptReady
 from pipeline.logs import ctx
 from pipeline.services import Services
-from pipeline.webhooks.store import EVENT_TYPES, Delivery, Webhook, webhooks_of
+from pipeline.webhooks.store import Delivery, Webhook, webhooks_of
 from pipeline.worker import Output, Stage
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,7 @@ class WebhookStage(Stage):
 
     def process(self, event: Event | MediaChunk) -> Iterator[Output]:
         """One event -> its deliveries (nothing on the bus)."""
-        if isinstance(event, MediaChunk) or event.type not in EVENT_TYPES:
-            return
-        body = payload(event)
+        body = None if isinstance(event, MediaChunk) else payload(event)
         if body is None:
             return
         # The same event given twice by the bus has the same id: delivered once.

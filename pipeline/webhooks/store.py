@@ -9,7 +9,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pipeline.database import Database, database_of
 from pipeline.services import Services
@@ -17,7 +17,8 @@ from pipeline.services import Services
 NAME = "webhooks"
 
 # The events a webhook may ask for.
-EVENT_TYPES = ("transcript.ready", "call.ended", "hint")
+EventType = Literal["transcript.ready", "call.ended", "hint"]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 SCHEMA = [
     """
