@@ -248,12 +248,19 @@ class PrompterSettings(BaseModel):
     history_per_agent: int = Field(default=200, ge=1)
 
 
+AudioMask = Literal["off", "silence", "tone"]
+
+
 class RedactionSettings(BaseModel):
     """Personal data masked in transcripts before they are stored, indexed or shown
     (recordings/redaction.py): for every tenant, or for the tenants listed."""
 
     enabled: bool = False
     tenants: list[str] = Field(default_factory=list)
+    # The recording's audio over the masked words (recordings/audio_masks.py): silenced,
+    # a tone, or kept as it was ("off").
+    audio: AudioMask = "silence"
+    audio_pad_s: float = Field(default=0.3, ge=0, le=2)
 
     def applies_to(self, tenant: str) -> bool:
         """Whether this tenant's transcripts are redacted."""

@@ -41,6 +41,8 @@ _SPOKEN_DOT = re.compile(r"\s+(?:dot|point)\s+", re.I)
 # and a card misheard is still a card. Without a cue only the checksum decides.
 _CARD_CUES = re.compile(r"\b(?:cards?|cartes?|visa|mastercard|amex|cb)\b", re.I)
 CUE_REACH = 40  # characters between the cue and the number
+_IBAN_CUES = re.compile(r"\b(?:iban\w*|rib|account|compte)\b", re.I)
+IBAN_SLACK = 2  # digits an IBAN said after its cue may have lost or gained
 _DOB_CUES = re.compile(r"\b(?:date of birth|born on|born|date de naissance|née? le)\b[\s:,]*", re.I)
 _DATE_AFTER = re.compile(
     r"(?:[\w\-/.,]+\s*){1,6}?(?:\b(?:19|20)\d{2}\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b)"
@@ -88,49 +90,124 @@ def nir_ok(digits: str) -> bool:
     )
 
 
-def _digit_runs(text: str) -> list[tuple[str, int, int]]:
-    """Runs of digits across words (digits, digit words, separators between them):
-    (digits, start, end) in `text`."""
-    runs: list[tuple[str, int, int]] = []
-    digits, start, end = "", -1, -1
-    for m in re.finditer(r"\d+|[A-Za-zÀ-ÿ]+|[^\sA-Za-zÀ-ÿ\d]", text):
+# French says two-digit groups as tens and units ("quarante-neuf"), which Whisper may write
+# "40 9": a tens followed by a digit said as its own word is also read as their sum.
+_TENS = frozenset({"20", "30", "40", "50", "60", "70", "80", "90"})
+_TOKENS = re.compile(r"\d+|[A-Za-zÀ-ÿ]+|[^\sA-Za-zÀ-ÿ\d]")
+_SEPARATORS = frozenset("-.,/")
+
+
+@dataclass(frozen=True)
+class Run:
+    """Characters said as one code across words: `chars` (digits, and the capital letters
+    an IBAN spells), `at[i]` where the word of chars[i] starts in the text, `end` where the
+    run's last word ends."""
+
+    chars: str
+    at: tuple[int, ...]
+    end: int
+
+    def span(self, i: int, j: int) -> tuple[int, int]:
+        """Text positions of chars[i:j]."""
+        return self.at[i], self.at[j] if j < len(self.at) else self.end
+
+
+def _runs(text: str, *, letters: bool) -> list[Run]:
+    """Runs of digits (with `letters`, also capitals in words of up to two: "FR", "F R")
+    across words, digit words and the separators of numbers said in groups."""
+    runs: list[Run] = []
+    chars: list[str] = []
+    at: list[int] = []
+    end = -1
+    for m in _TOKENS.finditer(text):
         tok = m.group()
         value = tok if tok.isdigit() else DIGIT_WORDS.get(tok.lower())
+        if value is None and letters and tok.isalpha() and tok.isupper() and len(tok) <= 2:
+            value = tok
         if value is not None:
-            if not digits:
-                start = m.start()
-            digits += value
+            chars.extend(value)
+            at.extend([m.start()] * len(value))
             end = m.end()
-        elif tok in "-.,/" and digits:
-            continue  # a separator inside a number said in groups
-        else:
-            if digits:
-                runs.append((digits, start, end))
-            digits = ""
-    if digits:
-        runs.append((digits, start, end))
+        elif not (tok in _SEPARATORS and chars):
+            if chars:
+                runs.append(Run("".join(chars), tuple(at), end))
+            chars, at = [], []
+    if chars:
+        runs.append(Run("".join(chars), tuple(at), end))
     return runs
 
 
-def find(text: str) -> list[Found]:
-    """The personal data in `text`, left to right, not overlapping."""
+def _readings(run: Run) -> list[str]:
+    """The digits of a run as written, and read as French tens and units when that differs
+    ("40 9" is 49)."""
+    text, at = run.chars, run.at
+    joined: list[str] = []
+    i = 0
+    while i < len(text):
+        unit = i + 2
+        if (
+            text[i : i + 2] in _TENS
+            and at[i + 1] == at[i]  # the tens is one word ...
+            and unit < len(text)
+            and at[unit] != at[i]  # ... the unit the next one, a single digit
+            and (unit + 1 == len(text) or at[unit + 1] != at[unit])
+        ):
+            joined += [text[i], text[unit]]
+            i = unit + 1
+        else:
+            joined.append(text[i])
+            i += 1
+    reading = "".join(joined)
+    return [text] if reading == text else [text, reading]
+
+
+def _numbers(text: str, *, partial: bool) -> list[Found]:
+    """Cards and NIRs said across words; with `partial` (a live partial: the number may not
+    be finished), any run of four digits or more after a card's cue."""
     found: list[Found] = []
-    for m in re.finditer(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,4}){3,9}", text, re.I):
-        # The country fixes the length: the IBAN is the prefix of the match that long.
-        want = IBAN_LENGTHS.get(m.group()[:2].upper())
-        chars = 0
-        for i, c in enumerate(m.group()):
-            chars += c != " "
-            if chars == want:
-                if iban_ok(m.group()[: i + 1].replace(" ", "")):
-                    found.append(Found("IBAN", m.start(), m.start() + i + 1))
-                break
-    for digits, s, e in _digit_runs(text):
+    for run in _runs(text, letters=False):
+        s = run.at[0]
         card_said = _CARD_CUES.search(text, max(0, s - CUE_REACH), s) is not None
-        if 13 <= len(digits) <= 19 and (luhn(digits) or card_said):
-            found.append(Found("CARD", s, e))
-        elif nir_ok(digits):
-            found.append(Found("NIR", s, e))
+        for digits in _readings(run):
+            if 13 <= len(digits) <= 19 and (luhn(digits) or card_said):
+                found.append(Found("CARD", s, run.end))
+            elif nir_ok(digits):
+                found.append(Found("NIR", s, run.end))
+            elif partial and card_said and len(digits) >= 4:
+                found.append(Found("CARD", s, run.end))
+            else:
+                continue
+            break
+    return found
+
+
+def _ibans(text: str) -> list[Found]:
+    """IBANs written ("FR76 3000 ..."), spelled ("F R 7 6 ...") or dashed: the country
+    fixes the length, the check digits decide. Like a card's, an IBAN misheard by a digit
+    or two is still masked when its cue was said or its country spelled letter by letter:
+    nothing else said sounds like that."""
+    found: list[Found] = []
+    for run in _runs(text, letters=True):
+        for m in re.finditer(r"[A-Z]{2}\d{2}", run.chars):
+            want = IBAN_LENGTHS.get(m.group()[:2])
+            if want is None:
+                continue
+            a = m.start()
+            if len(run.chars) - a >= want and iban_ok(run.chars[a : a + want]):
+                found.append(Found("IBAN", *run.span(a, a + want)))
+                break
+            s = run.at[a]
+            cued = _IBAN_CUES.search(text, max(0, s - CUE_REACH), s) is not None
+            spelled = run.at[a + 1] != run.at[a]
+            if (cued or spelled) and abs(len(run.chars) - a - want) <= IBAN_SLACK:
+                found.append(Found("IBAN", s, run.end))
+                break
+    return found
+
+
+def find(text: str, *, partial: bool = False) -> list[Found]:
+    """The personal data in `text`, left to right, not overlapping."""
+    found = _ibans(text) + _numbers(text, partial=partial)
     for region in ("FR", "US"):
         for number in phonenumbers.PhoneNumberMatcher(text, region):
             found.append(Found("PHONE", number.start, number.end))
@@ -148,11 +225,15 @@ def find(text: str) -> list[Found]:
         date = _DATE_AFTER.match(text, cue.end())
         if date:
             found.append(Found("DOB", date.start(), date.end()))
+    return _distinct(found)
+
+
+def _distinct(found: Sequence[Found]) -> list[Found]:
+    """Left to right, none inside another (a card is also a phone-like number)."""
     out: list[Found] = []
     for f in sorted(found, key=lambda f: (f.start, -(f.end - f.start))):
-        if out and f.start < out[-1].end:
-            continue  # inside one found already (a card is also a phone-like number)
-        out.append(f)
+        if not out or f.start >= out[-1].end:
+            out.append(f)
     return out
 
 
@@ -168,15 +249,71 @@ def _masked(text: str, found: list[Found]) -> str:
     return text
 
 
-def redact_utterance(u: Utterance) -> tuple[Utterance, list[str]]:
+def redact_utterance(
+    u: Utterance, also: Sequence[Found] = (), *, partial: bool = False
+) -> tuple[Utterance, list[str]]:
     """The utterance with its text and words masked (a masked stretch of words becomes one
-    word, the mask, spanning their times); the kinds masked."""
-    found = find(u.text)
+    word, the mask, spanning their times), `also` masked besides what its own text shows;
+    the kinds masked."""
+    found = _distinct([*find(u.text, partial=partial), *also])
     if not found:
         return u, []
     words = _mask_words(u.words, u.text, found)
     masked = u.model_copy(update={"text": _masked(u.text, found), "words": words})
     return masked, [f.kind for f in found]
+
+
+# A number may be said across several utterances of a leg (a breath between its groups
+# cuts it): a leg's utterances that follow each other within this gap, one ending and the
+# next starting with a digit (or the capitals an IBAN spells), are read as one text.
+ACROSS_GAP_S = 3.0
+MAX_PIECES = 4
+_DIGIT_WORD = "|".join(DIGIT_WORDS)
+_ENDS_IN_CODE = re.compile(rf"(?:\d|\b[A-Z]{{1,2}}|\b(?i:{_DIGIT_WORD}))[\s.,-]*$")
+_STARTS_WITH_CODE = re.compile(rf"^[\s.,-]*(?:\d|[A-Z]{{1,2}}\b|(?i:{_DIGIT_WORD})\b)")
+
+
+def _chains(utterances: Sequence[Utterance]) -> list[list[int]]:
+    """Indexes of the utterances a number may run across, two or more in a chain."""
+    chains: list[list[int]] = []
+    last: dict[str, list[int]] = {}
+    for i in sorted(range(len(utterances)), key=lambda i: utterances[i].start):
+        u = utterances[i]
+        chain = last.get(u.leg)
+        prev = utterances[chain[-1]] if chain else None
+        if (
+            chain is not None
+            and prev is not None
+            and u.start - prev.end < ACROSS_GAP_S
+            and _ENDS_IN_CODE.search(prev.text)
+            and _STARTS_WITH_CODE.match(u.text)
+        ):
+            chain.append(i)
+        else:
+            last[u.leg] = chain = [i]
+            chains.append(chain)
+    return [c for c in chains if len(c) > 1]
+
+
+def _across(members: Sequence[Utterance]) -> list[list[Found]]:
+    """What a number said across utterances of a chain masks in each of them. Windows of
+    up to MAX_PIECES utterances are read, so that two numbers said one after the other do
+    not run together into one that is neither."""
+    out: list[list[Found]] = [[] for _ in members]
+    for first in range(len(members)):
+        for last in range(first + 1, min(len(members), first + MAX_PIECES)):
+            window = members[first : last + 1]
+            starts = [sum(len(u.text) + 1 for u in window[:k]) for k in range(len(window))]
+            for f in find(" ".join(u.text for u in window)):
+                parts = [
+                    (first + k, max(f.start, s) - s, min(f.end, s + len(u.text)) - s)
+                    for k, (u, s) in enumerate(zip(window, starts, strict=True))
+                    if f.start < s + len(u.text) and f.end > s
+                ]
+                if len(parts) > 1:
+                    for k, a, b in parts:
+                        out[k].append(Found(f.kind, a, b))
+    return out
 
 
 def _mask_words(words: Sequence[Word], text: str, found: list[Found]) -> tuple[Word, ...]:
@@ -206,15 +343,24 @@ def _mask_words(words: Sequence[Word], text: str, found: list[Found]) -> tuple[W
 
 def redact_for(services: Services, utterances: Sequence[Utterance]) -> list[Utterance]:
     """The utterances masked when their tenant's transcripts are redacted (`redaction.*`),
-    else unchanged. Each mask is counted and logged by kind, never with its value."""
+    else unchanged; a leg's consecutive utterances are read together where a number
+    may cross from one to the next. Each mask is counted and logged by kind, never with its
+    value."""
+    also: dict[int, list[Found]] = {i: [] for i in range(len(utterances))}
+    for chain in _chains(utterances):
+        for i, found in zip(chain, _across([utterances[i] for i in chain]), strict=True):
+            also[i] += found
     out = []
-    for u in utterances:
+    for i, u in enumerate(utterances):
         if not services.settings.redaction.applies_to(u.tenant):
             out.append(u)
             continue
-        masked, kinds = redact_utterance(u)
+        masked, kinds = redact_utterance(u, also[i], partial=not u.final)
         if u.tentative:
-            masked = masked.model_copy(update={"tentative": redact_text(u.tentative)[0]})
+            tentative = find(f"{u.text} {u.tentative}", partial=True)
+            masked = masked.model_copy(
+                update={"tentative": _masked(u.tentative, _shifted(tentative, len(u.text) + 1))}
+            )
         for kind in kinds:
             services.metrics.inc("pii_redacted_total", kind=kind)
         if kinds:
@@ -227,3 +373,54 @@ def redact_for(services: Services, utterances: Sequence[Utterance]) -> list[Utte
             )
         out.append(masked)
     return out
+
+
+def _shifted(found: Sequence[Found], by: int) -> list[Found]:
+    """Finds in a text that starts `by` characters into the one searched (clipped to it)."""
+    return [Found(f.kind, max(0, f.start - by), f.end - by) for f in found if f.end > by]
+
+
+@dataclass(frozen=True)
+class Masked:
+    """Where a mask hides something: the audit record of a transcript (never the value)."""
+
+    kind: str
+    leg: str
+    start: float
+    end: float
+
+
+KINDS = ("CARD", "IBAN", "NIR", "PHONE", "EMAIL", "DOB")
+_MASK_ANYWHERE = re.compile(rf"\[({'|'.join(KINDS)})\]")
+_MASK_WORD = re.compile(rf"^\s*\[({'|'.join(KINDS)})\]")
+
+
+def masked_spans(utterances: Sequence[Utterance]) -> list[Masked]:
+    """Each mask of the utterances with its leg and time (its word's, else the utterance's);
+    a number said across utterances is one span, the pause inside it included."""
+    marks: list[tuple[Masked, bool, bool]] = []  # and whether it ends / starts its utterance
+    for u in utterances:
+        found = [(m.group(1), w) for w in u.words if (m := _MASK_WORD.match(w.word))]
+        for kind, w in found:
+            first, last = w is u.words[0], w is u.words[-1]
+            marks.append((Masked(kind, u.leg, w.start, w.end), first, last))
+        if not u.words:
+            for m in _MASK_ANYWHERE.finditer(u.text):
+                first, last = m.start() == 0, m.end() == len(u.text.rstrip(" .,"))
+                marks.append((Masked(m.group(1), u.leg, u.start, u.end), first, last))
+    spans: list[Masked] = []
+    ends_utterance = False
+    for mark, first, last in sorted(marks, key=lambda m: (m[0].leg, m[0].start)):
+        prev = spans[-1] if spans else None
+        if (
+            prev is not None
+            and ends_utterance
+            and first
+            and (prev.leg, prev.kind) == (mark.leg, mark.kind)
+            and mark.start - prev.end < ACROSS_GAP_S
+        ):
+            spans[-1] = Masked(mark.kind, mark.leg, prev.start, max(prev.end, mark.end))
+        else:
+            spans.append(mark)
+        ends_utterance = last
+    return sorted(spans, key=lambda m: (m.start, m.leg))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pipeline.events import DtmfReceived, TranscriptReady, Utterance
 from pipeline.ids import call_key
 from pipeline.store import ObjectNotFound, ObjectStore
 from recordings.call_stats import call_statistics
+from recordings.redaction import masked_spans
 
 JSON_NAME = "transcript.json"
 VTT_NAME = "transcript.vtt"
@@ -83,7 +85,9 @@ def to_document(
 ) -> dict[str, Any]:
     """The transcript.json document: utterances with words, the key presses of a live call
     (`dtmf`: leg, digit, start, duration), how they were made, and once the call is over
-    (its `duration` known) its statistics (recordings/call_stats.py)."""
+    (its `duration` known) its statistics (recordings/call_stats.py), and where redaction
+    masked something, what kind where (`redactions`: kind, leg, start, end; the audit
+    record, never the value)."""
     doc: dict[str, Any] = {
         "v": 1,
         "tenant": tenant,
@@ -104,6 +108,9 @@ def to_document(
     }
     if duration is not None:
         doc["statistics"] = call_statistics(utterances, duration).model_dump()
+    masks = masked_spans(utterances)
+    if masks:
+        doc["redactions"] = [asdict(m) for m in masks]
     return doc
 
 

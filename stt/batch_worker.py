@@ -7,20 +7,25 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from pipeline.catalog import load_manifest, recording_manifest, save_manifest
-from pipeline.events import Event, MediaChunk, RecordingReady
+from pipeline.catalog import CallManifest, load_manifest, recording_manifest, save_manifest
+from pipeline.events import Event, MediaChunk, RecordingReady, Utterance
 from pipeline.logs import ctx
-from pipeline.media.audio_file import AudioError, AudioLimits, load_audio
+from pipeline.media.audio_file import AudioError, AudioLimits, DecodedAudio, load_audio, write_wav
+from pipeline.media.resample import resample
 from pipeline.services import Services
 from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
-from recordings.redaction import redact_for
+from recordings.audio_masks import mask_audio
+from recordings.redaction import masked_spans, redact_for
 from recordings.transcripts import finish_transcript, stored_presses
 from stt.batch import ChannelMismatch, info_dict, transcribe_recording, with_progress
 from stt.speakers import split_mono
 from stt.transcriber import transcriber_of
 
 log = logging.getLogger(__name__)
+
+# What a redacted recording is stored as, in the call's folder (it replaces the upload).
+REDACTED_RECORDING = "recording.wav"
 
 
 class BatchStage(Stage):
@@ -74,6 +79,7 @@ class BatchStage(Stage):
         manifest = load_manifest(store, event.tenant, event.call_id) or recording_manifest(
             event, key
         )
+        update = self._mask_recording(event, manifest, key, audio, utterances)
         ready = finish_transcript(
             store,
             manifest,
@@ -83,6 +89,7 @@ class BatchStage(Stage):
             info.duration,
             info.language,
             stored_presses(store, manifest),
+            **update,
         )
         metrics.inc("recordings_transcribed_total")
         metrics.inc("audio_seconds_total", info.duration, source="batch")
@@ -95,6 +102,47 @@ class BatchStage(Stage):
         )
         yield from utterances
         yield ready
+
+    def _mask_recording(
+        self,
+        event: RecordingReady,
+        manifest: CallManifest,
+        key: str,
+        audio: DecodedAudio,
+        utterances: list[Utterance],
+    ) -> dict[str, object]:
+        """With redaction on, the recording replaced by one whose audio over the masked
+        words is silenced or toned (`redaction.audio`); the manifest's new key, if any."""
+        settings = self.services.settings.redaction
+        spans = masked_spans(utterances)
+        if not spans or settings.audio == "off" or not settings.applies_to(event.tenant):
+            return {}
+        legs = (
+            None if event.channels == "mono" else {int(c): leg for c, leg in event.channels.items()}
+        )
+        channels = mask_audio(
+            audio.channels, audio.rate, spans, legs, settings.audio, settings.audio_pad_s
+        )
+        rate = min(audio.source_rate, audio.rate)
+        if rate != audio.rate:
+            channels = [resample(c, audio.rate, rate) for c in channels]
+        new_key = manifest.prefix + REDACTED_RECORDING
+        try:
+            self.services.store.put(new_key, write_wav(channels, rate), "audio/wav")
+            if new_key != key:
+                self.services.store.delete(key)
+        except StoreError as exc:
+            raise ProcessingError(
+                f"store error writing the redacted recording: {exc}", retriable=exc.retriable
+            ) from exc
+        self.services.metrics.inc("pii_audio_masked_total", len(spans))
+        log.info(
+            "masked %d stretches of the recording (%s)",
+            len(spans),
+            settings.audio,
+            **ctx(event.tenant, event.call_id),
+        )
+        return {"recording_key": new_key}
 
     def failed(self, event: Event | MediaChunk, reason: str) -> None:
         """A recording given up on: its manifest says `failed` and why."""

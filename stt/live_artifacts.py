@@ -5,10 +5,13 @@ transcribed in batch), and no live objects (checkpoint, parts)."""
 
 from __future__ import annotations
 
+from pipeline.config import RedactionSettings
 from pipeline.events import RecordingReady, TranscriptReady
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.audio_file import write_wav
 from pipeline.store import ObjectStore
+from recordings.audio_masks import mask_audio
+from recordings.redaction import masked_spans
 from recordings.transcripts import finish_transcript
 from stt.live_call import LEGS, LiveCall, assemble, delete_live_objects, ensure_manifest, load_parts
 from stt.streaming import StreamingOptions
@@ -17,11 +20,18 @@ RECORDING_NAME = "recording.wav"
 
 
 def store_finished_call(
-    store: ObjectStore, call: LiveCall, reason: str, options: StreamingOptions
+    store: ObjectStore,
+    call: LiveCall,
+    reason: str,
+    options: StreamingOptions,
+    redaction: RedactionSettings | None = None,
 ) -> tuple[TranscriptReady, RecordingReady | None]:
     """Write the call's transcript (and its recording, when kept), drop its live objects;
     its legs are closed and every final is in `call.finals`. Returns the transcript.ready
-    and, for a kept recording, the recording.ready that queues its batch transcription."""
+    and, for a kept recording, the recording.ready that queues its batch transcription.
+
+    With `redaction` (the call's tenant is redacted), the recording's audio over the finals'
+    masks is silenced or toned before it is written."""
     for leg in call.legs.values():
         leg.cut_part()
     parts = load_parts(store, call)
@@ -34,6 +44,17 @@ def store_finished_call(
     language = call.language or next(iter(call.leg_languages.values()), None)
     update: dict[str, object] = {"end_reason": reason}
     recording = None
+    finals = list(call.finals.values())
+    if redaction is not None:
+        legs = dict(enumerate(LEGS))
+        channels = mask_audio(
+            channels,
+            SAMPLE_RATE,
+            masked_spans(finals),
+            legs,
+            redaction.audio,
+            redaction.audio_pad_s,
+        )
     if duration > 0 and call.record:
         update["recording_key"] = manifest.prefix + RECORDING_NAME
         update["channels"] = {"0": "agent", "1": "customer"}
@@ -57,7 +78,6 @@ def store_finished_call(
             "max_utterance_s": options.max_utterance_s,
         },
     }
-    finals = list(call.finals.values())
     ready = finish_transcript(
         store, manifest, finals, info, "live", duration, language, call.presses, **update
     )

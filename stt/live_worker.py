@@ -308,7 +308,11 @@ class LiveStage(Stage):
     # -- the end of a call ---------------------------------------------------------------
     def _finish(self, call: LiveCall, reason: str) -> Iterator[Output]:
         yield from self._close_legs(call)
-        ready, recording = store_finished_call(self.services.store, call, reason, self.options)
+        redaction = self.services.settings.redaction
+        masking = redaction if redaction.applies_to(call.tenant) else None
+        ready, recording = store_finished_call(
+            self.services.store, call, reason, self.options, masking
+        )
         key = (call.tenant, call.call_id)
         self.calls.pop(key, None)
         self._remember_finished(key)
