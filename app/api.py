@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 import prompter.api
+import recordings.analytics_api
+import recordings.categories_api
 import recordings.search_api
 import robot.api
 import stt.batch_api
@@ -58,6 +60,8 @@ API_ROUTERS: list[RouterOf] = [
     stt.live_api.router,
     prompter.api.router,
     recordings.search_api.router,
+    recordings.categories_api.router,
+    recordings.analytics_api.router,
     robot.api.router,
     tts.api.router,
     tts.ivr.api.router,

@@ -18,6 +18,7 @@ from pipeline.config import Settings
 from pipeline.database import DatabaseError, PostgresPool, open_database
 from pipeline.errors import CliError
 from pipeline.webhooks import store as webhooks
+from recordings import category_store
 from recordings.index import INDEX_FILE
 from recordings.index.postgres import PostgresIndex
 from recordings.index.sqlite import IndexSchemaError, SqliteIndex
@@ -28,6 +29,7 @@ STORES: dict[str, list[str]] = {
     prompter.store.NAME: prompter.store.SCHEMA,
     robot.store.NAME: robot.store.SCHEMA,
     webhooks.NAME: webhooks.SCHEMA,
+    category_store.NAME: category_store.SCHEMA,
 }
 
 

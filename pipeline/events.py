@@ -194,6 +194,10 @@ class TranscriptReady(Event):
     source: Literal["live", "batch"] = "batch"
     duration: float = 0.0
     language: str | None = None
+    # The call's statistics as named numbers (recordings/call_stats.py `facts`) and the
+    # categories it met: what the index keeps for search filters.
+    facts: dict[str, float] = Field(default_factory=dict)
+    tags: tuple[str, ...] = ()
 
 
 # --- souffleur ------------------------------------------------------------------------

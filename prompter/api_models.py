@@ -17,7 +17,7 @@ PLAYBOOK_EXAMPLE = """rules:
 """
 
 
-def _component(model: type[BaseModel]) -> tuple[dict[str, str], dict[str, Any]]:
+def component_of(model: type[BaseModel]) -> tuple[dict[str, str], dict[str, Any]]:
     """A reference to `model` and the schemas to add to the OpenAPI's components (it and
     the models it uses), lifted there by pipeline.api.errors.document."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -28,7 +28,7 @@ def _component(model: type[BaseModel]) -> tuple[dict[str, str], dict[str, Any]]:
 def playbook_body() -> dict[str, Any]:
     """`openapi_extra` of PUT /v1/playbooks/{name}: the route reads YAML (or JSON) itself,
     so the OpenAPI says what it takes."""
-    ref, parts = _component(Playbook)
+    ref, parts = component_of(Playbook)
     return {
         "requestBody": {
             "required": True,
@@ -43,7 +43,7 @@ def playbook_body() -> dict[str, Any]:
 
 def article_body() -> dict[str, Any]:
     """`openapi_extra` of PUT /v1/kb/articles/{article_id} (a JSON article)."""
-    ref, parts = _component(Article)
+    ref, parts = component_of(Article)
     return {
         "x-components": parts,
         "requestBody": {

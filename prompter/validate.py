@@ -68,7 +68,8 @@ def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _pydantic_errors(prefix: str, exc: ValidationError) -> list[PlaybookError]:
+def pydantic_errors(prefix: str, exc: ValidationError) -> list[PlaybookError]:
+    """Pydantic's errors with their paths, as PlaybookErrors."""
     return [PlaybookError(_path(prefix, tuple(e["loc"])), e["msg"]) for e in exc.errors()]
 
 
@@ -81,7 +82,7 @@ def validate_playbook(raw: Any, settings: PrompterSettings) -> Playbook:
     try:
         head = Playbook.model_validate(header)
     except ValidationError as exc:
-        errors.extend(_pydantic_errors("", exc))
+        errors.extend(pydantic_errors("", exc))
         head = Playbook()
     variables = set(head.variables)
     for name in head.variables:
@@ -124,7 +125,7 @@ def validate_playbook(raw: Any, settings: PrompterSettings) -> Playbook:
         try:
             rule = Rule.model_validate(raw_rule)
         except ValidationError as exc:
-            errors.extend(_pydantic_errors(where, exc))
+            errors.extend(pydantic_errors(where, exc))
             continue
         if not rule_errors and len(present) == 1:
             rules.append(rule)
@@ -150,7 +151,7 @@ def _check_rule(
     for name in ("when", "absent"):
         trig = raw_rule.get(name)
         if isinstance(trig, dict):
-            errors.extend(_check_said(f"{where}.{name}", trig, settings, groups))
+            errors.extend(check_said(f"{where}.{name}", trig, settings, groups))
     when = raw_rule.get("when")
     if isinstance(when, dict) and when.get("after") is not None:
         if when.get("after") == raw_rule.get("id"):
@@ -165,9 +166,13 @@ def _check_rule(
     return errors
 
 
-def _check_said(
-    where: str, said: dict[str, Any], settings: PrompterSettings, groups: set[str]
+def check_said(
+    where: str, said: dict[str, Any], settings: PrompterSettings, groups: set[str] | None = None
 ) -> list[PlaybookError]:
+    """The problems of one raw `Said` (words to look for) at `where`; the regexes' named
+    groups are added to `groups`. Call categories (recordings/categories.py) check their
+    words with it too."""
+    groups = set() if groups is None else groups
     errors: list[PlaybookError] = []
     if not (said.get("phrases") or said.get("keywords") or said.get("regex")):
         errors.append(PlaybookError(where, "give at least one of phrases, keywords, regex"))

@@ -10,10 +10,11 @@ or a hang-up, not dead air in the conversation."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 from pydantic import BaseModel, Field
 
-from pipeline.events import Utterance
+from pipeline.events import Leg, Utterance
 
 JOIN_GAP_S = 0.3  # shorter pauses between one leg's words are talk
 # An overlap shorter than this is a backchannel or a cut word, not talking over.
@@ -141,3 +142,24 @@ def call_statistics(utterances: Sequence[Utterance], duration: float) -> CallSta
         talk_over_s=round(_total(over), 3),
         legs=stats,
     )
+
+
+CALL_FACTS = (
+    "duration_s", "talk_s", "non_talk_s", "longest_silence_s", "talk_over_count", "talk_over_s",
+)  # fmt: skip
+LEG_FACTS = (
+    "talk_s", "talk_ratio", "words", "words_per_minute", "longest_monologue_s", "interruptions",
+)  # fmt: skip
+# Every name a search may filter on: the call's figures, and each leg's as `leg.name`.
+FACT_NAMES = frozenset(
+    [*CALL_FACTS, *(f"{leg}.{name}" for leg in get_args(Leg) for name in LEG_FACTS)]
+)
+
+
+def facts(stats: CallStats) -> dict[str, float]:
+    """The statistics as flat named numbers, what the index stores for search filters
+    (`longest_silence_s`, `agent.talk_ratio` ...)."""
+    out = {name: float(getattr(stats, name)) for name in CALL_FACTS}
+    for leg, figures in stats.legs.items():
+        out.update({f"{leg}.{name}": float(getattr(figures, name)) for name in LEG_FACTS})
+    return out

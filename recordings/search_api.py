@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -40,7 +40,15 @@ from recordings.index.base import (
     Sort,
     indexed_details,
 )
-from recordings.index.query import Node, QueryError, parse_query
+from recordings.index.query import Node, QueryError
+from recordings.query_params import (
+    BadRequest,
+    choice,
+    documented,
+    one,
+    parse_params,
+    parse_q,
+)
 from recordings.retention import CallHeld, delete_call_data, set_hold
 from recordings.search_models import (
     CallDeleted,
@@ -54,8 +62,6 @@ from recordings.search_models import (
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-MAX_PAGE_SIZE = 100
-MAX_PAGE = 10_000
 MAX_STATS_QUERIES = 10
 # A CSV export holds every match up to this many rows, fetched in pages of EXPORT_PAGE
 # (newest first: a cap on an export should drop the oldest calls, not arbitrary ones).
@@ -86,6 +92,8 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 SEARCH_PARAMS = {
     "q",
+    "stat",
+    "tag",
     "from",
     "to",
     "agent",
@@ -97,10 +105,9 @@ SEARCH_PARAMS = {
     "sort",
     "format",
 }
-CALLS_PARAMS = {"from", "to", "agent", "direction", "call_id", "page", "page_size"}
+CALLS_PARAMS = {"from", "to", "agent", "direction", "call_id", "page", "page_size", "stat", "tag"}
 STATS_PARAMS = {"q", "interval", "from", "to", "agent", "leg", "direction", "call_id"}
-LEGS = ("agent", "customer", "mono")
-DIRECTIONS = ("inbound", "outbound", "internal")
+STATS_PARAMS |= {"stat", "tag"}
 
 Reader = Annotated[Principal, Depends(require("analyst", "admin"))]
 LinkReader = Annotated[Principal, Depends(require("analyst", "admin", links=True))]
@@ -108,156 +115,6 @@ LinkReader = Annotated[Principal, Depends(require("analyst", "admin", links=True
 # working session, so a page left open keeps playing.
 LINK_TTL_S = 8 * 3600
 Admin = Annotated[Principal, Depends(require("admin"))]
-
-
-# The query parameters of the routes that read their query by hand, for the OpenAPI (a
-# client generator and schemathesis see them; the parsing above is what checks them).
-_STRING = {"type": "string"}
-PARAM_DOCS: dict[str, tuple[dict[str, Any], str]] = {
-    "q": (
-        {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 500,
-            "example": 'résilier OR "mon contrat"',
-        },
-        "words to find: phrases in quotes, a trailing * for any ending, OR, NOT",
-    ),
-    "from": (_STRING, "calls started on or after: an ISO date or date-time (UTC if naive)"),
-    "to": (_STRING, "calls started before the end of: an ISO date, or before a date-time"),
-    "agent": ({"type": "string", "maxLength": 128}, "only this agent's calls"),
-    "leg": ({"type": "string", "enum": list(LEGS)}, "only what this leg said"),
-    "direction": ({"type": "string", "enum": list(DIRECTIONS)}, "only calls of this direction"),
-    "call_id": ({"type": "string", "maxLength": 128}, "only this call"),
-    "page": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}, "from 1"),
-    "page_size": (
-        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20},
-        "results per page",
-    ),
-    "sort": ({"type": "string", "enum": ["relevance", "time"], "default": "relevance"}, ""),
-    "format": (
-        {"type": "string", "enum": ["json", "csv"], "default": "json"},
-        "csv: every match as a file (newest first, at most 10,000 rows)",
-    ),
-    "interval": ({"type": "string", "enum": ["day", "week", "month"], "default": "day"}, ""),
-}
-
-
-def _documented(names: set[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """`openapi_extra` declaring these query parameters."""
-    order = [n for n in PARAM_DOCS if n in names]
-    return {
-        "parameters": [
-            {
-                "name": n,
-                "in": "query",
-                "required": n in required,
-                "schema": PARAM_DOCS[n][0],
-                "description": PARAM_DOCS[n][1],
-            }
-            for n in order
-        ]
-    }
-
-
-class BadRequest(ValueError):
-    """A query-string problem; the message is the 400's reason."""
-
-
-@dataclass(frozen=True)
-class Params:
-    """The checked query string of one request."""
-
-    filters: Filters
-    page: int
-    page_size: int
-
-
-def _one(request: Request, name: str) -> str | None:
-    values = request.query_params.getlist(name)
-    if len(values) > 1:
-        raise BadRequest(f"parameter {name!r} given more than once")
-    return values[0] if values else None
-
-
-def _check_names(request: Request, allowed: set[str]) -> None:
-    unknown = sorted(set(request.query_params.keys()) - allowed)
-    if unknown:
-        raise BadRequest(
-            f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
-
-
-def _when(value: str, name: str, end: bool) -> datetime:
-    """An ISO date (a whole day: `to` includes it) or an ISO date-time (UTC if naive)."""
-    try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return start + timedelta(days=1) if end else start
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(
-            f"{name!r} must be an ISO date (2024-05-31) or date-time, not {value[:40]!r}"
-        ) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _int(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
-    if value is None:
-        return default
-    if not value.isdigit() or len(value) > 9:
-        raise BadRequest(f"{name!r} must be a whole number from {lo} to {hi}")
-    n = int(value)
-    if not lo <= n <= hi:
-        raise BadRequest(f"{name!r} must be from {lo} to {hi}, not {n}")
-    return n
-
-
-def _choice(value: str | None, name: str, choices: tuple[str, ...]) -> str | None:
-    if value is not None and value not in choices:
-        raise BadRequest(f"{name!r} must be one of {', '.join(choices)}, not {value[:40]!r}")
-    return value
-
-
-def _params(request: Request, allowed: set[str]) -> Params:
-    _check_names(request, allowed)
-    since_raw, until_raw = _one(request, "from"), _one(request, "to")
-    since = _when(since_raw, "from", end=False) if since_raw else None
-    until = _when(until_raw, "to", end=True) if until_raw else None
-    if since and until and since >= until:
-        raise BadRequest("'from' must be before 'to'")
-    call_id = _one(request, "call_id")
-    if call_id is not None:
-        try:
-            check_id(call_id, "call_id")
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-    agent = _one(request, "agent")
-    if agent is not None and not 0 < len(agent) <= 128:
-        raise BadRequest("'agent' must be 1 to 128 characters")
-    filters = Filters(
-        since=since,
-        until=until,
-        agent_id=agent,
-        leg=_choice(_one(request, "leg"), "leg", LEGS) if "leg" in allowed else None,
-        direction=_choice(_one(request, "direction"), "direction", DIRECTIONS),
-        call_id=call_id,
-    )
-    return Params(
-        filters=filters,
-        page=_int(_one(request, "page"), "page", 1, 1, MAX_PAGE),
-        page_size=_int(_one(request, "page_size"), "page_size", 20, 1, MAX_PAGE_SIZE),
-    )
-
-
-def _query(value: str | None) -> Node:
-    if value is None or not value.strip():
-        raise BadRequest("'q' is required: the words to search for")
-    try:
-        return parse_query(value)
-    except QueryError as exc:
-        raise BadRequest(f"bad query: {exc}") from None
 
 
 def snippet_html(snippet: str) -> str:
@@ -317,8 +174,9 @@ def recording_key(services: Services, row: CallRow | None, tenant: str, call_id:
     return None
 
 
-def _call_json(row: CallRow) -> dict[str, Any]:
+def _call_json(row: CallRow, tags: list[str]) -> dict[str, Any]:
     return {
+        "tags": tags,
         "call_id": row.call_id,
         "started_at": _iso(row.started_at),
         "started_known": row.started_known,
@@ -332,6 +190,19 @@ def _call_json(row: CallRow) -> dict[str, Any]:
         "utterances": row.utterances,
         "audio_url": f"/v1/calls/{row.call_id}/audio",
     }
+
+
+def _statistics(services: Services, tenant: str, call_id: str) -> dict[str, Any] | None:
+    """The call's statistics as its transcript.json holds them (None before its end)."""
+    manifest = load_manifest(services.store, tenant, call_id)
+    if manifest is None or not manifest.transcript_key:
+        return None
+    try:
+        doc = json.loads(services.store.get(manifest.transcript_key))
+    except (ObjectNotFound, ValueError):
+        return None
+    stats: dict[str, Any] | None = doc.get("statistics")
+    return stats
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -395,7 +266,7 @@ def router(services: Services) -> APIRouter:
     @r.get(
         "/v1/search",
         response_model=SearchPage,
-        openapi_extra=_documented(SEARCH_PARAMS, ("q",)),
+        openapi_extra=documented(SEARCH_PARAMS, ("q",)),
         responses={200: {"content": {"text/csv": {}}, "description": "hits, or CSV"}},
     )
     def search(request: Request, principal: Reader) -> dict[str, Any] | Response:
@@ -404,10 +275,10 @@ def router(services: Services) -> APIRouter:
         `format=csv` exports every match (newest first, at most 10,000 rows) as a CSV file
         instead of one page."""
         try:
-            params = _params(request, SEARCH_PARAMS)
-            query = _query(_one(request, "q"))
-            sort = _choice(_one(request, "sort"), "sort", get_args(Sort)) or "relevance"
-            as_csv = _choice(_one(request, "format"), "format", ("json", "csv")) == "csv"
+            params = parse_params(request, SEARCH_PARAMS)
+            query = parse_q(one(request, "q"))
+            sort = choice(one(request, "sort"), "sort", get_args(Sort)) or "relevance"
+            as_csv = choice(one(request, "format"), "format", ("json", "csv")) == "csv"
         except BadRequest as exc:
             raise bad(exc, "search") from None
         index = index_of(services)
@@ -439,7 +310,7 @@ def router(services: Services) -> APIRouter:
         for cid in {h.call_id for h in hits}:
             presigned[cid] = _presigned(principal.tenant, cid)
         return {
-            "q": _one(request, "q"),
+            "q": one(request, "q"),
             "total": page.total,
             "total_exact": page.exact,
             "page": params.page,
@@ -483,11 +354,11 @@ def router(services: Services) -> APIRouter:
             log.warning("no presigned URL for %s", key)
             return None
 
-    @r.get("/v1/calls", response_model=CallList, openapi_extra=_documented(CALLS_PARAMS))
+    @r.get("/v1/calls", response_model=CallList, openapi_extra=documented(CALLS_PARAMS))
     def list_calls(request: Request, principal: Reader) -> dict[str, Any]:
         """The caller's tenant's calls, newest first, with filters and paging."""
         try:
-            params = _params(request, CALLS_PARAMS)
+            params = parse_params(request, CALLS_PARAMS)
         except BadRequest as exc:
             raise bad(exc, "calls") from None
         page = index_of(services).list_calls(
@@ -497,11 +368,12 @@ def router(services: Services) -> APIRouter:
             params.page_size,
         )
         rows: list[CallRow] = page.items  # type: ignore[assignment]
+        tags = index_of(services).call_tags(principal.tenant, [r.call_id for r in rows])
         return {
             "total": page.total,
             "page": params.page,
             "page_size": params.page_size,
-            "calls": [_call_json(row) for row in rows],
+            "calls": [_call_json(row, tags.get(row.call_id, [])) for row in rows],
         }
 
     @r.get("/v1/calls/{call_id}", response_model=CallDetail)
@@ -511,7 +383,9 @@ def router(services: Services) -> APIRouter:
         `links` are URLs that work without the key for a few hours (the page's player
         streams the audio with them, its download buttons fetch the transcript)."""
         row = visible_call(principal, call_id)
-        utterances = index_of(services).call_utterances(principal.tenant, call_id)
+        index = index_of(services)
+        utterances = index.call_utterances(principal.tenant, call_id)
+        tags = index.call_tags(principal.tenant, [call_id]).get(call_id, [])
         keys = keys_of(services)
         links = {}
         for name, path in (
@@ -521,7 +395,8 @@ def router(services: Services) -> APIRouter:
             token = keys.sign_link(principal, path, LINK_TTL_S)
             links[name] = f"{path}?link={token}" if token else path
         return {
-            **_call_json(row),
+            **_call_json(row, tags),
+            "statistics": _statistics(services, principal.tenant, call_id),
             "links": links,
             "transcript": [
                 {
@@ -581,19 +456,19 @@ def router(services: Services) -> APIRouter:
     @r.get(
         "/v1/stats/terms",
         response_model=TermStats,
-        openapi_extra=_documented(STATS_PARAMS, ("q",)),
+        openapi_extra=documented(STATS_PARAMS, ("q",)),
     )
     def term_stats(request: Request, principal: Reader) -> dict[str, Any]:
         """Matching utterances and calls per day, week or month, one series per `q`."""
         try:
-            params = _params(request, STATS_PARAMS)
+            params = parse_params(request, STATS_PARAMS)
             raw = request.query_params.getlist("q")
             if not raw:
                 raise BadRequest("'q' is required (repeat it to count several terms)")
             if len(raw) > MAX_STATS_QUERIES:
                 raise BadRequest(f"at most {MAX_STATS_QUERIES} 'q' parameters")
-            queries = [(q, _query(q)) for q in raw]
-            interval = _choice(_one(request, "interval"), "interval", get_args(Interval)) or "day"
+            queries = [(q, parse_q(q)) for q in raw]
+            interval = choice(one(request, "interval"), "interval", get_args(Interval)) or "day"
         except BadRequest as exc:
             raise bad(exc, "stats") from None
         index = index_of(services)

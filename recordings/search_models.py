@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from recordings.call_stats import CallStats
+
 Leg = Literal["agent", "customer", "mono"]
 Direction = Literal["inbound", "outbound", "internal"]
 
@@ -65,6 +67,7 @@ class CallSummary(BaseModel):
     held: bool = Field(description="under legal hold")
     utterances: int
     audio_url: str
+    tags: list[str] = Field(description="the categories the call met at its end")
 
 
 class CallList(BaseModel):
@@ -99,6 +102,9 @@ class CallDetail(CallSummary):
 
     links: CallLinks
     transcript: list[CallLine]
+    statistics: CallStats | None = Field(
+        description="talk, silence, talk-over and interruptions (none before the call ends)"
+    )
 
 
 class TermBucket(BaseModel):

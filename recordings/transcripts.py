@@ -14,7 +14,7 @@ from pipeline.catalog import CallManifest, save_manifest
 from pipeline.events import DtmfReceived, TranscriptReady, Utterance
 from pipeline.ids import call_key
 from pipeline.store import ObjectNotFound, ObjectStore
-from recordings.call_stats import call_statistics
+from recordings.call_stats import CallStats, call_statistics, facts
 from recordings.redaction import masked_spans
 
 JSON_NAME = "transcript.json"
@@ -81,11 +81,12 @@ def to_document(
     info: dict[str, Any],
     source: str,
     presses: Sequence[DtmfReceived] = (),
-    duration: float | None = None,
+    statistics: CallStats | None = None,
+    tags: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The transcript.json document: utterances with words, the key presses of a live call
     (`dtmf`: leg, digit, start, duration), how they were made, and once the call is over
-    (its `duration` known) its statistics (recordings/call_stats.py), and where redaction
+    its statistics (recordings/call_stats.py) and categories (`tags`), and where redaction
     masked something, what kind where (`redactions`: kind, leg, start, end; the audit
     record, never the value)."""
     doc: dict[str, Any] = {
@@ -106,8 +107,10 @@ def to_document(
             for p in sorted(presses, key=lambda p: p.start)
         ],
     }
-    if duration is not None:
-        doc["statistics"] = call_statistics(utterances, duration).model_dump()
+    if statistics is not None:
+        doc["statistics"] = statistics.model_dump()
+    if tags is not None:
+        doc["tags"] = list(tags)
     masks = masked_spans(utterances)
     if masks:
         doc["redactions"] = [asdict(m) for m in masks]
@@ -143,13 +146,14 @@ def write_transcript(
     info: dict[str, Any],
     source: str,
     presses: Sequence[DtmfReceived] = (),
-    duration: float | None = None,
+    statistics: CallStats | None = None,
+    tags: Sequence[str] | None = None,
 ) -> tuple[str, str]:
     """Write transcript.json and transcript.vtt under the call's prefix; returns both URIs.
 
     Same call, same keys: reprocessing overwrites.
     """
-    doc = to_document(tenant, call_id, utterances, info, source, presses, duration)
+    doc = to_document(tenant, call_id, utterances, info, source, presses, statistics, tags)
     json_uri = store.put(
         call_key(tenant, call_id, started_at, JSON_NAME),
         json.dumps(doc, ensure_ascii=False, indent=1).encode(),
@@ -170,10 +174,13 @@ def finish_transcript(
     duration: float,
     language: str | None,
     presses: Sequence[DtmfReceived] = (),
+    tags: Sequence[str] = (),
     **update: object,
 ) -> TranscriptReady:
-    """A call's transcript is done: its artifacts written, its manifest `transcribed` (with
-    `update`), and the transcript.ready that says so. The one way both workers end a call."""
+    """A call's transcript is done: its artifacts written (with its statistics and the
+    categories it met, `tags`), its manifest `transcribed` (with `update`), and the
+    transcript.ready that says so. The one way both workers end a call."""
+    statistics = call_statistics(utterances, duration)
     json_uri, vtt_uri = write_transcript(
         store,
         manifest.tenant,
@@ -183,7 +190,8 @@ def finish_transcript(
         info,
         source,
         presses,
-        duration,
+        statistics,
+        tags,
     )
     done = {"status": "transcribed", "language": language, "error": None, "progress": 1.0}
     save_manifest(
@@ -201,4 +209,6 @@ def finish_transcript(
         source=source,
         duration=duration,
         language=language,
+        facts=facts(statistics),
+        tags=tuple(tags),
     )

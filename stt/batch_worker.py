@@ -16,6 +16,7 @@ from pipeline.services import Services
 from pipeline.store import ObjectNotFound, StoreError
 from pipeline.worker import BadInput, Output, ProcessingError, Stage
 from recordings.audio_masks import mask_audio
+from recordings.category_store import call_tags
 from recordings.redaction import masked_spans, redact_for
 from recordings.transcripts import finish_transcript, stored_presses
 from stt.batch import ChannelMismatch, info_dict, transcribe_recording, with_progress
@@ -80,6 +81,7 @@ class BatchStage(Stage):
             event, key
         )
         update = self._mask_recording(event, manifest, key, audio, utterances)
+        tags = call_tags(self.services, event.tenant, event.call_id, utterances, info.duration)
         ready = finish_transcript(
             store,
             manifest,
@@ -89,6 +91,7 @@ class BatchStage(Stage):
             info.duration,
             info.language,
             stored_presses(store, manifest),
+            tags,
             **update,
         )
         metrics.inc("recordings_transcribed_total")

@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.errors import CliError
 from pipeline.events import Utterance
 from pipeline.media.audio_file import AudioError, load_audio
+from recordings.call_stats import call_statistics
 from recordings.transcripts import to_document, to_srt, to_txt, to_vtt
 from stt.batch import (
     ChannelMismatch,
@@ -130,8 +131,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     elif args.format == "srt":
         sys.stdout.write(to_srt(utterances))
     else:
-        doc = to_document(
-            "cli", call_id, utterances, info_dict(info), "batch", duration=info.duration
-        )
+        stats = call_statistics(utterances, info.duration)
+        doc = to_document("cli", call_id, utterances, info_dict(info), "batch", statistics=stats)
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
     return 0

@@ -5,8 +5,10 @@ transcribed in batch), and no live objects (checkpoint, parts)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from pipeline.config import RedactionSettings
-from pipeline.events import RecordingReady, TranscriptReady
+from pipeline.events import RecordingReady, TranscriptReady, Utterance
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.audio_file import write_wav
 from pipeline.store import ObjectStore
@@ -25,13 +27,15 @@ def store_finished_call(
     reason: str,
     options: StreamingOptions,
     redaction: RedactionSettings | None = None,
+    tags_of: Callable[[Sequence[Utterance], float], list[str]] | None = None,
 ) -> tuple[TranscriptReady, RecordingReady | None]:
     """Write the call's transcript (and its recording, when kept), drop its live objects;
     its legs are closed and every final is in `call.finals`. Returns the transcript.ready
     and, for a kept recording, the recording.ready that queues its batch transcription.
 
     With `redaction` (the call's tenant is redacted), the recording's audio over the finals'
-    masks is silenced or toned before it is written."""
+    masks is silenced or toned before it is written. `tags_of(finals, duration)`: the
+    categories the call met."""
     for leg in call.legs.values():
         leg.cut_part()
     parts = load_parts(store, call)
@@ -78,8 +82,9 @@ def store_finished_call(
             "max_utterance_s": options.max_utterance_s,
         },
     }
+    tags = tags_of(finals, duration) if tags_of is not None else []
     ready = finish_transcript(
-        store, manifest, finals, info, "live", duration, language, call.presses, **update
+        store, manifest, finals, info, "live", duration, language, call.presses, tags, **update
     )
     delete_live_objects(store, call)
     return ready, recording

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 
 from pipeline.catalog import load_manifest, save_manifest
 from pipeline.events import (
@@ -30,6 +31,7 @@ from pipeline.media import SAMPLE_RATE
 from pipeline.services import Services
 from pipeline.store import StoreError
 from pipeline.worker import Output, ProcessingError, Stage
+from recordings.category_store import call_tags
 from recordings.redaction import redact_for
 from stt.live_artifacts import store_finished_call
 from stt.live_call import (
@@ -311,7 +313,12 @@ class LiveStage(Stage):
         redaction = self.services.settings.redaction
         masking = redaction if redaction.applies_to(call.tenant) else None
         ready, recording = store_finished_call(
-            self.services.store, call, reason, self.options, masking
+            self.services.store,
+            call,
+            reason,
+            self.options,
+            masking,
+            partial(call_tags, self.services, call.tenant, call.call_id),
         )
         key = (call.tenant, call.call_id)
         self.calls.pop(key, None)

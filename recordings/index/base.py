@@ -8,9 +8,10 @@ search (`recordings.index.postgres`) the shared one; both compile the same query
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from pipeline.events import CallDetails
 from recordings.index.query import Node
@@ -86,9 +87,22 @@ class UtteranceRow:
     source: str = "batch"
 
 
+FactOp = Literal[">", ">=", "<", "<=", "="]
+
+
+@dataclass(frozen=True)
+class FactFilter:
+    """A call's statistic compared with a number (`longest_silence_s > 30`)."""
+
+    name: str
+    op: FactOp
+    value: float
+
+
 @dataclass(frozen=True)
 class Filters:
-    """Filters shared by search, call lists and term counts (all optional)."""
+    """Filters shared by search, call lists and term counts (all optional); `facts` and
+    `tags` must all hold."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -96,6 +110,8 @@ class Filters:
     leg: str | None = None
     direction: str | None = None
     call_id: str | None = None
+    facts: tuple[FactFilter, ...] = ()
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,27 @@ class Page:
     total: int
     items: list[Hit] | list[CallRow] = field(default_factory=list)
     exact: bool = True
+
+
+@dataclass(frozen=True)
+class FactRow:
+    """One statistic over the calls of one agent in one period."""
+
+    period: str
+    agent_id: str | None
+    name: str
+    calls: int
+    mean: float
+    total: float
+
+
+@dataclass(frozen=True)
+class TagRow:
+    """Calls of one period tagged with one category."""
+
+    period: str
+    tag: str
+    calls: int
 
 
 @dataclass(frozen=True)
@@ -175,6 +212,26 @@ class TranscriptIndex(Protocol):
         """Set or lift a legal hold; False when the call is unknown."""
         ...
 
+    def set_analysis(
+        self, tenant: str, call_id: str, facts: dict[str, float], tags: Sequence[str]
+    ) -> None:
+        """Replace a call's statistics and categories (its transcript was made again)."""
+        ...
+
+    def call_tags(self, tenant: str, call_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The categories of these calls of one tenant (calls without any are left out)."""
+        ...
+
+    def fact_summary(
+        self, tenant: str, filters: Filters, interval: Interval, names: Sequence[str]
+    ) -> list[FactRow]:
+        """These statistics per period of the call start and per agent: calls, mean, total."""
+        ...
+
+    def tag_counts(self, tenant: str, filters: Filters, interval: Interval) -> list[TagRow]:
+        """Calls per period and category."""
+        ...
+
     def held_calls(self, tenant: str) -> set[str]:
         """Ids of the tenant's calls under legal hold."""
         ...
@@ -215,6 +272,28 @@ def filter_terms(f: Filters, *, utterances: bool) -> list[tuple[str, Any]]:
     if utterances:
         terms.append(("leg =", f.leg))
     return [(column, value) for column, value in terms if value is not None]
+
+
+def analysis_clauses(
+    f: Filters, alias: str, facts_table: str, tags_table: str
+) -> tuple[list[str], list[Any]]:
+    """The statistics and category filters as SQL on the row `alias` (which has tenant and
+    call_id), with `?` placeholders, and their values (each op is one of FactOp)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    of_call = f"x.tenant = {alias}.tenant AND x.call_id = {alias}.call_id"
+    for fact in f.facts:
+        if fact.op not in get_args(FactOp):
+            raise ValueError(f"not a comparison: {fact.op!r}")
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM {facts_table} x WHERE {of_call}"
+            f" AND x.name = ? AND x.value {fact.op} ?)"
+        )
+        args += [fact.name, fact.value]
+    for tag in f.tags:
+        clauses.append(f"EXISTS (SELECT 1 FROM {tags_table} x WHERE {of_call} AND x.tag = ?)")
+        args.append(tag)
+    return clauses, args
 
 
 def to_ts(dt: datetime) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,11 +38,14 @@ from recordings.index.base import (
     Bucket,
     CallMeta,
     CallRow,
+    FactRow,
     Filters,
     Interval,
     Page,
     Sort,
+    TagRow,
     UtteranceRow,
+    analysis_clauses,
     call_params,
     call_row,
     filter_terms,
@@ -102,8 +106,30 @@ CREATE INDEX IF NOT EXISTS transcript_utterances_newest
     ON transcript_utterances (tenant, call_started DESC, id DESC);
 CREATE INDEX IF NOT EXISTS transcript_utterances_text
     ON transcript_utterances USING GIN (tenant, tsv)
-"""
+""",
+    # A call's statistics by name and the categories it met: search filters and the
+    # dashboard's figures.
+    """
+CREATE TABLE IF NOT EXISTS transcript_call_facts (
+    tenant TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (tenant, call_id, name)
+);
+CREATE INDEX IF NOT EXISTS transcript_call_facts_by_value
+    ON transcript_call_facts (tenant, name, value);
+CREATE TABLE IF NOT EXISTS transcript_call_tags (
+    tenant TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (tenant, call_id, tag)
+);
+CREATE INDEX IF NOT EXISTS transcript_call_tags_by_tag ON transcript_call_tags (tenant, tag)
+""",
 ]
+FACTS = "transcript_call_facts"
+TAGS = "transcript_call_tags"
 
 _UPSERT_CALL = """
 INSERT INTO transcript_calls AS c (tenant, call_id, started_at, started_known, agent_id,
@@ -159,10 +185,9 @@ WHERE c.tenant = %s AND c.call_id = %s AND u.tenant = c.tenant AND u.call_id = c
 """
 
 _PERIOD = {
-    "day": "to_char(to_timestamp(u.call_started) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-    "week": "to_char(date_trunc('week', to_timestamp(u.call_started) AT TIME ZONE 'UTC'),"
-    " 'YYYY-MM-DD')",
-    "month": "to_char(to_timestamp(u.call_started) AT TIME ZONE 'UTC', 'YYYY-MM')",
+    "day": "to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "week": "to_char(date_trunc('week', to_timestamp({t}) AT TIME ZONE 'UTC'), 'YYYY-MM-DD')",
+    "month": "to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM')",
 }
 
 
@@ -228,16 +253,24 @@ def to_tsquery(node: Node) -> str | None:
 
 def _utt_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on transcript_utterances (alias u), which carries its call's fields."""
-    terms = filter_terms(f, utterances=True)
-    clauses = ["u.tenant = %s", *(f"u.{column} %s" for column, _ in terms)]
-    return " AND ".join(clauses), [tenant, *(value for _, value in terms)]
+    return _where("u", tenant, filter_terms(f, utterances=True), f)
 
 
 def _call_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on transcript_calls (alias c)."""
-    terms = filter_terms(f, utterances=False)
-    clauses = ["c.tenant = %s", *(f"c.{column} %s" for column, _ in terms)]
-    return " AND ".join(clauses), [tenant, *(value for _, value in terms)]
+    return _where("c", tenant, filter_terms(f, utterances=False), f)
+
+
+def _where(
+    alias: str, tenant: str, terms: list[tuple[str, Any]], f: Filters
+) -> tuple[str, list[Any]]:
+    more, more_args = analysis_clauses(f, alias, FACTS, TAGS)
+    clauses = [
+        f"{alias}.tenant = %s",
+        *(f"{alias}.{column} %s" for column, _ in terms),
+        *(c.replace("?", "%s") for c in more),
+    ]
+    return " AND ".join(clauses), [tenant, *(value for _, value in terms), *more_args]
 
 
 class PostgresIndex:
@@ -314,11 +347,27 @@ class PostgresIndex:
                     (tenant, chunk),
                 )
                 removed += cur.rowcount
-                conn.execute(
-                    "DELETE FROM transcript_calls WHERE tenant = %s AND call_id = ANY(%s)",
-                    (tenant, chunk),
-                )
+                for table in (FACTS, TAGS, "transcript_calls"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE tenant = %s AND call_id = ANY(%s)",
+                        (tenant, chunk),
+                    )
         return removed
+
+    def set_analysis(
+        self, tenant: str, call_id: str, facts: dict[str, float], tags: Sequence[str]
+    ) -> None:
+        """Replace the call's statistics and categories in one transaction."""
+        key = (tenant, call_id)
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.execute(f"DELETE FROM {FACTS} WHERE tenant = %s AND call_id = %s", key)
+            cur.execute(f"DELETE FROM {TAGS} WHERE tenant = %s AND call_id = %s", key)
+            cur.executemany(
+                f"INSERT INTO {FACTS} VALUES (%s, %s, %s, %s)", [(*key, *f) for f in facts.items()]
+            )
+            cur.executemany(
+                f"INSERT INTO {TAGS} VALUES (%s, %s, %s)", [(*key, t) for t in dict.fromkeys(tags)]
+            )
 
     # -- reads --------------------------------------------------------------------------
     def search(
@@ -409,13 +458,59 @@ class PostgresIndex:
         where, args = _utt_where(tenant, filters)
         with self._pool.connection() as conn:
             rows = conn.execute(
-                f"SELECT {_PERIOD[interval]} AS p, count(*), count(DISTINCT u.call_id)"
+                f"SELECT {_PERIOD[interval].format(t='u.call_started')} AS p, count(*),"
+                " count(DISTINCT u.call_id)"
                 f" FROM transcript_utterances u WHERE {where} AND u.tsv @@ %s::tsquery"
                 " GROUP BY p ORDER BY p",
                 [*args, tsquery],
                 prepare=False,
             ).fetchall()
         return [Bucket(period=r[0], utterances=r[1], calls=r[2]) for r in rows]
+
+    def call_tags(self, tenant: str, call_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Categories by call, for these calls of the tenant."""
+        out: dict[str, list[str]] = {}
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT call_id, tag FROM {TAGS} WHERE tenant = %s AND call_id = ANY(%s)"
+                " ORDER BY call_id, tag",
+                (tenant, list(call_ids)),
+            ).fetchall()
+        for call_id, tag in rows:
+            out.setdefault(call_id, []).append(tag)
+        return out
+
+    def fact_summary(
+        self, tenant: str, filters: Filters, interval: Interval, names: Sequence[str]
+    ) -> list[FactRow]:
+        """Per period and agent: calls, mean and total of each statistic named."""
+        where, args = _call_where(tenant, filters)
+        period = _PERIOD[interval].format(t="c.started_at")
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {period} AS p, c.agent_id, f.name, count(*), avg(f.value),"
+                f" sum(f.value) FROM transcript_calls c JOIN {FACTS} f"
+                " ON f.tenant = c.tenant AND f.call_id = c.call_id"
+                f" WHERE {where} AND f.name = ANY(%s) GROUP BY p, c.agent_id, f.name"
+                " ORDER BY p, c.agent_id, f.name",
+                [*args, list(names)],
+                prepare=False,
+            ).fetchall()
+        return [FactRow(r[0], r[1], r[2], int(r[3]), float(r[4]), float(r[5])) for r in rows]
+
+    def tag_counts(self, tenant: str, filters: Filters, interval: Interval) -> list[TagRow]:
+        """Calls per period and category."""
+        where, args = _call_where(tenant, filters)
+        period = _PERIOD[interval].format(t="c.started_at")
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {period} AS p, t.tag, count(*) FROM transcript_calls c JOIN {TAGS} t"
+                " ON t.tenant = c.tenant AND t.call_id = c.call_id"
+                f" WHERE {where} GROUP BY p, t.tag ORDER BY p, t.tag",
+                args,
+                prepare=False,
+            ).fetchall()
+        return [TagRow(r[0], r[1], int(r[2])) for r in rows]
 
     def held_calls(self, tenant: str) -> set[str]:
         """Calls of the tenant under legal hold."""

@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,14 @@ from recordings.index.base import (
     Bucket,
     CallMeta,
     CallRow,
+    FactRow,
     Filters,
     Interval,
     Page,
     Sort,
+    TagRow,
     UtteranceRow,
+    analysis_clauses,
     call_params,
     call_row,
     filter_terms,
@@ -96,6 +100,23 @@ _SCHEMA = (
     n INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL UNIQUE
 )""",
+    # A call's statistics by name and the categories it met (recordings/call_stats.py,
+    # recordings/categories.py): search filters, and the dashboard's figures.
+    """CREATE TABLE IF NOT EXISTS call_facts (
+    tenant TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (tenant, call_id, name)
+)""",
+    "CREATE INDEX IF NOT EXISTS call_facts_by_value ON call_facts (tenant, name, value)",
+    """CREATE TABLE IF NOT EXISTS call_tags (
+    tenant TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (tenant, call_id, tag)
+)""",
+    "CREATE INDEX IF NOT EXISTS call_tags_by_tag ON call_tags (tenant, tag)",
 )
 
 # Columns a schema-1 `utterances` table lacks (added by the migration).
@@ -157,9 +178,9 @@ WHERE id = ?
 """
 
 _PERIOD = {
-    "day": "strftime('%Y-%m-%d', u.call_started, 'unixepoch')",
-    "week": "date(u.call_started, 'unixepoch', '-6 days', 'weekday 1')",
-    "month": "strftime('%Y-%m', u.call_started, 'unixepoch')",
+    "day": "strftime('%Y-%m-%d', {t}, 'unixepoch')",
+    "week": "date({t}, 'unixepoch', '-6 days', 'weekday 1')",
+    "month": "strftime('%Y-%m', {t}, 'unixepoch')",
 }
 
 
@@ -170,20 +191,22 @@ class IndexSchemaError(RuntimeError):
 def _call_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on the `calls` table (alias c)."""
     terms = filter_terms(f, utterances=False)
-    clauses = ["c.tenant = ?", *(f"c.{column} ?" for column, _ in terms)]
-    return " AND ".join(clauses), [tenant, *(value for _, value in terms)]
+    more, more_args = analysis_clauses(f, "c", "call_facts", "call_tags")
+    clauses = ["c.tenant = ?", *(f"c.{column} ?" for column, _ in terms), *more]
+    return " AND ".join(clauses), [tenant, *(value for _, value in terms), *more_args]
 
 
 def _utt_where(tenant: str, f: Filters) -> tuple[str, list[Any]]:
     """Filters on the `utterances` table (alias u), which carries its call's fields."""
     # `+u.tenant`: rows are fetched by id; the tenant is a check, never an index walk.
     terms = filter_terms(f, utterances=True)
-    clauses = ["+u.tenant = ?", *(f"u.{column} ?" for column, _ in terms)]
-    return " AND ".join(clauses), [tenant, *(value for _, value in terms)]
+    more, more_args = analysis_clauses(f, "u", "call_facts", "call_tags")
+    clauses = ["+u.tenant = ?", *(f"u.{column} ?" for column, _ in terms), *more]
+    return " AND ".join(clauses), [tenant, *(value for _, value in terms), *more_args]
 
 
 def _filtered(f: Filters) -> bool:
-    return bool(filter_terms(f, utterances=True))
+    return bool(filter_terms(f, utterances=True) or f.facts or f.tags)
 
 
 def _bucket(call_started: float) -> int:
@@ -518,6 +541,11 @@ class SqliteIndex:
                         f"DELETE FROM utterances WHERE tenant = ? AND call_id IN ({marks})",
                         [tenant, *chunk],
                     )
+                    for table in ("call_facts", "call_tags"):
+                        db.execute(
+                            f"DELETE FROM {table} WHERE tenant = ? AND call_id IN ({marks})",
+                            [tenant, *chunk],
+                        )
                     removed += cur.rowcount
                     db.execute(
                         f"DELETE FROM calls WHERE tenant = ? AND call_id IN ({marks})",
@@ -528,6 +556,23 @@ class SqliteIndex:
                 raise
             db.execute("COMMIT")
         return removed
+
+    def set_analysis(
+        self, tenant: str, call_id: str, facts: dict[str, float], tags: Sequence[str]
+    ) -> None:
+        """Replace the call's statistics and categories in one transaction."""
+        key = (tenant, call_id)
+        self._tx(
+            [
+                ("DELETE FROM call_facts WHERE tenant = ? AND call_id = ?", key),
+                ("DELETE FROM call_tags WHERE tenant = ? AND call_id = ?", key),
+            ]
+            + [
+                ("INSERT INTO call_facts VALUES (?, ?, ?, ?)", (*key, n, v))
+                for n, v in facts.items()
+            ]
+            + [("INSERT INTO call_tags VALUES (?, ?, ?)", (*key, t)) for t in dict.fromkeys(tags)]
+        )
 
     # -- reads --------------------------------------------------------------------------
     def search(
@@ -728,7 +773,7 @@ class SqliteIndex:
         if fts is None:
             return []
         where, args = _utt_where(tenant, filters)
-        period = _PERIOD[interval]
+        period = _PERIOD[interval].format(t="u.call_started")
         try:
             rows = db.execute(
                 f"SELECT {period} AS p, count(*), count(DISTINCT u.call_id)"
@@ -739,6 +784,57 @@ class SqliteIndex:
         except sqlite3.OperationalError as exc:
             raise QueryError(f"the index refused the query: {exc}") from exc
         return [Bucket(period=r[0], utterances=r[1], calls=r[2]) for r in rows]
+
+    def call_tags(self, tenant: str, call_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Categories by call, for these calls of the tenant."""
+        out: dict[str, list[str]] = {}
+        db = self._reader()
+        for i in range(0, len(call_ids), 900):
+            chunk = list(call_ids[i : i + 900])
+            marks = ",".join("?" * len(chunk))
+            for call_id, tag in db.execute(
+                f"SELECT call_id, tag FROM call_tags WHERE tenant = ? AND call_id IN ({marks})"
+                " ORDER BY call_id, tag",
+                [tenant, *chunk],
+            ):
+                out.setdefault(call_id, []).append(tag)
+        return out
+
+    def fact_summary(
+        self, tenant: str, filters: Filters, interval: Interval, names: Sequence[str]
+    ) -> list[FactRow]:
+        """Per period and agent: calls, mean and total of each statistic named."""
+        where, args = _call_where(tenant, filters)
+        marks = ",".join("?" * len(names))
+        period = _PERIOD[interval].format(t="c.started_at")
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {period} AS p, c.agent_id, f.name, count(*), avg(f.value), sum(f.value)"
+                " FROM calls c JOIN call_facts f ON f.tenant = c.tenant AND f.call_id = c.call_id"
+                f" WHERE {where} AND f.name IN ({marks}) GROUP BY p, c.agent_id, f.name"
+                " ORDER BY p, c.agent_id, f.name",
+                [*args, *names],
+            )
+            .fetchall()
+        )
+        return [FactRow(*r) for r in rows]
+
+    def tag_counts(self, tenant: str, filters: Filters, interval: Interval) -> list[TagRow]:
+        """Calls per period and category."""
+        where, args = _call_where(tenant, filters)
+        period = _PERIOD[interval].format(t="c.started_at")
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {period} AS p, t.tag, count(*)"
+                " FROM calls c JOIN call_tags t ON t.tenant = c.tenant AND t.call_id = c.call_id"
+                f" WHERE {where} GROUP BY p, t.tag ORDER BY p, t.tag",
+                args,
+            )
+            .fetchall()
+        )
+        return [TagRow(*r) for r in rows]
 
     def held_calls(self, tenant: str) -> set[str]:
         """Calls of the tenant under legal hold."""

@@ -1,7 +1,8 @@
 """The `index` stage: final utterances and call metadata into the transcript index.
 
-Consumes `transcripts` (final utterances, live or batch, and transcript.ready), `calls`
-(call.started metadata) and `recordings` (recording.ready metadata). Every write is an
+Consumes `transcripts` (final utterances, live or batch, and transcript.ready with the
+call's statistics and categories), `calls` (call.started metadata) and `recordings`
+(recording.ready metadata). Every write is an
 UPSERT keyed by tenant and utterance id or call id, so a replay overwrites.
 
 Utterances are written in batches (one transaction per poll round, in `tick`, which the
@@ -162,6 +163,8 @@ class IndexStage(Stage):
         else:
             meta = self._meta_from_uri(ev)
         self.index.upsert_call(meta)
+        if ev.facts or ev.tags:
+            self.index.set_analysis(ev.tenant, ev.call_id, ev.facts, ev.tags)
         self.services.metrics.inc("index_calls_total", type=ev.type)
         log.info(
             "indexed call metadata (%s, %d utterances)",

@@ -19,9 +19,9 @@ from pipeline.events import Utterance, Word
 from pipeline.media.audio_file import load_audio, write_wav
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
+from recordings.audio_masks import mask_audio
 from recordings.index import index_of
 from recordings.index.worker import IndexStage
-from recordings.audio_masks import mask_audio
 from recordings.redaction import (
     DIGIT_WORDS,
     Masked,
