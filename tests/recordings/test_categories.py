@@ -149,9 +149,9 @@ def test_the_api_stores_categories_and_a_transcribed_call_is_tagged_and_filtered
     assert (
         client.get("/v1/calls", params={"tag": "churn-risk"}, headers=analyst).json()["total"] == 0
     )
-    duration = doc["statistics"]["duration_s"]
-    over = client.get("/v1/calls", params={"stat": f"duration_s>{duration - 1:.1f}"}, headers=analyst)
-    under = client.get("/v1/calls", params={"stat": f"duration_s<{duration - 1:.1f}"}, headers=analyst)
+    edge = f"{doc['statistics']['duration_s'] - 1:.1f}"
+    over = client.get("/v1/calls", params={"stat": f"duration_s>{edge}"}, headers=analyst)
+    under = client.get("/v1/calls", params={"stat": f"duration_s<{edge}"}, headers=analyst)
     assert (over.json()["total"], under.json()["total"]) == (1, 0)
     hits = client.get(
         "/v1/search", params={"q": "contract", "stat": "mono.talk_ratio>=0.99"}, headers=analyst
