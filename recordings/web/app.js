@@ -43,7 +43,8 @@ function el(tag, cls, text) {
 
 function filterParams() {
   const p = new URLSearchParams();
-  const opt = { from: "f-from", to: "f-to", agent: "f-agent", direction: "f-direction" };
+  const opt = { from: "f-from", to: "f-to", agent: "f-agent", direction: "f-direction",
+                tag: "f-tag", stat: "f-stat" };
   if (state.mode === "search") Object.assign(opt, { leg: "f-leg", sort: "f-sort" });
   for (const [name, id] of Object.entries(opt)) {
     const v = $(id).value.trim();
@@ -132,6 +133,9 @@ async function listCalls() {
     const dur = c.duration === null ? "" : clock(c.duration);
     for (const v of [when(c.started_at), c.caller || "", c.callee || "", c.agent_id || "",
                      c.direction || "", dur, c.utterances]) tr.append(el("td", "", String(v)));
+    const tags = el("td", "tags");
+    for (const t of c.tags) tags.append(el("span", "tag", t));
+    tr.append(tags);
     opensOnClickOrEnter(tr, () => { state.terms = []; openCall(c.call_id, 0, null); });
     rows.append(tr);
   }
@@ -179,6 +183,7 @@ async function openCall(callId, start, utteranceId) {
     call.duration !== null && clock(call.duration), call.direction,
     call.callee && "to " + call.callee, call.held && "legal hold", call.call_id]
     .filter(Boolean).join(" · ");
+  showAnalysis(call);
   const list = $("transcript");
   list.replaceChildren();
   for (const u of call.transcript) {
@@ -203,6 +208,38 @@ async function openCall(callId, start, utteranceId) {
     $("player").src = call.links.audio;
   }
   seek(start);
+}
+
+const SECONDS = (s) => (s >= 60 ? clock(s) : s.toFixed(1) + " s");
+
+// The call's categories and statistics beside its transcript: who talked how much (a bar
+// split by leg), silence, talking over, interruptions, pace.
+function showAnalysis(call) {
+  const tags = $("call-tags");
+  tags.replaceChildren(...call.tags.map((t) => el("span", "tag", t)));
+  const s = call.statistics;
+  $("call-stats").hidden = !s;
+  if (!s) return;
+  const bar = $("talk-bar");
+  bar.replaceChildren();
+  const legs = Object.entries(s.legs);
+  for (const [leg, f] of legs) {
+    const part = el("span", "leg-" + leg, leg + " " + Math.round(f.talk_ratio * 100) + "%");
+    part.style.flexGrow = String(Math.max(f.talk_ratio, 0.02));
+    bar.append(part);
+  }
+  const rows = [
+    ["Talk", SECONDS(s.talk_s) + " of " + SECONDS(s.duration_s)],
+    ["Silence", SECONDS(s.non_talk_s) + ", longest " + SECONDS(s.longest_silence_s)],
+    ["Talking over", s.talk_over_count + " times, " + SECONDS(s.talk_over_s)],
+  ];
+  for (const [leg, f] of legs) {
+    rows.push([leg, SECONDS(f.talk_s) + " · " + Math.round(f.words_per_minute) + " words/min · " +
+      "cut in " + f.interruptions + "× · longest monologue " + SECONDS(f.longest_monologue_s)]);
+  }
+  const dl = $("stats-list");
+  dl.replaceChildren();
+  for (const [k, v] of rows) dl.append(el("dt", "", k), el("dd", "", v));
 }
 
 function seek(t) {
@@ -272,4 +309,97 @@ $("search-form").addEventListener("submit", (ev) => {
 $("prev").addEventListener("click", () => { state.page -= 1; refresh(); });
 $("next").addEventListener("click", () => { state.page += 1; refresh(); });
 $("export-csv").addEventListener("click", exportCsv);
+
+// --- the dashboard ---------------------------------------------------------------------
+// Bar charts drawn as SVG here: four bar charts do not need a charting library, and the
+// page has no build step to bring one in.
+const SVG = "http://www.w3.org/2000/svg";
+const COLOURS = ["#3b6fe0", "#e0a100", "#2e9d5b", "#b0406b", "#6b5bd2", "#1f9bb5"];
+
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// Grouped bars: one group per label, one bar per series; values next to the bars.
+function barChart(node, labels, series, format) {
+  node.replaceChildren();
+  if (!labels.length) { node.append(el("p", "empty", "no calls")); return; }
+  const max = Math.max(...series.flatMap((s) => s.values.map((v) => v || 0)), 1e-9);
+  const group = 26 * series.length + 12, width = 480, left = 110, height = labels.length * group + 10;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+  labels.forEach((label, i) => {
+    const y = i * group + 6;
+    chart.append(svg("text", { x: left - 6, y: y + group / 2, "text-anchor": "end", class: "label" }, label));
+    series.forEach((s, k) => {
+      const v = s.values[i] || 0, w = (width - left - 60) * v / max;
+      const bar = svg("rect", { x: left, y: y + k * 26, width: Math.max(w, 1), height: 20,
+                                fill: COLOURS[k % COLOURS.length], class: "bar" });
+      bar.append(svg("title", {}, `${s.name}: ${format(v)}`));
+      chart.append(bar, svg("text", { x: left + w + 4, y: y + k * 26 + 15, class: "value" }, format(v)));
+    });
+  });
+  node.append(chart);
+  if (series.length > 1) {
+    const key = el("p", "legend");
+    series.forEach((s, k) => {
+      const sw = el("span", "swatch");
+      sw.style.background = COLOURS[k % COLOURS.length];
+      key.append(sw, s.name + " ");
+    });
+    node.append(key);
+  }
+}
+
+async function dashboard() {
+  const p = new URLSearchParams();
+  for (const [name, id] of [["from", "d-from"], ["to", "d-to"], ["interval", "d-interval"],
+                            ["agent", "d-agent"]]) {
+    const v = $(id).value.trim();
+    if (v) p.set(name, v);
+  }
+  $("dash-status").textContent = "Loading…";
+  let data;
+  try {
+    data = await api("/v1/analytics?" + p);
+  } catch (e) {
+    $("dash-status").textContent = e.message;
+    $("dash-status").className = "error";
+    return;
+  }
+  const calls = data.periods.reduce((n, x) => n + x.calls, 0);
+  $("dash-status").className = "";
+  $("dash-status").textContent = calls + (calls === 1 ? " call" : " calls") + " · per " + data.interval;
+  const pct = (v) => Math.round(v * 100) + "%";
+  barChart($("chart-agents"), data.agents.map((a) => a.agent_id || "(none)"),
+    [{ name: "talk ratio", values: data.agents.map((a) => a.agent_talk_ratio) }], pct);
+  const periods = data.periods.map((x) => x.period);
+  barChart($("chart-silence"), periods,
+    [{ name: "longest silence", values: data.periods.map((x) => x.longest_silence_s) }],
+    (v) => v.toFixed(1) + " s");
+  barChart($("chart-interruptions"), periods, [
+    { name: "agent cut in", values: data.periods.map((x) => x.agent_interruptions) },
+    { name: "customer cut in", values: data.periods.map((x) => x.customer_interruptions) },
+  ], (v) => String(Math.round(v)));
+  const tags = data.tags.map((t) => t.tag);
+  barChart($("chart-tags"), periods,
+    tags.map((t) => ({ name: t, values: data.periods.map((x) => x.tags[t] || 0) })),
+    (v) => String(v));
+}
+
+function showView(name) {
+  const dash = name === "dashboard";
+  $("search-pane").hidden = dash;
+  $("call-pane").hidden = dash || !state.callId;
+  $("dashboard-pane").hidden = !dash;
+  $("view-calls").classList.toggle("active", !dash);
+  $("view-dashboard").classList.toggle("active", dash);
+  if (dash) dashboard();
+}
+
+$("view-calls").addEventListener("click", () => showView("calls"));
+$("view-dashboard").addEventListener("click", () => showView("dashboard"));
+$("dash-form").addEventListener("submit", (ev) => { ev.preventDefault(); dashboard(); });
 if (apiKey()) refresh();

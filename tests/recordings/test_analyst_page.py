@@ -26,6 +26,7 @@ from pipeline.media.resample import float_to_int16
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
 from recordings.index import index_of
+from recordings.index.base import CallMeta
 from recordings.index.worker import IndexStage
 from recordings.transcripts import finish_transcript
 
@@ -118,7 +119,9 @@ def indexed_call(
     manifest = recording_manifest(uploaded, key)
     save_manifest(services.store, manifest)
     duration = (len(wav) - 44) / 2 / RATE
-    ready = finish_transcript(services.store, manifest, utterances, {}, "batch", duration, "en")
+    ready = finish_transcript(
+        services.store, manifest, utterances, {}, "batch", duration, "en", (), ["churn-risk"]
+    )
     events: list[Event] = [
         CallStarted(**uploaded.details()),
         *utterances,
@@ -266,3 +269,95 @@ def test_calls_listed_without_a_query_followed_while_playing_and_exported(
     assert len(rows) == 3  # the header and the two matching lines
     assert all(",web-1,a-3," in r for r in rows[1:])
     page.screenshot(path=str(tmp_path / "analyst-call.png"), full_page=True)
+
+
+def test_a_calls_statistics_and_categories_and_the_dashboard(
+    services: Services,
+    indexed_call: tuple[bytes, list[tuple[str, float, float, str]]],
+    served: str,
+    browser: Any,
+    tmp_path: Path,
+) -> None:
+    """The call list shows each call's categories and filters on them and on statistics;
+    the call view shows who talked how much, silence and talking over; the dashboard draws
+    talk ratio per agent, silence, interruptions and categories over time."""
+    index = index_of(services)
+    # two more calls of other agents and days, as the index stage stores a finished call
+    for call_id, agent, day, tags, ratio in (
+        ("web-2", "a-4", 4, ["churn-risk", "no-notice"], 0.82),
+        ("web-3", "a-5", 5, [], 0.35),
+    ):
+        index.upsert_call(
+            CallMeta("acme", call_id, started_at=STARTED.replace(day=day), agent_id=agent)
+        )
+        facts = {"duration_s": 120.0, "agent.talk_ratio": ratio, "longest_silence_s": 8.0 * day,
+                 "agent.interruptions": 1.0, "customer.interruptions": float(day)}  # fmt: skip
+        index.set_analysis("acme", call_id, facts, tags)
+    key = keys_of(services).create("acme", "analyst")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(served + "/")
+    page.fill("#api-key", key)
+    page.click("#search-button")
+    page.wait_for_selector("#calls tr.call-row")
+    rows = page.locator("#calls tr.call-row")
+    assert rows.count() == 3
+    tags = {
+        rows.nth(i).get_attribute("data-call-id"): rows.nth(i).locator(".tag").all_inner_texts()
+        for i in range(3)
+    }
+    assert tags == {"web-1": ["churn-risk"], "web-2": ["churn-risk", "no-notice"], "web-3": []}
+
+    page.click("details summary")
+    page.fill("#f-tag", "no-notice")
+    page.click("#search-button")
+    page.wait_for_function("() => document.querySelectorAll('#calls tr.call-row').length === 1")
+    assert page.locator("#calls tr.call-row").get_attribute("data-call-id") == "web-2"
+    page.fill("#f-tag", "")
+    page.fill("#f-stat", "agent.talk_ratio<0.36")
+    page.click("#search-button")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#calls tr.call-row')].map(r => r.dataset.callId)"
+        ".join() === 'web-3'"
+    )
+    page.fill("#f-stat", "loudness>3")
+    page.click("#search-button")
+    page.wait_for_function("() => document.getElementById('status').className === 'error'")
+    assert "no statistic 'loudness'" in page.inner_text("#status")
+    page.fill("#f-stat", "")
+    page.click("#search-button")
+    page.wait_for_function("() => document.querySelectorAll('#calls tr.call-row').length === 3")
+
+    page.locator("#calls tr.call-row[data-call-id='web-1']").click()
+    page.wait_for_selector("#call-stats:not([hidden])")
+    assert page.inner_text("#call-tags") == "churn-risk"
+    bar = page.locator("#talk-bar span").all_inner_texts()
+    assert [b.split()[0] for b in bar] == ["agent", "customer"]
+    assert sum(int(b.split()[1].rstrip("%")) for b in bar) in (99, 100, 101)
+    stats = page.inner_text("#stats-list")
+    for label in ("Talk", "Silence", "Talking over", "words/min", "cut in"):
+        assert label in stats, stats
+    page.screenshot(path=str(tmp_path / "analyst-call-stats.png"), full_page=True)
+
+    page.click("#view-dashboard")
+    page.select_option("#d-interval", "day")
+    page.click("#dash-button")
+    page.wait_for_function("() => document.querySelectorAll('#chart-agents rect.bar').length === 3")
+    assert page.inner_text("#dash-status").startswith("3 calls")
+    agents = page.locator("#chart-agents text.label").all_text_contents()
+    assert agents == ["a-3", "a-4", "a-5"]
+    values = page.locator("#chart-agents text.value").all_text_contents()
+    assert values[1:] == ["82%", "35%"]
+    assert page.locator("#chart-silence rect.bar").count() == 3  # one per day
+    assert page.locator("#chart-interruptions rect.bar").count() == 6  # two series
+    # categories over the days: churn-risk on 3 and 4 February, no-notice on the 4th
+    legend = page.inner_text("#chart-tags .legend")
+    assert "churn-risk" in legend and "no-notice" in legend
+    heights = page.evaluate(
+        "() => [...document.querySelectorAll('#chart-tags rect.bar')]"
+        ".map(r => r.querySelector('title').textContent)"
+    )
+    assert heights == [
+        "churn-risk: 1", "no-notice: 0", "churn-risk: 1", "no-notice: 1", "churn-risk: 0",
+        "no-notice: 0",
+    ]  # fmt: skip
+    page.screenshot(path=str(tmp_path / "analyst-dashboard.png"), full_page=True)
