@@ -106,6 +106,11 @@ def test_the_readme_tour_runs_as_written(folder: Path, server: str) -> None:
     # search and its export find both calls' sentence
     assert '"total":2' in out
     assert "call_started_at,call_id,agent_id,direction,leg,start,end,text" in out
+    # the categories, the live call tagged (its customer wanted to cancel), the dashboard
+    assert '{"categories":2}' in out
+    tagged = re.findall(r'\{"total":1,.*?"tags":\["churn-risk",.*?\}\]\}', out)
+    assert tagged and '"caller":"+33612345678"' in tagged[-1], out[-3000:]
+    assert '"agent_talk_ratio":' in out and '{"tag":"churn-risk","calls":1}' in out
     # the webhook's registration answers its secret
     assert '"secret":"whsec_' in out
 
