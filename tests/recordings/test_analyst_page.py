@@ -301,11 +301,11 @@ def test_a_calls_statistics_and_categories_and_the_dashboard(
     page.wait_for_selector("#calls tr.call-row")
     rows = page.locator("#calls tr.call-row")
     assert rows.count() == 3
-    tags = {
+    listed = {
         rows.nth(i).get_attribute("data-call-id"): rows.nth(i).locator(".tag").all_inner_texts()
         for i in range(3)
     }
-    assert tags == {"web-1": ["churn-risk"], "web-2": ["churn-risk", "no-notice"], "web-3": []}
+    assert listed == {"web-1": ["churn-risk"], "web-2": ["churn-risk", "no-notice"], "web-3": []}
 
     page.click("details summary")
     page.fill("#f-tag", "no-notice")
