@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import wave
 from collections.abc import Iterator, Sequence
@@ -422,3 +423,43 @@ def test_a_leg_language_is_detected_once_then_held(services: Services) -> None:
     run_call(services, runner, "fr-2", legs, steps=slice(0, 0))
     finals = [u for u in read_all(services, "check-fr2") if isinstance(u, Utterance) and u.final]
     assert finals and {u.language for u in finals} == {"fr"}
+
+
+def test_a_card_said_on_a_live_call_never_leaves_the_worker(services: Services, speak: Any) -> None:
+    """Redaction on: no partial, tentative words or final of the customer saying a card
+    number shows four of its digits together (the live view and the hints read these);
+    the call's transcript holds [CARD], its audit the span, and the kept recording is
+    silent on the customer's channel there."""
+    services.settings.redaction.tenants = ["acme"]
+    stage = LiveStage(services)
+    runner = WorkerRunner(
+        stage, services.bus, services.topics, services.metrics, poll_timeout_s=0.01
+    )
+    publish(services, [started("pii-live", "en").model_copy(update={"record": True})])
+    said = speak(
+        "My card number is four five three nine, one four eight eight, "
+        "zero three four three, six four six seven.",
+        8000,
+    )
+    gap = np.zeros(8000, np.float32)
+    customer = np.concatenate([gap, said, gap, gap])
+    run_call(services, runner, "pii-live", {"agent": np.zeros_like(customer), "customer": customer})
+
+    utts = [e for e in read_all(services, "check-pii") if isinstance(e, Utterance)]
+    assert any(not u.final for u in utts) and any(u.final for u in utts)
+    for u in utts:
+        digits = re.sub(r"\D", "", u.text + " " + u.tentative)
+        for group in ("4539", "1488", "0343", "6467"):
+            assert group not in digits, (u.final, u.text, u.tentative)
+    assert any("[CARD]" in u.text for u in utts if u.final), [u.text for u in utts if u.final]
+    doc = json.loads(services.store.get(call_key("acme", "pii-live", STARTED, "transcript.json")))
+    (audit,) = doc["redactions"]
+    assert (audit["kind"], audit["leg"]) == ("CARD", "customer")
+    with wave.open(
+        io.BytesIO(services.store.get(call_key("acme", "pii-live", STARTED, "recording.wav")))
+    ) as w:
+        stereo = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    masked = stereo[int(audit["start"] * 16000) : int(audit["end"] * 16000), 1]
+    assert len(masked) > 16000 and not masked.any()
+    spoken = stereo[int(0.5 * 16000) : int(audit["start"] * 16000) - 8000, 1]
+    assert np.abs(spoken).mean() > 100  # "my card number is": kept
