@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from pipeline.api.fanout import forward, send_within, until_disconnect
+from pipeline.api.limits import BodyTooLarge, read_bounded
 from pipeline.auth import Principal, require, websocket_principal
 from pipeline.ids import check_id
 from pipeline.logs import ctx
@@ -91,22 +92,16 @@ def router(services: Services) -> APIRouter:
     async def put_playbook(name: str, request: Request, p: AdminCaller) -> dict[str, Any]:
         """Create or replace a playbook (YAML, or JSON with a JSON content type)."""
         _name(services, name, "playbook name")
-        limit = settings.max_playbook_kb * 1024
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise _reject(services, 413, f"playbook larger than {limit} bytes", "too_large")
+        try:
+            body = await read_bounded(request, settings.max_playbook_kb * 1024)
+        except BodyTooLarge as exc:
+            raise _reject(services, 413, f"playbook {exc}", "too_large") from None
         fmt = "json" if "json" in request.headers.get("content-type", "") else "yaml"
         try:
-            book = await asyncio.to_thread(load_playbook, bytes(body), settings, fmt)
+            book = await asyncio.to_thread(load_playbook, body, settings, fmt)
         except PlaybookInvalid as exc:
-            detail = {
-                "message": f"invalid playbook: {len(exc.errors)} error(s)",
-                "errors": [{"path": e.path, "message": e.message} for e in exc.errors],
-            }
-            raise _reject(services, 422, detail, "invalid_playbook") from None
-        created = store.put_playbook(p.tenant, name, book, bytes(body).decode())
+            raise _reject(services, 422, exc.detail("playbook"), "invalid_playbook") from None
+        created = store.put_playbook(p.tenant, name, book, body.decode())
         log.info(
             "playbook %s %s (%d rules)",
             name,

@@ -25,20 +25,25 @@ def component_of(model: type[BaseModel]) -> tuple[dict[str, str], dict[str, Any]
     return {"$ref": f"#/components/schemas/{model.__name__}"}, parts
 
 
-def playbook_body() -> dict[str, Any]:
-    """`openapi_extra` of PUT /v1/playbooks/{name}: the route reads YAML (or JSON) itself,
-    so the OpenAPI says what it takes."""
-    ref, parts = component_of(Playbook)
+def yaml_or_json_body(model: type[BaseModel], example: str) -> dict[str, Any]:
+    """`openapi_extra` of a route that reads a YAML (or JSON) `model` itself (a playbook,
+    call categories), so the OpenAPI says what it takes."""
+    ref, parts = component_of(model)
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "application/yaml": {"schema": {"type": "string"}, "example": PLAYBOOK_EXAMPLE},
+                "application/yaml": {"schema": {"type": "string"}, "example": example},
                 "application/json": {"schema": ref},
             },
         },
         "x-components": parts,
     }
+
+
+def playbook_body() -> dict[str, Any]:
+    """`openapi_extra` of PUT /v1/playbooks/{name}."""
+    return yaml_or_json_body(Playbook, PLAYBOOK_EXAMPLE)
 
 
 def article_body() -> dict[str, Any]:

@@ -44,6 +44,13 @@ class PlaybookInvalid(ValueError):
         super().__init__("; ".join(str(e) for e in errors))
         self.errors = errors
 
+    def detail(self, what: str) -> dict[str, object]:
+        """The 422 answer's body: how many errors, each with its path."""
+        return {
+            "message": f"invalid {what}: {len(self.errors)} error(s)",
+            "errors": [{"path": e.path, "message": e.message} for e in self.errors],
+        }
+
 
 def parse_playbook_text(text: str | bytes, fmt: str = "yaml") -> Any:
     """The raw structure of a YAML or JSON playbook; PlaybookInvalid when unreadable."""

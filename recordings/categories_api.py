@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from pipeline.api.limits import BodyTooLarge, read_bounded
 from pipeline.auth import Principal, require
 from pipeline.logs import ctx
 from pipeline.services import Services
-from prompter.api_models import component_of
+from prompter.api_models import yaml_or_json_body
 from prompter.validate import PlaybookInvalid
 from recordings.categories import Categories, parse_categories
 from recordings.category_store import category_store
@@ -47,20 +48,6 @@ class StoredCategoriesOut(BaseModel):
     updated_at: str
 
 
-def _body() -> dict[str, Any]:
-    ref, parts = component_of(Categories)
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/yaml": {"schema": {"type": "string"}, "example": EXAMPLE},
-                "application/json": {"schema": ref},
-            },
-        },
-        "x-components": parts,
-    }
-
-
 def router(services: Services) -> APIRouter:
     """The categories routes."""
     r = APIRouter()
@@ -71,25 +58,23 @@ def router(services: Services) -> APIRouter:
         services.metrics.inc("api_rejections_total", route="categories", cause=cause)
         return HTTPException(status, detail)
 
-    @r.put("/v1/categories", response_model=CategoriesSaved, openapi_extra=_body())
+    @r.put(
+        "/v1/categories",
+        response_model=CategoriesSaved,
+        openapi_extra=yaml_or_json_body(Categories, EXAMPLE),
+    )
     async def put_categories(request: Request, p: Admin) -> dict[str, Any]:
         """Replace the tenant's categories (the playbooks' word rules, per call)."""
-        limit = settings.max_playbook_kb * 1024
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise reject(413, f"categories larger than {limit} bytes", "too_large")
+        try:
+            body = await read_bounded(request, settings.max_playbook_kb * 1024)
+        except BodyTooLarge as exc:
+            raise reject(413, f"categories {exc}", "too_large") from None
         fmt = "json" if "json" in request.headers.get("content-type", "") else "yaml"
         try:
-            categories = await asyncio.to_thread(parse_categories, bytes(body), fmt, settings)
+            categories = await asyncio.to_thread(parse_categories, body, fmt, settings)
         except PlaybookInvalid as exc:
-            detail = {
-                "message": f"invalid categories: {len(exc.errors)} error(s)",
-                "errors": [{"path": e.path, "message": e.message} for e in exc.errors],
-            }
-            raise reject(422, detail, "invalid_categories") from None
-        store.put(p.tenant, categories, bytes(body).decode())
+            raise reject(422, exc.detail("categories"), "invalid_categories") from None
+        store.put(p.tenant, categories, body.decode())
         log.info("categories replaced (%d)", len(categories.categories), **ctx(p.tenant, None))
         return {"categories": len(categories.categories)}
 

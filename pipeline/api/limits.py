@@ -34,6 +34,21 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?')
 
 
+class BodyTooLarge(ValueError):
+    """A body that grew past its route's limit while it was read."""
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, read as it arrives and refused (BodyTooLarge) once past `limit` bytes:
+    a declared length is not trusted, and a body sent chunked has none."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise BodyTooLarge(f"larger than {limit} bytes")
+    return bytes(body)
+
+
 def json_depth(raw: bytes) -> int:
     """The deepest nesting of arrays and objects in a JSON text (strings skipped); a few
     milliseconds per megabyte (regular expression and numpy, no Python loop)."""
