@@ -221,9 +221,22 @@ def _heard_digits(services: Services, audio: np.ndarray, language: str) -> str:
                 ),  # fmt: skip
                 _clips("letters/f", "letters/r", *_digits(IBAN[2:])),  # an IBAN, spelled
                 # the card again in French groups: "quarante-cinq, trente-neuf, quatorze, ..."
-                _clips("digits/40", "digits/5", "digits/30", "digits/9", "digits/14",
-                       "digits/80", "digits/8", *_digits("03"), "digits/40", "digits/3",
-                       "digits/60", "digits/4", "digits/60", "digits/7"),  # fmt: skip
+                _clips(
+                    "digits/40",
+                    "digits/5",
+                    "digits/30",
+                    "digits/9",
+                    "digits/14",
+                    "digits/80",
+                    "digits/8",
+                    *_digits("03"),
+                    "digits/40",
+                    "digits/3",
+                    "digits/60",
+                    "digits/4",
+                    "digits/60",
+                    "digits/7",
+                ),  # fmt: skip
                 _clips("telephone-number", *_digits(ORDER)),
             ],
             ["CARD", "NIR", "IBAN", "CARD"],
@@ -240,10 +253,14 @@ def _heard_digits(services: Services, audio: np.ndarray, language: str) -> str:
                     8000,
                 ),  # fmt: skip
                 espeak("en-us", "My card is 4 5 3 9 1 4 8 8 0 3 4 3 6 4 6 7.", 130),
-                speak("My IBAN is F R 7 6, 3 0 0 0, 6 0 0 0, 0 1 1 2, 3 4 5 6, 7 8 9 0, 1 8 9.",
-                      8000),  # fmt: skip
-                speak("My social security number is one, sixty-five, zero three, thirty-five, "
-                      "one one zero, zero zero five, thirty-two.", 8000),  # fmt: skip
+                speak(
+                    "My IBAN is F R 7 6, 3 0 0 0, 6 0 0 0, 0 1 1 2, 3 4 5 6, 7 8 9 0, 1 8 9.", 8000
+                ),  # fmt: skip
+                speak(
+                    "My social security number is one, sixty-five, zero three, thirty-five, "
+                    "one one zero, zero zero five, thirty-two.",
+                    8000,
+                ),  # fmt: skip
                 speak(
                     "My order number is one two three four, five six seven eight, "
                     "nine zero one two, three four five six.",
