@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from pipeline.events import Utterance, Word
+from pipeline.events import DtmfReceived, Utterance, Word
 from pipeline.logs import ctx
 from pipeline.services import Services
 
@@ -424,3 +424,32 @@ def masked_spans(utterances: Sequence[Utterance]) -> list[Masked]:
             spans.append(mark)
         ends_utterance = last
     return sorted(spans, key=lambda m: (m.start, m.leg))
+
+
+# Key presses further apart than this are not one number (a menu choice, then a card).
+PRESS_GAP_S = 2.0
+
+
+def redact_presses(presses: Sequence[DtmfReceived]) -> tuple[list[DtmfReceived], list[Masked]]:
+    """Key presses that spell personal data (a card keyed into an IVR, a phone number)
+    dropped from what is stored, and where they were: each leg's presses read in order as
+    one number, as spoken digits are, a pause over PRESS_GAP_S ending it."""
+    kept: list[DtmfReceived] = []
+    masks: list[Masked] = []
+    for leg in sorted({p.leg for p in presses}):
+        mine = sorted((p for p in presses if p.leg == leg), key=lambda p: p.start)
+        text, at = "", []
+        for i, p in enumerate(mine):
+            if i and p.start - mine[i - 1].start > PRESS_GAP_S:
+                text += " |"
+            text += " " if text else ""
+            at.append(len(text))
+            text += p.digit
+        hidden: set[int] = set()
+        for f in find(text):
+            inside = [i for i, pos in enumerate(at) if f.start <= pos < f.end]
+            hidden.update(inside)
+            first, last = mine[inside[0]], mine[inside[-1]]
+            masks.append(Masked(f.kind, leg, first.start, last.start + last.duration))
+        kept += [p for i, p in enumerate(mine) if i not in hidden]
+    return sorted(kept, key=lambda p: p.start), masks

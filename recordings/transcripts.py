@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -15,7 +15,7 @@ from pipeline.events import DtmfReceived, TranscriptReady, Utterance
 from pipeline.ids import call_key
 from pipeline.store import ObjectNotFound, ObjectStore
 from recordings.call_stats import CallStats, call_statistics, facts
-from recordings.redaction import masked_spans
+from recordings.redaction import Masked, masked_spans
 
 JSON_NAME = "transcript.json"
 VTT_NAME = "transcript.vtt"
@@ -83,12 +83,13 @@ def to_document(
     presses: Sequence[DtmfReceived] = (),
     statistics: CallStats | None = None,
     tags: Sequence[str] | None = None,
+    masked: Sequence[Masked] = (),
 ) -> dict[str, Any]:
     """The transcript.json document: utterances with words, the key presses of a live call
     (`dtmf`: leg, digit, start, duration), how they were made, and once the call is over
     its statistics (recordings/call_stats.py) and categories (`tags`), and where redaction
     masked something, what kind where (`redactions`: kind, leg, start, end; the audit
-    record, never the value)."""
+    record, never the value; `masked` adds what was masked besides the words: key presses)."""
     doc: dict[str, Any] = {
         "v": 1,
         "tenant": tenant,
@@ -111,7 +112,7 @@ def to_document(
         doc["statistics"] = statistics.model_dump()
     if tags is not None:
         doc["tags"] = list(tags)
-    masks = masked_spans(utterances)
+    masks = sorted([*masked_spans(utterances), *masked], key=lambda m: (m.start, m.leg))
     if masks:
         doc["redactions"] = [asdict(m) for m in masks]
     return doc
@@ -148,12 +149,13 @@ def write_transcript(
     presses: Sequence[DtmfReceived] = (),
     statistics: CallStats | None = None,
     tags: Sequence[str] | None = None,
+    masked: Sequence[Masked] = (),
 ) -> tuple[str, str]:
     """Write transcript.json and transcript.vtt under the call's prefix; returns both URIs.
 
     Same call, same keys: reprocessing overwrites.
     """
-    doc = to_document(tenant, call_id, utterances, info, source, presses, statistics, tags)
+    doc = to_document(tenant, call_id, utterances, info, source, presses, statistics, tags, masked)
     json_uri = store.put(
         call_key(tenant, call_id, started_at, JSON_NAME),
         json.dumps(doc, ensure_ascii=False, indent=1).encode(),
@@ -175,7 +177,8 @@ def finish_transcript(
     language: str | None,
     presses: Sequence[DtmfReceived] = (),
     tags: Sequence[str] = (),
-    **update: object,
+    masked: Sequence[Masked] = (),
+    update: Mapping[str, object] | None = None,
 ) -> TranscriptReady:
     """A call's transcript is done: its artifacts written (with its statistics and the
     categories it met, `tags`), its manifest `transcribed` (with `update`), and the
@@ -192,12 +195,13 @@ def finish_transcript(
         presses,
         statistics,
         tags,
+        masked,
     )
     done = {"status": "transcribed", "language": language, "error": None, "progress": 1.0}
     save_manifest(
         store,
         manifest.model_copy(
-            update={**done, "transcript_key": manifest.prefix + JSON_NAME, **update}
+            update={**done, "transcript_key": manifest.prefix + JSON_NAME, **(update or {})}
         ),
     )
     return TranscriptReady(

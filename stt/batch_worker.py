@@ -92,7 +92,7 @@ class BatchStage(Stage):
             info.language,
             stored_presses(store, manifest),
             tags,
-            **update,
+            update=update,
         )
         metrics.inc("recordings_transcribed_total")
         metrics.inc("audio_seconds_total", info.duration, source="batch")

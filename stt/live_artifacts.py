@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from pipeline.config import RedactionSettings
-from pipeline.events import RecordingReady, TranscriptReady, Utterance
+from pipeline.events import DtmfReceived, RecordingReady, TranscriptReady, Utterance
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.audio_file import write_wav
 from pipeline.store import ObjectStore
 from recordings.audio_masks import mask_audio
-from recordings.redaction import masked_spans
+from recordings.redaction import Masked, masked_spans, redact_presses
 from recordings.transcripts import finish_transcript
 from stt.live_call import LEGS, LiveCall, assemble, delete_live_objects, ensure_manifest, load_parts
 from stt.streaming import StreamingOptions
@@ -34,7 +34,8 @@ def store_finished_call(
     and, for a kept recording, the recording.ready that queues its batch transcription.
 
     With `redaction` (the call's tenant is redacted), the recording's audio over the finals'
-    masks is silenced or toned before it is written. `tags_of(finals, duration)`: the
+    masks and over key presses that spell personal data (a card keyed into an IVR; they are
+    not stored) is silenced or toned before it is written. `tags_of(finals, duration)`: the
     categories the call met."""
     for leg in call.legs.values():
         leg.cut_part()
@@ -49,15 +50,14 @@ def store_finished_call(
     update: dict[str, object] = {"end_reason": reason}
     recording = None
     finals = list(call.finals.values())
+    presses: list[DtmfReceived] = list(call.presses)
+    press_masks: list[Masked] = []
     if redaction is not None:
+        presses, press_masks = redact_presses(presses)
+        spans = [*masked_spans(finals), *press_masks]
         legs = dict(enumerate(LEGS))
         channels = mask_audio(
-            channels,
-            SAMPLE_RATE,
-            masked_spans(finals),
-            legs,
-            redaction.audio,
-            redaction.audio_pad_s,
+            channels, SAMPLE_RATE, spans, legs, redaction.audio, redaction.audio_pad_s
         )
     if duration > 0 and call.record:
         update["recording_key"] = manifest.prefix + RECORDING_NAME
@@ -84,7 +84,17 @@ def store_finished_call(
     }
     tags = tags_of(finals, duration) if tags_of is not None else []
     ready = finish_transcript(
-        store, manifest, finals, info, "live", duration, language, call.presses, tags, **update
+        store,
+        manifest,
+        finals,
+        info,
+        "live",
+        duration,
+        language,
+        presses,
+        tags,
+        press_masks,
+        update,
     )
     delete_live_objects(store, call)
     return ready, recording

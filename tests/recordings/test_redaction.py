@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.api import create_app
 from pipeline.auth import keys_of
 from pipeline.catalog import load_manifest
-from pipeline.events import Utterance, Word
+from pipeline.events import DtmfReceived, Utterance, Word
 from pipeline.media.audio_file import load_audio, write_wav
 from pipeline.services import Services
 from pipeline.worker import WorkerRunner
@@ -27,6 +27,7 @@ from recordings.redaction import (
     Masked,
     masked_spans,
     redact_for,
+    redact_presses,
     redact_text,
     redact_utterance,
 )
@@ -394,3 +395,21 @@ def test_the_audio_is_masked_on_the_leg_that_said_it(mode: str) -> None:
         assert 0.05 < float(np.sqrt(np.mean(inside**2))) < 0.1 and not np.any(inside == 0.5)
     mono = mask_audio([agent], rate, spans, None, mode, 0.25)  # type: ignore[arg-type]
     assert not np.all(mono[0][int(0.75 * rate) : int(1.75 * rate)] == 0.5)
+
+
+def test_key_presses_that_spell_a_card_are_dropped_and_audited() -> None:
+    """A card keyed into an IVR is personal data as a card said is; a menu choice and an
+    order number keyed are not."""
+
+    def press(leg: str, digit: str, start: float) -> DtmfReceived:
+        return DtmfReceived(tenant="acme", call_id="c", leg=leg, digit=digit, start=start,  # type: ignore[arg-type]
+                            duration=0.1)  # fmt: skip
+
+    keyed = [press("customer", "2", 1.0)]
+    keyed += [press("customer", d, 5.0 + i * 0.3) for i, d in enumerate(CARD)]
+    keyed += [press("customer", "#", 10.0)]
+    keyed += [press("agent", d, 12.0 + i * 0.3) for i, d in enumerate(ORDER)]
+    kept, masks = redact_presses(keyed)
+    assert "".join(p.digit for p in kept) == "2#" + ORDER
+    assert [(m.kind, m.leg, m.start) for m in masks] == [("CARD", "customer", 5.0)]
+    assert masks[0].end == pytest.approx(5.0 + 15 * 0.3 + 0.1)

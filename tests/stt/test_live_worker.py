@@ -14,10 +14,12 @@ from itertools import groupby
 from typing import Any
 
 import numpy as np
+import pytest
 
 from pipeline.events import (
     CallEnded,
     CallStarted,
+    DtmfReceived,
     LegInfo,
     MediaChunk,
     TranscriptReady,
@@ -442,7 +444,15 @@ def test_a_card_said_on_a_live_call_never_leaves_the_worker(services: Services, 
         8000,
     )
     gap = np.zeros(8000, np.float32)
-    customer = np.concatenate([gap, said, gap, gap])
+    customer = np.concatenate([gap, said, gap, gap, np.zeros(6 * 8000, np.float32)])
+    # then the card keyed into an IVR, and a "#" that is not part of it
+    keyed = len(customer) / 8000 - 5.5
+    presses = [
+        DtmfReceived(tenant="acme", call_id="pii-live", leg="customer", digit=d,
+                     start=keyed + i * 0.25, duration=0.1)
+        for i, d in enumerate("4539148803436467#")
+    ]  # fmt: skip
+    publish(services, presses)
     run_call(services, runner, "pii-live", {"agent": np.zeros_like(customer), "customer": customer})
 
     utts = [e for e in read_all(services, "check-pii") if isinstance(e, Utterance)]
@@ -453,8 +463,11 @@ def test_a_card_said_on_a_live_call_never_leaves_the_worker(services: Services, 
             assert group not in digits, (u.final, u.text, u.tentative)
     assert any("[CARD]" in u.text for u in utts if u.final), [u.text for u in utts if u.final]
     doc = json.loads(services.store.get(call_key("acme", "pii-live", STARTED, "transcript.json")))
-    (audit,) = doc["redactions"]
+    audit, keys = doc["redactions"]
     assert (audit["kind"], audit["leg"]) == ("CARD", "customer")
+    assert (keys["kind"], keys["leg"], keys["start"]) == ("CARD", "customer", keyed)
+    assert keys["end"] == pytest.approx(keyed + 15 * 0.25 + 0.1)
+    assert [p["digit"] for p in doc["dtmf"]] == ["#"]  # the keyed card is not stored
     with wave.open(
         io.BytesIO(services.store.get(call_key("acme", "pii-live", STARTED, "recording.wav")))
     ) as w:
