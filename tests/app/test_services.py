@@ -145,8 +145,9 @@ def test_db_migrate_makes_every_store_on_postgres(
     with psycopg.connect(postgres_url) as conn:
         versions = {r[0] for r in conn.execute("SELECT component FROM schema_versions")}
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables").fetchall()}
-    assert versions == {"keys", "prompter", "robot", "webhooks", "transcript_index"}
-    assert {"api_keys", "placed_calls", "playbooks", "transcript_utterances"} <= tables
+    stores = {"keys", "prompter", "robot", "webhooks", "categories", "transcript_index"}
+    assert versions == stores
+    assert {"api_keys", "placed_calls", "playbooks", "categories", "transcript_call_tags"} <= tables
     assert list(tmp_path.iterdir()) == []  # no SQLite file made beside
 
 

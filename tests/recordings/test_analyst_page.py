@@ -341,8 +341,10 @@ def test_a_calls_statistics_and_categories_and_the_dashboard(
     page.click("#view-dashboard")
     page.select_option("#d-interval", "day")
     page.click("#dash-button")
-    page.wait_for_function("() => document.querySelectorAll('#chart-agents rect.bar').length === 3")
-    assert page.inner_text("#dash-status").startswith("3 calls")
+    page.wait_for_function(
+        "() => document.getElementById('dash-status').textContent.startsWith('3 calls')"
+        " && document.querySelectorAll('#chart-agents rect.bar').length === 3"
+    )
     agents = page.locator("#chart-agents text.label").all_text_contents()
     assert agents == ["a-3", "a-4", "a-5"]
     values = page.locator("#chart-agents text.value").all_text_contents()
