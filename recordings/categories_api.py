@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from pipeline.api.errors import errors
 from pipeline.api.limits import BodyTooLarge, read_bounded
 from pipeline.auth import Principal, require
 from pipeline.logs import ctx
@@ -78,7 +79,7 @@ def router(services: Services) -> APIRouter:
         log.info("categories replaced (%d)", len(categories.categories), **ctx(p.tenant, None))
         return {"categories": len(categories.categories)}
 
-    @r.get("/v1/categories", response_model=StoredCategoriesOut)
+    @r.get("/v1/categories", response_model=StoredCategoriesOut, responses=errors(404))
     def get_categories(p: Reader) -> dict[str, Any]:
         """The tenant's categories."""
         stored = store.get(p.tenant)
@@ -90,7 +91,7 @@ def router(services: Services) -> APIRouter:
             "updated_at": stored.updated_at,
         }
 
-    @r.delete("/v1/categories", status_code=204)
+    @r.delete("/v1/categories", status_code=204, responses=errors(404))
     def delete_categories(p: Admin) -> None:
         """Drop the tenant's categories (calls ending from now on get no tags)."""
         if not store.delete(p.tenant):
