@@ -7,10 +7,14 @@ words, in French and English. Each is replaced by a typed mask ([CARD], [IBAN], 
 the masked words' times.
 
 Numbers are read across the words they were said in: Whisper writes a card said digit by
-digit as "4 1 1 1 ...", in groups as "4111 1111 ...", or with dashes; digit words (en, fr)
-count as digits. A run of digits is masked only when its checksum holds (cards, IBANs,
-NIRs), when it follows a card's cue words (a misheard card), or when it is a valid phone
-number: prices, dates and order numbers stay."""
+digit as "4 1 1 1 ...", in groups as "4111 1111 ...", or with dashes, an IBAN spelled as
+"F-R-7 6 ...", French groups as tens and units ("40 9"); digit words (en, fr) count as
+digits; a number cut by a breath is read across a leg's utterances that follow each other.
+A run of digits is masked only when its checksum holds (cards, IBANs, NIRs), when it
+follows its cue words (a misheard card or IBAN), or when it is a valid phone number:
+prices, dates and order numbers stay. Key presses are read the same way (`redact_presses`).
+`masked_spans` says what kind was masked where: the audit, and where recordings/audio_masks
+silences the audio."""
 
 from __future__ import annotations
 
