@@ -82,13 +82,23 @@ class Categories(BaseModel):
         return self
 
 
+def _rule_id(category: int, condition: int) -> str:
+    """A condition's rule id: by position, as a category's own id may be as long as a rule
+    id may be."""
+    return f"c{category}.{condition}"
+
+
 def _as_playbook(categories: Categories) -> Playbook:
-    """Each condition as a prompter rule `{category}.{n}` (its hint is never shown): the
-    matcher then reads every category's words in one pass per utterance."""
+    """Each condition as a prompter rule (its hint is never shown): the matcher then reads
+    every category's words in one pass per utterance."""
     hint = HintSpec(kind="alert", title="category", text="category")
     rules = [
-        Rule(id=f"{c.id}.{n}", when=When(**w.model_dump(exclude={"within_s", "last_s"})), hint=hint)
-        for c in categories.categories
+        Rule(
+            id=_rule_id(k, n),
+            when=When(**w.model_dump(exclude={"within_s", "last_s"})),
+            hint=hint,
+        )
+        for k, c in enumerate(categories.categories)
         for n, w in enumerate((*c.said, *c.not_said))
     ]
     return Playbook(name="categories", rules=tuple(rules))
@@ -135,9 +145,9 @@ class Tagger:
             for hit in self._rules.match(u.text, u.leg).hits:
                 heard.setdefault(hit.rule.rule.id, []).append(u.start)
         out = []
-        for c in self.categories.categories:
-            conditions = [(n, w) for n, w in enumerate((*c.said, *c.not_said))]
-            found = [_within(heard.get(f"{c.id}.{n}", []), w, duration) for n, w in conditions]
+        for k, c in enumerate(self.categories.categories):
+            conditions = enumerate((*c.said, *c.not_said))
+            found = [_within(heard.get(_rule_id(k, n), []), w, duration) for n, w in conditions]
             if all(found[: len(c.said)]) and not any(found[len(c.said) :]):
                 out.append(c.id)
         return out

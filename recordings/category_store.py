@@ -92,11 +92,17 @@ def category_store(services: Services) -> CategoryStore:
 def call_tags(
     services: Services, tenant: str, call_id: str, utterances: Sequence[Utterance], duration: float
 ) -> list[str]:
-    """The categories a finished call meets, by its tenant's rules (none without rules)."""
-    tagger = category_store(services).tagger(tenant, services.settings.prompter.regex_timeout_ms)
-    if tagger is None:
+    """The categories a finished call meets, by its tenant's rules (none without rules, or
+    when the rules cannot be read: the call is stored untagged and the error counted)."""
+    try:
+        tagger = category_store(services).tagger(
+            tenant, services.settings.prompter.regex_timeout_ms
+        )
+        tags = tagger.tags(utterances, duration) if tagger is not None else []
+    except Exception:  # the transcript matters more than its tags: store it without them
+        log.exception("tagging the call failed", **ctx(tenant, call_id))
+        services.metrics.inc("call_tags_errors_total")
         return []
-    tags = tagger.tags(utterances, duration)
     if tags:
         # Not labelled by category: the tenants name them, the label set would be theirs.
         services.metrics.inc("call_tags_total", len(tags))

@@ -20,6 +20,7 @@ from pipeline.services import Services
 from pipeline.worker import WorkerRunner
 from prompter.validate import PlaybookInvalid
 from recordings.categories import Tagger, parse_categories
+from recordings.category_store import call_tags, category_store
 from recordings.index import index_of
 from recordings.index.worker import IndexStage
 from stt.batch_worker import BatchStage
@@ -68,6 +69,13 @@ def test_a_call_meets_the_categories_whose_every_condition_holds(tagger: Tagger)
         _u("agent", 95.0, "Goodbye!"),
     ]
     assert tagger.tags(call, duration=100.0) == ["churn-risk", "polite-close", "saved"]
+
+
+def test_a_category_id_as_long_as_allowed_still_compiles() -> None:
+    long_id = "c" * 64
+    rules = f"categories: [{{id: {long_id}, title: T, said: [{{keywords: [refund]}}]}}]"
+    tagger = Tagger(parse_categories(rules, "yaml", PrompterSettings()), regex_timeout_ms=20)
+    assert tagger.tags([_u("customer", 1.0, "I want a refund")], duration=5.0) == [long_id]
 
 
 def test_where_and_who_decide(tagger: Tagger) -> None:
@@ -161,3 +169,15 @@ def test_the_api_stores_categories_and_a_transcribed_call_is_tagged_and_filtered
     assert detail["statistics"] == doc["statistics"] and detail["tags"] == ["no-recording-notice"]
     bad = client.get("/v1/calls", params={"stat": "loudness>3"}, headers=analyst)
     assert bad.status_code == 400 and "no statistic 'loudness'" in bad.text
+
+
+def test_a_call_is_stored_untagged_when_its_tenants_rules_cannot_be_read(
+    services: Services,
+) -> None:
+    """A stored document this version cannot read (written by hand, or by a newer release)
+    does not stop the call's transcript: no tags, and the error is counted."""
+    store = category_store(services)
+    store.put("acme", parse_categories(RULES, "yaml", PrompterSettings()), RULES)
+    store._db.execute("UPDATE categories SET body = ? WHERE tenant = ?", ('{"rules": 1}', "acme"))
+    assert call_tags(services, "acme", "c", [_u("customer", 1.0, "cancel my contract")], 9.0) == []
+    assert services.metrics.value("call_tags_errors_total") == 1
