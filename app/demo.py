@@ -18,6 +18,8 @@ from pipeline.sqlite_db import private_file
 from prompter.kb import Article
 from prompter.store import prompter_store
 from prompter.validate import load_playbook
+from recordings.categories import parse_categories
+from recordings.category_store import category_store
 from sim.pbx import SimulationError, load_script, simulate_call
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ HERE = Path(__file__).parent
 DEMO_SCRIPT = HERE / "demo_call.yaml"
 DEMO_PLAYBOOK = HERE / "demo_playbook.yaml"
 DEMO_ARTICLES = HERE / "demo_articles.json"
+DEMO_CATEGORIES = HERE / "demo_categories.yaml"
 # The demo call's agent (demo_call.yaml): the agent key printed is this agent's.
 DEMO_AGENT = "agent-7"
 KEYS_FILE = "demo-keys.json"
@@ -69,12 +72,24 @@ def install_demo_playbook(services: Services) -> tuple[int, int]:
     return rules, len(store.articles(tenant))
 
 
+def install_demo_categories(services: Services) -> int:
+    """The demo's call categories in the default tenant, unless it has its own; how many
+    it then has."""
+    tenant = services.settings.default_tenant
+    store = category_store(services)
+    if store.get(tenant) is None:
+        source = DEMO_CATEGORIES.read_text()
+        store.put(tenant, parse_categories(source, "yaml", services.settings.prompter), source)
+    stored = store.get(tenant)
+    return len(stored.categories.categories) if stored else 0
+
+
 def welcome(base: str, keys: dict[Role, str] | None, rules: int, articles: int) -> str:
     """What `make run` prints once the API answers: where to go, with which key."""
     k = keys or {}
     lines = [
         f"callpipe is up at {base}",
-        f"  Analyst page  {base}/        (calls, search, playback) key: {k.get('analyst', '-')}",
+        f"  Analyst page  {base}/        (calls, search, dashboard) key: {k.get('analyst', '-')}",
         f"  Agent panel   {base}/agent   (live transcript, hints)  key: {k.get('agent', '-')}",
         f"  API docs      {base}/docs    admin key: {k.get('admin', '-')}",
         f"                                PBX key:   {k.get('pbx', '-')}",
@@ -108,6 +123,7 @@ def run_demo(services: Services, stop: threading.Event) -> str | None:
         return None
     keys = demo_keys(services) if settings.auth_enabled else None
     rules, articles = install_demo_playbook(services)
+    install_demo_categories(services)
     log.info(welcome(base, keys, rules, articles))
     pbx_key = keys["pbx"] if keys else None
     viewer_key = keys["analyst"] if keys else None

@@ -19,10 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.demo import install_demo_playbook
+from app.demo import install_demo_categories, install_demo_playbook
 from pipeline.services import Services
 from prompter.store import prompter_store
 from prompter.validate import load_playbook
+from recordings.categories import parse_categories
+from recordings.category_store import category_store
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +165,15 @@ def test_make_run_prints_where_to_go_with_working_keys_and_shows_hints(
         fired = {s["rule"] for s in stats["rules"] if s["fired"]}
         demo = {"demo/retention", "demo/recording-notice", "demo/competitor", "kb:price-match"}
         assert fired == demo, stats
+        # at its end the demo call is tagged with the demo categories it meets
+        analyst = {"Authorization": f"Bearer {keys['analyst']}"}
+        tags: list[str] = []
+        until = time.monotonic() + 30
+        while not tags and time.monotonic() < until:
+            calls = httpx.get(base + "/v1/calls", headers=analyst).json()["calls"]
+            tags = calls[0]["tags"] if calls else []
+            time.sleep(0.5)
+        assert tags == ["churn-risk", "no-recording-notice", "price-complaint"], calls
     finally:
         proc.terminate()
         proc.wait(20)
@@ -185,3 +196,16 @@ def test_the_demo_playbook_goes_only_where_there_is_none(services: Services) -> 
     store.put_playbook("acme", "own", own, "...")
     services.settings.default_tenant = "acme"
     assert install_demo_playbook(services) == (1, 1)
+
+
+def test_the_demo_categories_go_only_where_there_are_none(services: Services) -> None:
+    assert install_demo_categories(services) == 3
+    assert install_demo_categories(services) == 3  # a restart adds nothing
+    tenant = services.settings.default_tenant
+    own = parse_categories(
+        "categories: [{id: mine, title: Mine, said: [{keywords: [refund]}]}]",
+        "yaml",
+        services.settings.prompter,
+    )
+    category_store(services).put(tenant, own, "")
+    assert install_demo_categories(services) == 1
