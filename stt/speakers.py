@@ -37,6 +37,11 @@ MIN_SEPARATION = 0.10
 # call may leave its centres further apart (0.80 on 29 utterances) but one outlier alone
 # on the other side (1 utterance of 29).
 MIN_SHARE = 0.05
+# A second voice is heard in at least this many of the utterances that shape the voices: one
+# utterance alone on a side is an outlier of one voice (Piper on both legs of a short call
+# left one 1 s utterance on its own side with its centre 0.83-0.85 from the other, 1 run in
+# 20, and a separation that passed 0.10 now and then), not a party to the call.
+MIN_UTTERANCES = 2
 MIN_FRAMES = 20  # 0.2 s: shorter than this, an utterance takes its neighbour's voice
 # Only utterances this long shape the two voices (a word or two says little of a voice);
 # the shorter ones then take the nearer voice.
@@ -103,6 +108,9 @@ def two_voices(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray | None
             centres[k] = c / np.linalg.norm(c)
     assert labels is not None  # the loop runs at least once
     if float(centres[0] @ centres[1]) > SAME_VOICE:
+        return None
+    sides = np.bincount(labels[shaping], minlength=2)
+    if sides.min() < MIN_UTTERANCES:
         return None
     share = weights[shaping & (labels == 1)].sum() / weights[shaping].sum()
     if min(share, 1 - share) < MIN_SHARE:

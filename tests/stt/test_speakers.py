@@ -129,3 +129,13 @@ def test_the_cli_splits_a_mono_file_unless_told_not_to(
         line.split("] ", 1)[1].split(":", 1)[0] for line in capsys.readouterr().out.splitlines()
     }
     assert legs == {"mono"}
+
+
+def test_one_utterance_alone_is_not_a_second_voice() -> None:
+    """Six utterances of one voice and one unlike them (a cough, a burst of line noise): the
+    lone one is not a party to the call, however far it lies; two like it would be."""
+    voice, odd = np.eye(3)[0], np.array([0.5, np.sqrt(0.75), 0.0])
+    weights = np.array([2.0] * 6 + [1.0])
+    assert two_voices(np.stack([voice] * 6 + [odd]), weights) is None
+    two = two_voices(np.stack([voice] * 5 + [odd, odd]), np.array([2.0] * 5 + [1.0, 1.0]))
+    assert two is not None and two.tolist() == [0] * 5 + [1, 1]
