@@ -350,15 +350,18 @@ def redact_for(services: Services, utterances: Sequence[Utterance]) -> list[Utte
     else unchanged; a leg's consecutive utterances are read together where a number
     may cross from one to the next. Each mask is counted and logged by kind, never with its
     value."""
-    also: dict[int, list[Found]] = {i: [] for i in range(len(utterances))}
-    for chain in _chains(utterances):
-        for i, found in zip(chain, _across([utterances[i] for i in chain]), strict=True):
-            also[i] += found
-    out = []
-    for i, u in enumerate(utterances):
-        if not services.settings.redaction.applies_to(u.tenant):
-            out.append(u)
-            continue
+    settings = services.settings.redaction
+    mine = [i for i, u in enumerate(utterances) if settings.applies_to(u.tenant)]
+    if not mine:
+        return list(utterances)  # the usual case: no tenant's transcripts are redacted
+    also: dict[int, list[Found]] = {i: [] for i in mine}
+    for chain in _chains([utterances[i] for i in mine]):
+        pieces = [utterances[mine[k]] for k in chain]
+        for k, found in zip(chain, _across(pieces), strict=True):
+            also[mine[k]] += found
+    out = list(utterances)
+    for i in mine:
+        u = utterances[i]
         masked, kinds = redact_utterance(u, also[i], partial=not u.final)
         if u.tentative:
             tentative = find(f"{u.text} {u.tentative}", partial=True)
@@ -375,7 +378,7 @@ def redact_for(services: Services, utterances: Sequence[Utterance]) -> list[Utte
                 u.start,
                 **ctx(u.tenant, u.call_id),
             )
-        out.append(masked)
+        out[i] = masked
     return out
 
 
