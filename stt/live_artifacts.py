@@ -54,12 +54,13 @@ def store_finished_call(
     press_masks: list[Masked] = []
     if redaction is not None:
         presses, press_masks = redact_presses(presses)
-        spans = [*masked_spans(finals), *press_masks]
-        legs = dict(enumerate(LEGS))
-        channels = mask_audio(
-            channels, SAMPLE_RATE, spans, legs, redaction.audio, redaction.audio_pad_s
-        )
     if duration > 0 and call.record:
+        if redaction is not None:  # only a recording that is kept needs its audio masked
+            spans = [*masked_spans(finals), *press_masks]
+            legs = dict(enumerate(LEGS))
+            channels = mask_audio(
+                channels, SAMPLE_RATE, spans, legs, redaction.audio, redaction.audio_pad_s
+            )
         update["recording_key"] = manifest.prefix + RECORDING_NAME
         update["channels"] = {"0": "agent", "1": "customer"}
         uri = store.put(
