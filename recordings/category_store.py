@@ -65,17 +65,19 @@ class CategoryStore:
         return self._db.execute("DELETE FROM categories WHERE tenant = ?", (tenant,)) > 0
 
     def tagger(self, tenant: str, regex_timeout_ms: int) -> Tagger | None:
-        """The tenant's categories compiled (again only when they changed), or None."""
-        stored = self.get(tenant)
-        if stored is None:
+        """The tenant's categories compiled (again only when they changed), or None. A call's
+        end reads only when they changed; the document is read and compiled after a change."""
+        row = self._db.fetchone("SELECT updated_at FROM categories WHERE tenant = ?", (tenant,))
+        if row is None:
             return None
         cached = self._taggers.get(tenant)
-        if cached is None or cached[0] != stored.updated_at:
-            cached = self._taggers[tenant] = (
-                stored.updated_at,
-                Tagger(stored.categories, regex_timeout_ms),
-            )
-        return cached[1]
+        if cached is not None and cached[0] == row[0]:
+            return cached[1]
+        stored = self.get(tenant)
+        if stored is None:  # dropped in between
+            return None
+        self._taggers[tenant] = (stored.updated_at, Tagger(stored.categories, regex_timeout_ms))
+        return self._taggers[tenant][1]
 
     def close(self) -> None:
         """Close the database."""
