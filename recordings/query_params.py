@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import Request
 
+from pipeline.events import Direction, Leg
 from pipeline.ids import check_id
 from prompter.playbook import RULE_ID
 from recordings.call_stats import FACT_NAMES
@@ -19,8 +20,8 @@ from recordings.index.query import Node, QueryError, parse_query
 
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000
-LEGS = ("agent", "customer", "mono")
-DIRECTIONS = ("inbound", "outbound", "internal")
+LEGS: tuple[str, ...] = get_args(Leg)
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
 MAX_FILTERS = 10  # stat= and tag= each
 _STAT = re.compile(r"^([a-z_.]{1,64})\s*(>=|<=|>|<|=)\s*(-?\d{1,9}(?:\.\d{1,6})?)$")
 

@@ -106,8 +106,18 @@ SEARCH_PARAMS = {
     "format",
 }
 CALLS_PARAMS = {"from", "to", "agent", "direction", "call_id", "page", "page_size", "stat", "tag"}
-STATS_PARAMS = {"q", "interval", "from", "to", "agent", "leg", "direction", "call_id"}
-STATS_PARAMS |= {"stat", "tag"}
+STATS_PARAMS = {
+    "q",
+    "interval",
+    "from",
+    "to",
+    "agent",
+    "leg",
+    "direction",
+    "call_id",
+    "stat",
+    "tag",
+}
 
 Reader = Annotated[Principal, Depends(require("analyst", "admin"))]
 LinkReader = Annotated[Principal, Depends(require("analyst", "admin", links=True))]

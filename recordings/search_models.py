@@ -8,10 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pipeline.events import Direction, Leg
 from recordings.call_stats import CallStats
-
-Leg = Literal["agent", "customer", "mono"]
-Direction = Literal["inbound", "outbound", "internal"]
 
 
 class AudioLink(BaseModel):
