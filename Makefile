@@ -12,9 +12,11 @@ $(BIN)/python:
 
 # resemblyzer ships the speaker encoder's weights (mono recordings split into agent and
 # customer); models/speaker.py runs the encoder in numpy, so its torch is not installed.
+# pipecat-ai ships Smart Turn v3.2's ONNX file, which bench/endpointing.py scores; nothing
+# of pipecat is imported, so none of its dependencies is installed.
 $(STAMP): $(BIN)/python pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps 'resemblyzer==0.1.4'
+	$(BIN)/pip install -q --no-deps 'resemblyzer==0.1.4' 'pipecat-ai==1.14.0'
 	touch $(STAMP)
 
 # Debian's Chromium drives the page tests; ffmpeg is the third-party RTP sender in the
