@@ -189,14 +189,19 @@ def _ibans(text: str) -> list[Found]:
     """IBANs written ("FR76 3000 ..."), spelled ("F R 7 6 ...") or dashed: the country
     fixes the length, the check digits decide. Like a card's, an IBAN misheard by a digit
     or two is still masked when its cue was said or its country spelled letter by letter:
-    nothing else said sounds like that."""
+    nothing else said sounds like that. A country spelled but misheard ("S, R, 7, 6, ...":
+    French "F" and "S" sound alike on a phone line) is masked when the digits after it are
+    as many as some country's IBAN holds."""
     found: list[Found] = []
     for run in _runs(text, letters=True):
         for m in re.finditer(r"[A-Z]{2}\d{2}", run.chars):
+            a = m.start()
             want = IBAN_LENGTHS.get(m.group()[:2])
             if want is None:
+                if _misheard_country(run, a):
+                    found.append(Found("IBAN", run.at[a], run.end))
+                    break
                 continue
-            a = m.start()
             if len(run.chars) - a >= want and iban_ok(run.chars[a : a + want]):
                 found.append(Found("IBAN", *run.span(a, a + want)))
                 break
@@ -207,6 +212,18 @@ def _ibans(text: str) -> list[Found]:
                 found.append(Found("IBAN", s, run.end))
                 break
     return found
+
+
+def _misheard_country(run: Run, a: int) -> bool:
+    """Two letters spelled one by one at `a`, not inside a longer code of letters, then
+    only digits, as many as an IBAN of some country holds (within the slack)."""
+    rest = run.chars[a + 2 :]
+    return (
+        run.at[a + 1] != run.at[a]
+        and (a == 0 or not run.chars[a - 1].isalpha())
+        and rest.isdigit()
+        and any(abs(len(rest) + 2 - n) <= IBAN_SLACK for n in IBAN_LENGTHS.values())
+    )
 
 
 def find(text: str, *, partial: bool = False) -> list[Found]:

@@ -51,6 +51,11 @@ from stt.transcriber import transcriber_of
         # spelled and dashed, a zero doubled by recognition: after its cue, or spelled
         ("F-R-7 -6-3-0-0-0-6-0-0-0-0-0-1-1-2-3-4-5-6-7-8-9-0-1-8-9", "[IBAN]"),
         ("My IBAN is FR-766-300-6000-0112-34567890-189", "My IBAN is [IBAN]"),
+        # its country spelled but misheard ("F" heard as "S"), with no cue
+        (
+            "S, R, 7, 6, 3, 0, 0, 0, 6, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 8, 9.",
+            "[IBAN].",
+        ),
         # French tens and units as Whisper writes them ("quatre-vingt quatre": "80 4")
         ("1, 80, 4, 12, 70, 6, 4, 50, 1, 0, 80, 9, 46.", "[NIR]."),
         (
@@ -74,6 +79,8 @@ def test_personal_data_is_masked_by_kind(said: str, masked: str) -> None:
         "It's 4111-1111-1111-1112, the price is 1,299.99 euros",  # Luhn fails
         "Order number 1234 5678 9012 3456.",  # Luhn fails
         "Reference FR76 3000 6000 0112 3456 7890 188",  # mod 97 fails, no IBAN cue
+        "Vehicle W B A 1 2 3 4 5 6 7 8 9 0 1 2 3 4.",  # a VIN spelled: three letters
+        "Flight A F 1 2 3 4, seat 12.",  # two letters spelled, too few digits for an IBAN
         "The meeting is on 12 March 2025 at 10.",  # a date, no birth cue
         "It costs 49 euros 90 and I paid 3 times.",
         "Your contract number is 2 84 12 76 451 089 99.",  # NIR key wrong

@@ -371,14 +371,16 @@ def _plain(model: Any, audio: np.ndarray, language: str) -> str:
 
 def test_a_real_french_voice_live_stays_near_plain(services: Services) -> None:
     """24 prompts of a real human voice (fr_CA_f_June) on two legs through 8 kHz A-law, the
-    call declared French: the live finals' WER is at most plain faster-whisper's + 4 points.
+    call declared French: every prompt gets a final, and the live finals' WER is at most
+    plain faster-whisper's + 6 points.
 
     Not the issue's + 1.5: on short, unrelated prompts decoded one by one the live path
-    reads 2-4 points worse than plain Whisper with the whole leg as context (+2.0 and +2.8
-    on this sample, -0.5 over the 182-prompt set, per call -5.3 to +3.1: docs/benchmarks.md).
-    On 256 words the bound catches a live path that loses or garbles whole utterances, not
-    a fine regression (early finals or a 200 ms onset pad read +2.7 and +3.5 here): those are
-    judged with bench/live_wer.py on the whole set.
+    reads 2-4 points worse than plain Whisper with the whole leg as context, and the gap
+    moves with the CPU's arithmetic (+2.0 and +2.8 on this sample on two machines, +4.3 on
+    a third; -0.9 to -0.5 over the 182-prompt set: docs/benchmarks.md). On 256 words the
+    checks catch a live path that loses a prompt (its own check) or garbles whole
+    utterances, not a fine regression (early finals or a 200 ms onset pad read +2.7 and
+    +3.5 here): those are judged with bench/live_wer.py on the whole set.
     """
     from sim import corpus
     from stt.normalise import word_errors
@@ -398,8 +400,19 @@ def test_a_real_french_voice_live_stays_near_plain(services: Services) -> None:
         lv = word_errors(ref, got, "fr")
         pl = word_errors(ref, _plain(services.whisper_model(), call.legs[leg], "fr"), "fr")
         live, plain = (lv, pl) if live is None or plain is None else (live + lv, plain + pl)
+    lost = [
+        line.text
+        for line in call.lines
+        if not any(
+            u.leg == line.leg
+            and u.start * corpus.RATE < line.end
+            and u.end * corpus.RATE > line.start
+            for u in finals
+        )
+    ]
+    assert not lost, lost
     assert live is not None and plain is not None and live.words > 250
-    assert live.rate <= plain.rate + 0.04, (live.rate, plain.rate)
+    assert live.rate <= plain.rate + 0.06, (live.rate, plain.rate)
     assert {u.language for u in finals} == {"fr"}
     # Not opted in to recording: the transcript stays, the audio does not.
     assert services.store.exists(call_key("acme", "fr-1", STARTED, "transcript.json"))
