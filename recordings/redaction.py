@@ -189,7 +189,8 @@ def _ibans(text: str) -> list[Found]:
     """IBANs written ("FR76 3000 ..."), spelled ("F R 7 6 ...") or dashed: the country
     fixes the length, the check digits decide. Like a card's, an IBAN misheard by a digit
     or two is still masked when its cue was said or its country spelled letter by letter:
-    nothing else said sounds like that. A country spelled but misheard ("S, R, 7, 6, ...":
+    nothing else said sounds like that (nor do its digits said one by one after a country
+    written "FR"). A country spelled but misheard ("S, R, 7, 6, ...":
     French "F" and "S" sound alike on a phone line) is masked when the digits after it are
     as many as some country's IBAN holds."""
     found: list[Found] = []
@@ -207,11 +208,17 @@ def _ibans(text: str) -> list[Found]:
                 break
             s = run.at[a]
             cued = _IBAN_CUES.search(text, max(0, s - CUE_REACH), s) is not None
-            spelled = run.at[a + 1] != run.at[a]
+            spelled = run.at[a + 1] != run.at[a] or _one_by_one(run, a + 2)
             if (cued or spelled) and abs(len(run.chars) - a - want) <= IBAN_SLACK:
                 found.append(Found("IBAN", s, run.end))
                 break
     return found
+
+
+def _one_by_one(run: Run, a: int) -> bool:
+    """Whether the run's characters from `a` on were said one by one (each its own word, as
+    Whisper writes digits spelled out: "6-3-0-0" or "1, 1, 2"), not in groups ("3000")."""
+    return len(set(run.at[a:])) >= 0.8 * len(run.at[a:])
 
 
 def _misheard_country(run: Run, a: int) -> bool:

@@ -51,6 +51,8 @@ from stt.transcriber import transcriber_of
         # spelled and dashed, a zero doubled by recognition: after its cue, or spelled
         ("F-R-7 -6-3-0-0-0-6-0-0-0-0-0-1-1-2-3-4-5-6-7-8-9-0-1-8-9", "[IBAN]"),
         ("My IBAN is FR-766-300-6000-0112-34567890-189", "My IBAN is [IBAN]"),
+        # its country written "FR", its digits said one by one, two zeros gained, no cue
+        ("FR 7 -6-3-0-0-0-0-6-0-0-0-0-0-1, 1, 2, 3, 4, 5, 6, 7, 8-9-0-1-8-9", "[IBAN]"),
         # its country spelled but misheard ("F" heard as "S"), with no cue
         (
             "S, R, 7, 6, 3, 0, 0, 0, 6, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 8, 9.",
