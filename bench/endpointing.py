@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,16 @@ class Score:
     split: int = 0
     asked_ms: list[float] = field(default_factory=list)
 
+    def count(self, pause: Pause, ended: bool, waited_ms: float) -> None:
+        """One pause: a turn's end known after `waited_ms`, or a pause inside a line that
+        ended an utterance (`ended`) or not."""
+        if pause.turn_end:
+            self.turn_ends += 1
+            self.waited_ms.append(waited_ms)
+        elif pause.length >= SAMPLE_RATE // 10:
+            self.inside += 1
+            self.split += ended
+
     def row(self, name: str, way: str) -> str:
         """One printed line."""
         ask = (
@@ -94,15 +105,22 @@ def smart_turn_session() -> Any:
     return onnxruntime.InferenceSession(str(path), sess_options=so)
 
 
-def turn_complete(session: Any, audio: np.ndarray) -> tuple[float, float]:
-    """Smart Turn's probability that the turn is over, and the seconds it took."""
+@cache
+def _features() -> Any:
+    """Whisper's log-mel features (faster-whisper's extractor matches pipecat's to 0.007)."""
     from faster_whisper.feature_extractor import FeatureExtractor
 
+    return FeatureExtractor()
+
+
+def turn_complete(session: Any, audio: np.ndarray) -> tuple[float, float]:
+    """Smart Turn's probability that the turn is over, and the seconds it took."""
+    extract = _features()
     began = time.perf_counter()
     x = audio[-_WINDOW:].astype(np.float32)
     x = np.pad(x, (_WINDOW - len(x), 0))  # as pipecat: silence before a short turn
     x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
-    features = FeatureExtractor()(x)[:, :800][None].astype(np.float32)
+    features = extract(x)[:, :800][None].astype(np.float32)
     p = float(np.asarray(session.run(None, {"input_features": features})[0])[0, 0])
     return p, time.perf_counter() - began
 
@@ -132,12 +150,7 @@ def score_hangover(found: list[Pause], hangover_ms: int, score: Score) -> None:
     """A fixed hangover: every pause at least that long ends an utterance."""
     h = SAMPLE_RATE * hangover_ms // 1000
     for p in found:
-        if p.turn_end:
-            score.turn_ends += 1
-            score.waited_ms.append(hangover_ms)
-        elif p.length >= SAMPLE_RATE // 10:
-            score.inside += 1
-            score.split += p.length >= h
+        score.count(p, p.length >= h, hangover_ms)
 
 
 def score_smart_turn(
@@ -159,12 +172,7 @@ def score_smart_turn(
             if prob > 0.5:
                 ended, waited = True, ask_ms
         ended = ended or p.length >= most
-        if p.turn_end:
-            score.turn_ends += 1
-            score.waited_ms.append(waited)
-        elif p.length >= SAMPLE_RATE // 10:
-            score.inside += 1
-            score.split += ended
+        score.count(p, ended, waited)
         if ended:
             turn_start = max(0, p.next_start - SAMPLE_RATE // 5)
 
@@ -203,7 +211,9 @@ def main() -> None:
                     for h in hangovers:
                         way = f"{vad}, hangover {h} ms"
                         score_hangover(found, h, scores.setdefault(way, Score()))
-                    for most in [int(m) for m in args.max_ms.split(",")] * (vad == "silero"):
+                    if vad != "silero":
+                        continue  # Smart Turn is asked at the pauses the live path's VAD finds
+                    for most in [int(m) for m in args.max_ms.split(",")]:
                         way = f"silero + smart turn {args.ask_ms}/{most}"
                         score_smart_turn(
                             session,

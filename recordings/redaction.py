@@ -188,18 +188,18 @@ def _numbers(text: str, *, partial: bool) -> list[Found]:
 def _ibans(text: str) -> list[Found]:
     """IBANs written ("FR76 3000 ..."), spelled ("F R 7 6 ...") or dashed: the country
     fixes the length, the check digits decide. Like a card's, an IBAN misheard by a digit
-    or two is still masked when its cue was said or its country spelled letter by letter:
-    nothing else said sounds like that (nor do its digits said one by one after a country
-    written "FR"). A country spelled but misheard ("S, R, 7, 6, ...":
-    French "F" and "S" sound alike on a phone line) is masked when the digits after it are
-    as many as some country's IBAN holds."""
+    or two is still masked when its cue was said, its country spelled letter by letter or
+    its digits said one by one: nothing else said sounds like that. A country spelled but
+    misheard ("S, R, 7, 6, ...": French "F" and "S" sound alike on a phone line) is masked
+    when the digits after it are as many as some country's IBAN holds."""
     found: list[Found] = []
     for run in _runs(text, letters=True):
         for m in re.finditer(r"[A-Z]{2}\d{2}", run.chars):
             a = m.start()
+            letters_spelled = run.at[a + 1] != run.at[a]
             want = IBAN_LENGTHS.get(m.group()[:2])
             if want is None:
-                if _misheard_country(run, a):
+                if letters_spelled and _misheard_country(run, a):
                     found.append(Found("IBAN", run.at[a], run.end))
                     break
                 continue
@@ -208,7 +208,7 @@ def _ibans(text: str) -> list[Found]:
                 break
             s = run.at[a]
             cued = _IBAN_CUES.search(text, max(0, s - CUE_REACH), s) is not None
-            spelled = run.at[a + 1] != run.at[a] or _one_by_one(run, a + 2)
+            spelled = letters_spelled or _one_by_one(run, a + 2)
             if (cued or spelled) and abs(len(run.chars) - a - want) <= IBAN_SLACK:
                 found.append(Found("IBAN", s, run.end))
                 break
@@ -222,12 +222,11 @@ def _one_by_one(run: Run, a: int) -> bool:
 
 
 def _misheard_country(run: Run, a: int) -> bool:
-    """Two letters spelled one by one at `a`, not inside a longer code of letters, then
-    only digits, as many as an IBAN of some country holds (within the slack)."""
+    """The two letters at `a` (no country) are not inside a longer code of letters, and
+    only digits follow, as many as an IBAN of some country holds (within the slack)."""
     rest = run.chars[a + 2 :]
     return (
-        run.at[a + 1] != run.at[a]
-        and (a == 0 or not run.chars[a - 1].isalpha())
+        (a == 0 or not run.chars[a - 1].isalpha())
         and rest.isdigit()
         and any(abs(len(rest) + 2 - n) <= IBAN_SLACK for n in IBAN_LENGTHS.values())
     )
