@@ -11,8 +11,10 @@ digit as "4 1 1 1 ...", in groups as "4111 1111 ...", or with dashes, an IBAN sp
 "F-R-7 6 ...", French groups as tens and units ("40 9"); digit words (en, fr) count as
 digits; a number cut by a breath is read across a leg's utterances that follow each other.
 A run of digits is masked only when its checksum holds (cards, IBANs, NIRs), when it
-follows its cue words (a misheard card or IBAN), or when it is a valid phone number:
-prices, dates and order numbers stay. Key presses are read the same way (`redact_presses`).
+follows its cue words (a misheard card or IBAN), when it is as long as only a bank account
+is, or when it is a valid phone number: prices, dates and order numbers stay. A number
+masked once in a call is masked again when it is said again, even misheard. Key presses are
+read the same way (`redact_presses`).
 `masked_spans` says what kind was masked where: the audit, and where recordings/audio_masks
 silences the audio."""
 
@@ -47,6 +49,8 @@ _CARD_CUES = re.compile(r"\b(?:cards?|cartes?|visa|mastercard|amex|cb)\b", re.I)
 CUE_REACH = 40  # characters between the cue and the number
 _IBAN_CUES = re.compile(r"\b(?:iban\w*|rib|account|compte)\b", re.I)
 IBAN_SLACK = 2  # digits an IBAN said after its cue may have lost or gained
+# A French RIB is 23 digits, a French IBAN's 25: three lost still leave this many.
+ACCOUNT_DIGITS = 20
 _DOB_CUES = re.compile(r"\b(?:date of birth|born on|born|date de naissance|née? le)\b[\s:,]*", re.I)
 _DATE_AFTER = re.compile(
     r"(?:[\w\-/.,]+\s*){1,6}?(?:\b(?:19|20)\d{2}\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b)"
@@ -117,7 +121,8 @@ class Run:
 
 
 def _runs(text: str, *, letters: bool) -> list[Run]:
-    """Runs of digits (with `letters`, also capitals in words of up to two: "FR", "F R")
+    """Runs of digits (with `letters`, also capitals in words of up to two, "FR", "F R",
+    and letters spelled one by one in lower case, "f, r", as Whisper sometimes writes them)
     across words, digit words and the separators of numbers said in groups."""
     runs: list[Run] = []
     chars: list[str] = []
@@ -126,8 +131,11 @@ def _runs(text: str, *, letters: bool) -> list[Run]:
     for m in _TOKENS.finditer(text):
         tok = m.group()
         value = tok if tok.isdigit() else DIGIT_WORDS.get(tok.lower())
-        if value is None and letters and tok.isalpha() and tok.isupper() and len(tok) <= 2:
-            value = tok
+        if value is None and letters and tok.isascii() and tok.isalpha():
+            if tok.isupper() and len(tok) <= 2:
+                value = tok
+            elif len(tok) == 1:
+                value = tok.upper()
         if value is not None:
             chars.extend(value)
             at.extend([m.start()] * len(value))
@@ -215,6 +223,18 @@ def _ibans(text: str) -> list[Found]:
     return found
 
 
+def _accounts(text: str) -> list[Found]:
+    """Digits said one by one, ACCOUNT_DIGITS or more of them: nothing but a bank account
+    is that long (a card has at most 19, a NIR 15, a phone 15), so it is masked as an IBAN
+    whatever was heard of its country ("F-R-SET, 6-3-0-0-...", "F-L-R-7-6-...") and however
+    many digits recognition lost or gained."""
+    return [
+        Found("IBAN", run.at[0], run.end)
+        for run in _runs(text, letters=False)
+        if len(run.chars) >= ACCOUNT_DIGITS and _one_by_one(run, 0)
+    ]
+
+
 def _one_by_one(run: Run, a: int) -> bool:
     """Whether the run's characters from `a` on were said one by one (each its own word, as
     Whisper writes digits spelled out: "6-3-0-0" or "1, 1, 2"), not in groups ("3000")."""
@@ -232,9 +252,13 @@ def _misheard_country(run: Run, a: int) -> bool:
     )
 
 
-def find(text: str, *, partial: bool = False) -> list[Found]:
-    """The personal data in `text`, left to right, not overlapping."""
+def find(text: str, *, partial: bool = False, joined: bool = False) -> list[Found]:
+    """The personal data in `text`, left to right, not overlapping. A text `joined` from
+    several utterances is not read for account numbers: there two numbers said one after
+    the other run together into a run as long as one."""
     found = _ibans(text) + _numbers(text, partial=partial)
+    if not joined:
+        found += _accounts(text)
     for region in ("FR", "US"):
         for number in phonenumbers.PhoneNumberMatcher(text, region):
             found.append(Found("PHONE", number.start, number.end))
@@ -296,8 +320,8 @@ def redact_utterance(
 ACROSS_GAP_S = 3.0
 MAX_PIECES = 4
 _DIGIT_WORD = "|".join(DIGIT_WORDS)
-_ENDS_IN_CODE = re.compile(rf"(?:\d|\b[A-Z]{{1,2}}|\b(?i:{_DIGIT_WORD}))[\s.,-]*$")
-_STARTS_WITH_CODE = re.compile(rf"^[\s.,-]*(?:\d|[A-Z]{{1,2}}\b|(?i:{_DIGIT_WORD})\b)")
+_ENDS_IN_CODE = re.compile(rf"(?:\d|\b[A-Z]{{1,2}}|\b[a-z]|\b(?i:{_DIGIT_WORD}))[\s.,-]*$")
+_STARTS_WITH_CODE = re.compile(rf"^[\s.,-]*(?:\d|[A-Z]{{1,2}}\b|[a-z]\b|(?i:{_DIGIT_WORD})\b)")
 
 
 def _chains(utterances: Sequence[Utterance]) -> list[list[int]]:
@@ -331,7 +355,7 @@ def _across(members: Sequence[Utterance]) -> list[list[Found]]:
         for last in range(first + 1, min(len(members), first + MAX_PIECES)):
             window = members[first : last + 1]
             starts = [sum(len(u.text) + 1 for u in window[:k]) for k in range(len(window))]
-            for f in find(" ".join(u.text for u in window)):
+            for f in find(" ".join(u.text for u in window), joined=True):
                 parts = [
                     (first + k, max(f.start, s) - s, min(f.end, s + len(u.text)) - s)
                     for k, (u, s) in enumerate(zip(window, starts, strict=True))
@@ -382,6 +406,13 @@ def redact_for(services: Services, utterances: Sequence[Utterance]) -> list[Utte
         pieces = [utterances[mine[k]] for k in chain]
         for k, found in zip(chain, _across(pieces), strict=True):
             also[mine[k]] += found
+    texts = [utterances[i].text for i in mine]
+    masked_in_call = [
+        [*find(t, partial=not utterances[i].final), *also[i]]
+        for i, t in zip(mine, texts, strict=True)
+    ]
+    for i, again in zip(mine, _said_again(texts, masked_in_call), strict=True):
+        also[i] += again
     out = list(utterances)
     for i in mine:
         u = utterances[i]
@@ -402,6 +433,50 @@ def redact_for(services: Services, utterances: Sequence[Utterance]) -> list[Utte
                 **ctx(u.tenant, u.call_id),
             )
         out[i] = masked
+    return out
+
+
+# A number as long as one already masked in the call (within SAID_AGAIN_SLACK digits) and
+# with SAID_AGAIN of its digits in a row is that number said again: a card said again and
+# misheard so that no rule finds it ("quarante-cinq, trente-neuf, quatorze, ..." read
+# "49, 14, 80, 8, ...": two digits lost, no checksum) still holds most of it.
+SAID_AGAIN = 8
+SAID_AGAIN_SLACK = 3
+
+
+def _said_again(texts: Sequence[str], found: Sequence[Sequence[Found]]) -> list[list[Found]]:
+    """In each text, the runs of digits that are what is `found` (masked) in any of the
+    texts said again, masked as that kind. The lengths must match: an order number is not
+    a card said again for sharing a few digits with an IBAN."""
+    masked = [
+        (f.kind, reading)
+        for text, fs in zip(texts, found, strict=True)
+        for f in fs
+        for run in _runs(text[f.start : f.end], letters=False)
+        for reading in _readings(run)
+        if len(reading) >= SAID_AGAIN
+    ]
+    out: list[list[Found]] = []
+    for text in texts:
+        again: list[Found] = []
+        for run in _runs(text, letters=False):
+            windows = {
+                r[k : k + SAID_AGAIN]
+                for r in _readings(run)
+                for k in range(len(r) - SAID_AGAIN + 1)
+            }
+            kind = next(
+                (
+                    kind
+                    for kind, d in masked
+                    if any(abs(len(r) - len(d)) <= SAID_AGAIN_SLACK for r in _readings(run))
+                    and any(w in d for w in windows)
+                ),
+                None,
+            )
+            if kind is not None:
+                again.append(Found(kind, run.at[0], run.end))
+        out.append(again)
     return out
 
 
