@@ -17,8 +17,11 @@ Prints per set and path: WER (errors over the set's reference words, both sides 
 by stt.normalise in the set's language), words produced on non-speech, decode time of plain
 and batch (and their ratio: the batch path's time over plain's, on the same machine in the
 same run), and for live the final lag (from the end of a line's voiced audio on the wire to
-the arrival of the last final that overlaps it) p50/p95. Temperature fallback samples at
-random: `--seed` seeds CTranslate2 before every decode so a run repeats.
+the arrival of the last final that overlaps it) p50/p95. Where Whisper falls back to a
+higher temperature it samples at random, in plain as in callpipe, and CTranslate2 seeds each
+of its threads once, at its first sample (`set_random_seed` before a decode does not make it
+repeat): two runs on the same audio differ by that much (docs/benchmarks.md, "Runs that
+do not repeat").
 
     python bench/accuracy.py [--small] [--sets fr-human,moh] [--paths plain,batch,live]
 """
@@ -35,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ctranslate2
 import numpy as np
 
 from pipeline.config import Settings
@@ -55,7 +57,7 @@ class Figures:
     missing: int = 0  # live: lines with no final at all
 
 
-def plain_path(model: Any, call: corpus.Call, wav: Path, seed: int) -> tuple[dict[str, str], float]:
+def plain_path(model: Any, call: corpus.Call, wav: Path) -> tuple[dict[str, str], float]:
     """Each leg of the file through plain faster-whisper; (text per leg, seconds)."""
     from faster_whisper import decode_audio
 
@@ -63,21 +65,17 @@ def plain_path(model: Any, call: corpus.Call, wav: Path, seed: int) -> tuple[dic
     legs = decode_audio(str(wav), split_stereo=True)
     out: dict[str, str] = {}
     for leg, audio in zip(corpus.LEGS, legs, strict=True):
-        ctranslate2.set_random_seed(seed)
         segments, _ = model.transcribe(audio, language=call.language, beam_size=5)
         out[leg] = " ".join(s.text.strip() for s in segments)
     return out, time.perf_counter() - began
 
 
-def batch_path(
-    transcriber: Any, call: corpus.Call, wav: Path, seed: int
-) -> tuple[dict[str, str], float]:
+def batch_path(transcriber: Any, call: corpus.Call, wav: Path) -> tuple[dict[str, str], float]:
     """The file through callpipe's batch path; (text per leg, seconds)."""
     from pipeline.media.audio_file import load_audio
     from stt.batch import transcribe_recording
 
     began = time.perf_counter()
-    ctranslate2.set_random_seed(seed)
     audio = load_audio(wav)
     utterances, _ = transcribe_recording(
         transcriber, audio, {"0": "agent", "1": "customer"}, "bench", call.name, call.language
@@ -195,7 +193,6 @@ def main() -> None:
     )
     ap.add_argument("--small", action="store_true", help="the few seconds per set tests use")
     ap.add_argument("--concurrency", type=int, default=4, help="live calls at a time")
-    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--verbose", action="store_true", help="print every leg's texts")
     args = ap.parse_args()
     paths = args.paths.split(",")
@@ -241,7 +238,7 @@ def main() -> None:
         time.sleep(1.0)
         for name, calls in sets.items():
             for call in calls:
-                texts[(call.name, path)], took = run(engine, call, wavs[call.name], args.seed)
+                texts[(call.name, path)], took = run(engine, call, wavs[call.name])
                 results[name][path].seconds += took
                 print(f"  {path} {call.name}: {took:.1f} s", file=sys.stderr, flush=True)
     if "live" in paths:
