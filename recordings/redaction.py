@@ -460,22 +460,22 @@ def _said_again(texts: Sequence[str], found: Sequence[Sequence[Found]]) -> list[
     for text in texts:
         again: list[Found] = []
         for run in _runs(text, letters=False):
-            windows = {
-                r[k : k + SAID_AGAIN]
-                for r in _readings(run)
-                for k in range(len(r) - SAID_AGAIN + 1)
-            }
-            kind = next(
-                (
-                    kind
-                    for kind, d in masked
-                    if any(abs(len(r) - len(d)) <= SAID_AGAIN_SLACK for r in _readings(run))
-                    and any(w in d for w in windows)
-                ),
-                None,
-            )
-            if kind is not None:
-                again.append(Found(kind, run.at[0], run.end))
+            for reading in _readings(run):
+                windows = {
+                    reading[k : k + SAID_AGAIN] for k in range(len(reading) - SAID_AGAIN + 1)
+                }
+                kind = next(
+                    (
+                        kind
+                        for kind, digits in masked
+                        if abs(len(reading) - len(digits)) <= SAID_AGAIN_SLACK
+                        and any(w in digits for w in windows)
+                    ),
+                    None,
+                )
+                if kind is not None:
+                    again.append(Found(kind, run.at[0], run.end))
+                    break
         out.append(again)
     return out
 

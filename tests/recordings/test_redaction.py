@@ -416,8 +416,8 @@ def test_a_number_said_again_and_misheard_is_masked_as_the_first_time(
     services: Services,
 ) -> None:
     """The card said again in French pairs, two of its digits lost by recognition (no
-    checksum, no cue): masked, being the card masked before with most of its digits. An
-    order number as long as the IBAN's digits' part it shares is not the IBAN."""
+    checksum, no cue): masked, being the card masked before with most of its digits. The
+    order number shares 11 digits in a row with the IBAN but is 9 digits shorter: it stays."""
     services.settings.redaction.tenants = ["acme"]
     utterances = [
         _utt("u1", "customer", 0.0, 3.0, "4, 5, 3, 9, 1, 4, 8, 8, 0, 3, 4, 3, 6, 4, 6, 7"),
