@@ -306,7 +306,12 @@ def redact_utterance(
     """The utterance with its text and words masked (a masked stretch of words becomes one
     word, the mask, spanning their times), `also` masked besides what its own text shows;
     the kinds masked."""
-    found = _distinct([*find(u.text, partial=partial), *also])
+    return _with_masks(u, [*find(u.text, partial=partial), *also])
+
+
+def _with_masks(u: Utterance, found: Sequence[Found]) -> tuple[Utterance, list[str]]:
+    """The utterance with `found` masked (overlaps resolved); the kinds masked."""
+    found = _distinct(found)
     if not found:
         return u, []
     words = _mask_words(u.words, u.text, found)
@@ -401,22 +406,20 @@ def redact_for(services: Services, utterances: Sequence[Utterance]) -> list[Utte
     mine = [i for i, u in enumerate(utterances) if settings.applies_to(u.tenant)]
     if not mine:
         return list(utterances)  # the usual case: no tenant's transcripts are redacted
-    also: dict[int, list[Found]] = {i: [] for i in mine}
+    # what each utterance's own text shows, then its pieces of numbers said across
+    # utterances, then numbers masked elsewhere in the call said again
+    masks = {i: find(utterances[i].text, partial=not utterances[i].final) for i in mine}
     for chain in _chains([utterances[i] for i in mine]):
         pieces = [utterances[mine[k]] for k in chain]
-        for k, found in zip(chain, _across(pieces), strict=True):
-            also[mine[k]] += found
+        for k, across in zip(chain, _across(pieces), strict=True):
+            masks[mine[k]] += across
     texts = [utterances[i].text for i in mine]
-    masked_in_call = [
-        [*find(t, partial=not utterances[i].final), *also[i]]
-        for i, t in zip(mine, texts, strict=True)
-    ]
-    for i, again in zip(mine, _said_again(texts, masked_in_call), strict=True):
-        also[i] += again
+    for i, again in zip(mine, _said_again(texts, [masks[i] for i in mine]), strict=True):
+        masks[i] += again
     out = list(utterances)
     for i in mine:
         u = utterances[i]
-        masked, kinds = redact_utterance(u, also[i], partial=not u.final)
+        masked, kinds = _with_masks(u, masks[i])
         if u.tentative:
             tentative = find(f"{u.text} {u.tentative}", partial=True)
             masked = masked.model_copy(
@@ -456,6 +459,8 @@ def _said_again(texts: Sequence[str], found: Sequence[Sequence[Found]]) -> list[
         for reading in _readings(run)
         if len(reading) >= SAID_AGAIN
     ]
+    if not masked:
+        return [[] for _ in texts]  # the usual case, and a live partial's every time
     out: list[list[Found]] = []
     for text in texts:
         again: list[Found] = []
