@@ -89,8 +89,10 @@ class SttSettings(BaseModel):
     min_silence_duration_ms: int = Field(default=500, ge=0)
     speech_pad_ms: int = Field(default=200, ge=0)  # live: silence kept after speech
     # live: audio kept before an utterance's first speech frame. Silero hears a soft first
-    # word a few frames late; 200 ms lost it ("vous", "pour") on the real French voice.
-    onset_pad_ms: int = Field(default=500, ge=0)
+    # word late, more so after a silence that follows speech: 500 ms cut the start off 32
+    # of the corpus's 297 turns ("Oh", "Alright", "Merci", "Veuillez"), 800 ms 8 of them
+    # (docs/benchmarks.md, "Where a turn starts").
+    onset_pad_ms: int = Field(default=800, ge=0)
     no_speech_threshold: float = 0.6
     min_word_probability: float = 0.0
     # A mono (mixed) recording's two voices told apart and named agent and customer

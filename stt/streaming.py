@@ -115,6 +115,9 @@ class _Utterance:
     last_language: str | None = None
     audio: np.ndarray | None = None  # the whole clip, once ended and waiting for its final
     done: bool = False  # its final was given
+    # The utterance before, when this one's pre-roll reaches back into it: the words both
+    # clips hold are said once, in that one.
+    before: _Utterance | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,15 @@ def align(confirmed: Sequence[Word], words: Sequence[Word]) -> list[Word]:
     return rest
 
 
+def after_seam(before: _Utterance, words: list[Word]) -> list[Word]:
+    """The words of a clip whose pre-roll overlaps the utterance `before`, without the
+    ones that utterance already holds (its tail, heard again at this clip's start)."""
+    said = before.last_words or [*before.confirmed, *before.tentative]
+    if not said:
+        return words
+    return align(said, words)
+
+
 def common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
     """How many leading words two passes agree on."""
     n = 0
@@ -179,6 +191,7 @@ class StreamingRecognizer:
         self._audio = np.zeros(0, dtype=np.int16)
         self._audio_start = origin
         self._current: _Utterance | None = None
+        self._previous: _Utterance | None = None
         self._split_end = -1  # end of an utterance closed early while the endpointer stops
         self._ending: list[_Utterance] = []
         self._ready: list[Hypothesis] = []
@@ -188,7 +201,7 @@ class StreamingRecognizer:
         self._interval = int(o.partial_interval_s * SAMPLE_RATE)
         self._chunk = 0  # size of the last chunk inserted: the next one likely matches
         self._first = int(o.first_pass_s * SAMPLE_RATE)
-        self._keep = SAMPLE_RATE * o.keep_before_ms // 1000
+        self._keep = SAMPLE_RATE * max(o.keep_before_ms, o.onset_pad_ms) // 1000
         self._spec_silence = SAMPLE_RATE * min(o.final_pass_silence_ms, o.speech_pad_ms) // 1000
 
     # -- audio in ------------------------------------------------------------------------
@@ -271,13 +284,16 @@ class StreamingRecognizer:
             self._ready.extend(self._close_early(self._current))
 
     def _begin(self, start: int) -> None:
-        self._current = _Utterance(start=start, next_pass=start + self._first)
+        prev = self._previous
+        before = prev if prev is not None and prev.end is not None and prev.end > start else None
+        self._current = _Utterance(start=start, next_pass=start + self._first, before=before)
 
     def _end_current(self, end: int) -> None:
         utt, self._current = self._current, None
         if utt is None:
             return
         utt.end = end
+        self._previous = utt
         if utt.last_end == end:
             # the pass run during the trailing silence decoded exactly this clip
             self._ready.extend(self._final_from_last(utt))
@@ -354,6 +370,10 @@ class StreamingRecognizer:
             ]
         )
         text = "" if segment is None else segment.text
+        if utt.before is not None and words:
+            kept = after_seam(utt.before, words)
+            if len(kept) != len(words):
+                words, text = kept, join_words(kept)
         language = None if segment is None else segment.language
         utt.last_text, utt.last_words = text, words
         utt.last_language = language or utt.last_language

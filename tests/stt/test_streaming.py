@@ -11,6 +11,7 @@ from pipeline.config import Settings
 from pipeline.events import Word
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.resample import float_to_int16
+from sim import corpus
 from stt.live_decoder import ShortWindowDecoder, trim_repetition
 from stt.normalise import wer
 from stt.streaming import (
@@ -307,3 +308,65 @@ def test_no_early_final_without_a_sentence_end(speak: Callable[..., np.ndarray])
         finals = _finals_with_position(options, pcm, PunctuatingDecoder(end))
         assert len(finals) == 1, end
         assert finals[0][0] > first_end + SAMPLE_RATE
+
+
+def test_a_pre_roll_reaching_into_the_last_utterance_does_not_say_its_tail_again(
+    speak: Callable[..., np.ndarray],
+) -> None:
+    # Sentences 0.7 s apart (Piper starts and ends each with 0.3 s of quiet): the second
+    # utterance's pre-roll (the live default, 800 ms) starts before the first one's clip
+    # ends, so a decoder hears the first one's last word again at the start of the second
+    # clip. It is said once, in the first final.
+    texts = ("I would like to cancel my contract.", "Can you help me?")
+    first, second = (speak(t) for t in texts)
+    lead, gap = SAMPLE_RATE, int(0.4 * SAMPLE_RATE)
+    audio = np.concatenate(
+        [np.zeros(lead, np.float32), first, np.zeros(gap, np.float32), second]
+        + [np.zeros(SAMPLE_RATE, np.float32)]
+    )
+    script: list[Word] = []  # each sentence's words spread over its voiced span
+    for text, at, speech in zip(
+        texts, (lead, lead + len(first) + gap), (first, second), strict=True
+    ):
+        s, e = corpus.voiced_span(speech)
+        per = (e - s) / SAMPLE_RATE / len(text.split())
+        t0 = (at + s) / SAMPLE_RATE
+        script += [_w(w, t0 + i * per, t0 + (i + 1) * per) for i, w in enumerate(text.split())]
+
+    def decode(start: int, clip: np.ndarray) -> Segment | None:
+        # every word the clip holds any part of, timed from the clip's start
+        t0, t1 = start / SAMPLE_RATE, (start + len(clip)) / SAMPLE_RATE
+        heard = [
+            _w(w.word, w.start - t0, w.end - t0) for w in script if w.end > t0 and w.start < t1
+        ]
+        if not heard:
+            return None
+        text = " ".join(w.word for w in heard)
+        return Segment(heard[0].start, heard[-1].end, text, tuple(heard), -0.2, 0.01)
+
+    s = Settings()
+    r = StreamingRecognizer(
+        StreamingOptions(
+            hangover_ms=s.live.hangover_ms,
+            speech_pad_ms=s.stt.speech_pad_ms,
+            onset_pad_ms=s.stt.onset_pad_ms,
+            noise_margin_db=s.live.vad_noise_margin_db,
+        )
+    )
+    pcm = float_to_int16(audio)
+    hyps: list[Hypothesis] = []
+    for i in range(0, len(pcm), STEP):
+        r.insert_audio_chunk(pcm[i : i + STEP])
+        hyps += r.take_ready()
+        for req in r.requests():
+            hyps += r.apply(req, decode(req.start, req.audio))
+    r.close()
+    for req in r.requests():
+        hyps += r.apply(req, decode(req.start, req.audio))
+    finals = [h for h in hyps if h.final]
+    assert len(finals) == 2
+    # the premise: the second clip began inside the first one
+    assert finals[1].start < finals[0].end
+    assert [f.text for f in finals] == list(texts)
+    # nor does a partial of the second show it
+    assert all(h.words[0].word == "Can" for h in hyps if h.start == finals[1].start and h.words)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -78,3 +79,34 @@ def test_noise_margin_ends_speech_where_the_fade_ends(speak: Callable[..., np.nd
     # webrtcvad alone hears the fade into the line noise as speech; the margin does not
     assert abs(ends[8.0] - voiced_end) < 0.06 * SR
     assert ends[None] > ends[8.0]
+
+
+def test_a_first_word_silero_hears_late_is_inside_the_live_utterance() -> None:
+    # After a sentence and 3 s of quiet, Silero's first speech frame of espeak-ng's "Oh, I
+    # didn't know that" comes more than half a second after the voice starts (deterministic:
+    # espeak-ng and Silero repeat). The live pre-roll must reach back over the "Oh".
+    from pipeline.config import Settings
+    from pipeline.media.resample import resample
+    from sim import corpus
+    from stt.streaming import StreamingOptions
+
+    voice = corpus.espeak_speaker("en-us+f2", 155)
+    before = voice("Twenty two Baker Street, apartment four, in Springfield.")
+    said = voice("Oh, I didn't know that. Is it fixed now?")
+    quiet = [np.zeros(n * corpus.RATE, np.float32) for n in (1, 3, 1)]
+    line = np.concatenate([quiet[0], before, quiet[1], said, quiet[2]])
+    audio = resample(corpus.g711_line(line, "PCMU"), corpus.RATE, SR)
+    voiced = (len(quiet[0]) + len(before) + len(quiet[1]) + corpus.voiced_span(said)[0]) * 2
+    s = Settings()
+    live = StreamingOptions(
+        hangover_ms=s.live.hangover_ms,
+        min_speech_ms=s.live.min_speech_ms,
+        speech_pad_ms=s.stt.speech_pad_ms,
+        onset_pad_ms=s.stt.onset_pad_ms,
+        noise_margin_db=s.live.vad_noise_margin_db,
+    ).vad()
+    starts = [a for a, b in speech_segments(audio, live) if b > voiced]
+    assert starts[0] <= voiced
+    # the premise: with no pre-roll, Silero starts the utterance after the voice
+    cold = [a for a, b in speech_segments(audio, replace(live, onset_pad_ms=0)) if b > voiced]
+    assert cold[0] > voiced + SR // 2
