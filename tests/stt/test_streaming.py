@@ -328,9 +328,9 @@ def test_a_pre_roll_reaching_into_the_last_utterance_does_not_say_its_tail_again
     for text, at, speech in zip(
         texts, (lead, lead + len(first) + gap), (first, second), strict=True
     ):
-        s, e = corpus.voiced_span(speech)
-        per = (e - s) / SAMPLE_RATE / len(text.split())
-        t0 = (at + s) / SAMPLE_RATE
+        on, off = corpus.voiced_span(speech)
+        per = (off - on) / SAMPLE_RATE / len(text.split())
+        t0 = (at + on) / SAMPLE_RATE
         script += [_w(w, t0 + i * per, t0 + (i + 1) * per) for i, w in enumerate(text.split())]
 
     def decode(start: int, clip: np.ndarray) -> Segment | None:
