@@ -107,13 +107,12 @@ def main() -> None:
     args = ap.parse_args()
     from faster_whisper import WhisperModel
 
-    from app.services import build_services
     from models.whisper import load_whisper, resolve_whisper
     from stt.live_decoder import DecoderOptions, ShortWindowDecoder, streaming_options
 
     settings = Settings()
     st = settings.stt
-    options = streaming_options(build_services(settings))
+    options = streaming_options(settings)
     options = replace(
         options,
         early_final=args.early,

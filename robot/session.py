@@ -89,7 +89,7 @@ def robot_streaming_options(services: Services) -> StreamingOptions:
     hangover, each answer's final pass once the whole padding is heard (as measured for the
     robot), and neither early finals, the noise margin nor tentative words."""
     return replace(
-        streaming_options(services),
+        streaming_options(services.settings),
         hangover_ms=services.settings.robot.hangover_ms,
         final_pass_silence_ms=services.settings.stt.speech_pad_ms,
         early_final=False,

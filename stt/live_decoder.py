@@ -24,6 +24,7 @@ from faster_whisper.transcribe import (
     merge_punctuations,
 )
 
+from pipeline.config import Settings
 from pipeline.events import Word
 from pipeline.media import SAMPLE_RATE
 from pipeline.services import Services
@@ -245,9 +246,9 @@ def _select(encoded: Any, members: list[int]) -> Any:
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(rows))
 
 
-def streaming_options(services: Services) -> StreamingOptions:
+def streaming_options(settings: Settings) -> StreamingOptions:
     """StreamingOptions from the live and stt settings."""
-    live, stt = services.settings.live, services.settings.stt
+    live, stt = settings.live, settings.stt
     return StreamingOptions(
         vad_model=live.vad,
         vad_aggressiveness=stt.vad_aggressiveness,

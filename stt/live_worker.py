@@ -76,7 +76,7 @@ class LiveStage(Stage):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.services = services
-        self.options = streaming_options(services)
+        self.options = streaming_options(services.settings)
         # A decoder given to the stage decodes everything; else each kind loads its own.
         self.scheduler = LiveScheduler(services, decoder)
         self._clock = clock

@@ -12,7 +12,7 @@ from pipeline.events import Word
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.resample import float_to_int16
 from sim import corpus
-from stt.live_decoder import ShortWindowDecoder, trim_repetition
+from stt.live_decoder import ShortWindowDecoder, streaming_options, trim_repetition
 from stt.normalise import wer
 from stt.streaming import (
     Hypothesis,
@@ -344,15 +344,7 @@ def test_a_pre_roll_reaching_into_the_last_utterance_does_not_say_its_tail_again
         text = " ".join(w.word for w in heard)
         return Segment(heard[0].start, heard[-1].end, text, tuple(heard), -0.2, 0.01)
 
-    s = Settings()
-    r = StreamingRecognizer(
-        StreamingOptions(
-            hangover_ms=s.live.hangover_ms,
-            speech_pad_ms=s.stt.speech_pad_ms,
-            onset_pad_ms=s.stt.onset_pad_ms,
-            noise_margin_db=s.live.vad_noise_margin_db,
-        )
-    )
+    r = StreamingRecognizer(streaming_options(Settings()))
     pcm = float_to_int16(audio)
     hyps: list[Hypothesis] = []
     for i in range(0, len(pcm), STEP):

@@ -88,7 +88,7 @@ def test_a_first_word_silero_hears_late_is_inside_the_live_utterance() -> None:
     from pipeline.config import Settings
     from pipeline.media.resample import resample
     from sim import corpus
-    from stt.streaming import StreamingOptions
+    from stt.live_decoder import streaming_options
 
     voice = corpus.espeak_speaker("en-us+f2", 155)
     before = voice("Twenty two Baker Street, apartment four, in Springfield.")
@@ -97,14 +97,7 @@ def test_a_first_word_silero_hears_late_is_inside_the_live_utterance() -> None:
     line = np.concatenate([quiet[0], before, quiet[1], said, quiet[2]])
     audio = resample(corpus.g711_line(line, "PCMU"), corpus.RATE, SR)
     voiced = (len(quiet[0]) + len(before) + len(quiet[1]) + corpus.voiced_span(said)[0]) * 2
-    s = Settings()
-    live = StreamingOptions(
-        hangover_ms=s.live.hangover_ms,
-        min_speech_ms=s.live.min_speech_ms,
-        speech_pad_ms=s.stt.speech_pad_ms,
-        onset_pad_ms=s.stt.onset_pad_ms,
-        noise_margin_db=s.live.vad_noise_margin_db,
-    ).vad()
+    live = streaming_options(Settings()).vad()
     starts = [a for a, b in speech_segments(audio, live) if b > voiced]
     assert starts[0] <= voiced
     # the premise: with no pre-roll, Silero starts the utterance after the voice
