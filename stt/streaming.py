@@ -440,6 +440,7 @@ class StreamingRecognizer:
         # speech) what the partials showed.
         utt.done = True
         utt.audio = None
+        utt.before = None  # so that a long call does not hold a chain of its utterances
         words = utt.last_words or [*utt.confirmed, *utt.tentative]
         if not words:
             return []  # no credible speech; nothing was shown for it either
