@@ -214,6 +214,10 @@ class RobotSettings(BaseModel):
     timezone: str = "Europe/Paris"
     # End of the caller's turn for the recogniser (shorter than live calls: a bot must reply).
     hangover_ms: int = Field(default=400, ge=100)
+    # Audio kept before an answer's first speech frame. Not the live calls' 800 ms: in the
+    # robot's 3 s greedy window that much quiet before a one-word answer left espeak-ng's
+    # "Tomorrow." unheard (no input) in every session of bench/voicebot.py.
+    onset_pad_ms: int = Field(default=500, ge=0)
     # Every pass of a robot session may decide an answer: decoded greedily in a window of at
     # least this many seconds (short answers are misread in shorter windows).
     decode_window_s: float = Field(default=3.0, ge=0, le=30)

@@ -86,11 +86,12 @@ EventSink = Callable[[RobotStep | RobotOutcome], None]
 
 def robot_streaming_options(services: Services) -> StreamingOptions:
     """The live recogniser's options, as a robot session hears answers: its own (shorter)
-    hangover, each answer's final pass once the whole padding is heard (as measured for the
-    robot), and neither early finals, the noise margin nor tentative words."""
+    hangover and pre-roll, each answer's final pass once the whole padding is heard (as
+    measured for the robot), and neither early finals, the noise margin nor tentative words."""
     return replace(
         streaming_options(services.settings),
         hangover_ms=services.settings.robot.hangover_ms,
+        onset_pad_ms=services.settings.robot.onset_pad_ms,
         final_pass_silence_ms=services.settings.stt.speech_pad_ms,
         early_final=False,
         noise_margin_db=None,
