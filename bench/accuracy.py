@@ -44,6 +44,7 @@ from pipeline.config import Settings
 from pipeline.events import CallStarted, LegInfo, Utterance, decode_event
 from pipeline.media.resample import float_to_int16
 from sim import corpus
+from sim.corpus_cache import add_cache_option
 from stt.normalise import WordErrors, word_errors
 
 
@@ -185,12 +186,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sets", default=",".join(corpus.SETS))
     ap.add_argument("--paths", default="plain,batch,live")
-    ap.add_argument(
-        "--corpus-cache",
-        type=Path,
-        default=Path.home() / ".cache" / "callpipe" / "corpus",
-        help="where built sets are kept, so runs hear the same Piper renditions ('' = none)",
-    )
+    add_cache_option(ap)
     ap.add_argument("--small", action="store_true", help="the few seconds per set tests use")
     ap.add_argument("--concurrency", type=int, default=4, help="live calls at a time")
     ap.add_argument("--verbose", action="store_true", help="print every leg's texts")
@@ -216,7 +212,7 @@ def main() -> None:
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Whisper {st.model} "
         f"{st.compute_type}; plain: 1 x 2 threads; callpipe: {st.workers} x {st.cpu_threads}"
     )
-    cache = args.corpus_cache if str(args.corpus_cache) else None
+    cache = args.corpus_cache
     sets = {
         name: corpus.build(name, small=args.small, cache=cache) for name in args.sets.split(",")
     }

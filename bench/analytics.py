@@ -30,6 +30,7 @@ from recordings.call_stats import call_statistics  # noqa: E402
 from recordings.categories import Tagger, parse_categories  # noqa: E402
 from recordings.redaction import masked_spans, redact_for  # noqa: E402
 from sim import corpus  # noqa: E402
+from sim.corpus_cache import add_cache_option  # noqa: E402
 from stt.batch import transcribe_recording  # noqa: E402
 from stt.transcriber import transcriber_of  # noqa: E402
 
@@ -62,9 +63,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=",".join(corpus.SPEECH_SETS))
     ap.add_argument("--small", action="store_true")
-    ap.add_argument(
-        "--corpus-cache", type=Path, default=Path.home() / ".cache" / "callpipe" / "corpus"
-    )
+    add_cache_option(ap)
     args = ap.parse_args()
     settings = Settings()
     settings.redaction.enabled = True

@@ -28,6 +28,7 @@ from pipeline.config import Settings  # noqa: E402
 from pipeline.media.audio_file import DecodedAudio  # noqa: E402
 from pipeline.media.resample import resample  # noqa: E402
 from sim import corpus  # noqa: E402
+from sim.corpus_cache import add_cache_option  # noqa: E402
 from stt.batch import transcribe_recording  # noqa: E402
 from stt.speakers import label_speakers  # noqa: E402
 from stt.transcriber import Transcriber, options_from  # noqa: E402
@@ -50,9 +51,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=",".join(corpus.TWO_VOICE_SETS))
     ap.add_argument("--small", action="store_true")
-    ap.add_argument(
-        "--corpus-cache", type=Path, default=Path.home() / ".cache" / "callpipe" / "corpus"
-    )
+    add_cache_option(ap)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     settings = Settings()

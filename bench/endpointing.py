@@ -38,6 +38,7 @@ import numpy as np
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.resample import resample
 from sim import corpus
+from sim.corpus_cache import add_cache_option
 from stt.vad import VadOptions, speech_segments
 
 _MODEL = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
@@ -186,16 +187,11 @@ def main() -> None:
     ap.add_argument(
         "--max-ms", default="500,1500", help="silences that end a turn anyway, ms (one way each)"
     )
-    ap.add_argument(
-        "--corpus-cache",
-        type=Path,
-        default=Path.home() / ".cache" / "callpipe" / "corpus",
-        help="where built sets are kept ('' = none)",
-    )
+    add_cache_option(ap)
     args = ap.parse_args()
     session = smart_turn_session()
     hangovers = [int(h) for h in args.hangovers.split(",")]
-    cache = args.corpus_cache if str(args.corpus_cache) else None
+    cache = args.corpus_cache
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(
         "set        way                          turns  waited mean / p95  inside  split"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from pipeline.config import Settings
 from pipeline.events import MediaChunk
 from pipeline.media.resample import float_to_int16, resample
 from sim import corpus
+from sim.corpus_cache import add_cache_option
 from stt.live_call import LegStream
 from stt.normalise import WordErrors, normalise, word_errors
 from stt.streaming import ClipDecoder, StreamingOptions
@@ -96,12 +96,7 @@ def main() -> None:
     ap.add_argument("--early", action="store_true", help="semantic early finals on")
     ap.add_argument("--onset-ms", type=int, default=None, help="pre-roll (the setting's)")
     ap.add_argument("--vad", choices=("silero", "webrtc"), default=None)
-    ap.add_argument(
-        "--corpus-cache",
-        type=Path,
-        default=Path.home() / ".cache" / "callpipe" / "corpus",
-        help="where built sets are kept, so runs hear the same Piper renditions ('' = none)",
-    )
+    add_cache_option(ap)
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="print every leg, normalised")
     args = ap.parse_args()
@@ -142,7 +137,7 @@ def main() -> None:
     for name in args.sets.split(","):
         plain = live = WordErrors(0, 0, 0)
         took: list[float] = []
-        cache = args.corpus_cache if str(args.corpus_cache) else None
+        cache = args.corpus_cache
         for call in corpus.build(name, small=args.small, cache=cache):
             call_plain = call_live = WordErrors(0, 0, 0)
             for leg in corpus.LEGS:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from pipeline.config import Settings
 from pipeline.media import SAMPLE_RATE
 from pipeline.media.resample import resample
 from sim import corpus
+from sim.corpus_cache import add_cache_option
 from stt.live_decoder import streaming_options
 from stt.vad import VadOptions, speech_segments
 
@@ -47,15 +47,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sets", default="en-espeak,en-piper,en-noisy,fr-human")
     ap.add_argument("--pads", default="0,500,800,1000", help="pre-rolls to try, ms")
-    ap.add_argument(
-        "--corpus-cache",
-        type=Path,
-        default=Path.home() / ".cache" / "callpipe" / "corpus",
-        help="where built sets are kept, so runs hear the same Piper renditions ('' = none)",
-    )
+    add_cache_option(ap)
     args = ap.parse_args()
     base = streaming_options(Settings()).vad()
-    cache = args.corpus_cache if str(args.corpus_cache) else None
+    cache = args.corpus_cache
     print("set        pre-roll_ms  turns  cut  late_mean_s  late_max_s")
     for name in args.sets.split(","):
         calls = corpus.build(name, cache=cache)
