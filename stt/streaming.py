@@ -115,8 +115,8 @@ class _Utterance:
     last_language: str | None = None
     audio: np.ndarray | None = None  # the whole clip, once ended and waiting for its final
     done: bool = False  # its final was given
-    # The utterance before, when this one's pre-roll reaches back into it: the words both
-    # clips hold are said once, in that one.
+    # The leg's previous utterance, when this one's pre-roll reaches back into it: the
+    # words both clips hold are said once, in that one.
     before: _Utterance | None = None
 
 
@@ -156,12 +156,22 @@ def align(confirmed: Sequence[Word], words: Sequence[Word]) -> list[Word]:
 
 
 def after_seam(before: _Utterance, words: list[Word]) -> list[Word]:
-    """The words of a clip whose pre-roll overlaps the utterance `before`, without the
-    ones that utterance already holds (its tail, heard again at this clip's start)."""
+    """The words of a clip whose pre-roll overlaps the utterance `before`, less those that
+    utterance already said: the leading words heard before its clip ended that repeat its
+    last words. Both, because Whisper stretches a clip's first word back over the quiet
+    before it (a word of its own would go by time alone) and a word said again after a
+    short pause ("No. No.") is the speaker's (it would go by text alone)."""
     said = before.last_words or [*before.confirmed, *before.tentative]
-    if not said:
+    if before.end is None or not said:
         return words
-    return align(said, words)
+    seam = before.end / SAMPLE_RATE
+    early = 0
+    while early < len(words) and (words[early].start + words[early].end) / 2 < seam:
+        early += 1
+    for k in range(min(early, len(said)), 0, -1):
+        if common_prefix(words[:k], said[-k:]) == k:
+            return words[k:]
+    return words
 
 
 def common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
