@@ -148,11 +148,15 @@ def align(confirmed: Sequence[Word], words: Sequence[Word]) -> list[Word]:
         return list(words[n:])
     t = confirmed[-1].end - _TIME_SLACK_S
     rest = [w for w in words if (w.start + w.end) / 2 >= t]
-    for k in range(min(_MAX_NGRAM, len(rest), n), 0, -1):
-        if [norm_word(w.word) for w in confirmed[-k:]] == [norm_word(w.word) for w in rest[:k]]:
-            rest = rest[k:]
-            break
-    return rest
+    return rest[tail_overlap(confirmed, rest, _MAX_NGRAM) :]
+
+
+def tail_overlap(tail: Sequence[Word], head: Sequence[Word], most: int) -> int:
+    """The most words (up to `most`) that `head` starts with and `tail` ends with."""
+    for k in range(min(most, len(tail), len(head)), 0, -1):
+        if common_prefix(head[:k], tail[-k:]) == k:
+            return k
+    return 0
 
 
 def after_seam(before: _Utterance, words: list[Word]) -> list[Word]:
@@ -168,10 +172,7 @@ def after_seam(before: _Utterance, words: list[Word]) -> list[Word]:
     early = 0
     while early < len(words) and (words[early].start + words[early].end) / 2 < seam:
         early += 1
-    for k in range(min(early, len(said)), 0, -1):
-        if common_prefix(words[:k], said[-k:]) == k:
-            return words[k:]
-    return words
+    return words[tail_overlap(said, words, early) :]
 
 
 def common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
