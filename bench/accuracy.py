@@ -212,9 +212,9 @@ def main() -> None:
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Whisper {st.model} "
         f"{st.compute_type}; plain: 1 x 2 threads; callpipe: {st.workers} x {st.cpu_threads}"
     )
-    cache = args.corpus_cache
     sets = {
-        name: corpus.build(name, small=args.small, cache=cache) for name in args.sets.split(",")
+        name: corpus.build(name, small=args.small, cache=args.corpus_cache)
+        for name in args.sets.split(",")
     }
     results: dict[str, dict[str, Figures]] = {s: defaultdict(Figures) for s in sets}
     texts: dict[tuple[str, str], dict[str, str]] = {}

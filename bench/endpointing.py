@@ -191,7 +191,6 @@ def main() -> None:
     args = ap.parse_args()
     session = smart_turn_session()
     hangovers = [int(h) for h in args.hangovers.split(",")]
-    cache = args.corpus_cache
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(
         "set        way                          turns  waited mean / p95  inside  split"
@@ -199,7 +198,7 @@ def main() -> None:
     )
     for name in args.sets.split(","):
         scores: dict[str, Score] = {}
-        for call in corpus.build(name, cache=cache):
+        for call in corpus.build(name, cache=args.corpus_cache):
             for leg in corpus.LEGS:
                 audio = resample(call.legs[leg], corpus.RATE, SAMPLE_RATE)
                 for vad in ("silero", "webrtc"):

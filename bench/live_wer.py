@@ -137,8 +137,7 @@ def main() -> None:
     for name in args.sets.split(","):
         plain = live = WordErrors(0, 0, 0)
         took: list[float] = []
-        cache = args.corpus_cache
-        for call in corpus.build(name, small=args.small, cache=cache):
+        for call in corpus.build(name, small=args.small, cache=args.corpus_cache):
             call_plain = call_live = WordErrors(0, 0, 0)
             for leg in corpus.LEGS:
                 ref = call.text_of(leg)

@@ -50,10 +50,9 @@ def main() -> None:
     add_cache_option(ap)
     args = ap.parse_args()
     base = streaming_options(Settings()).vad()
-    cache = args.corpus_cache
     print("set        pre-roll_ms  turns  cut  late_mean_s  late_max_s")
     for name in args.sets.split(","):
-        calls = corpus.build(name, cache=cache)
+        calls = corpus.build(name, cache=args.corpus_cache)
         for pad in (int(p) for p in args.pads.split(",")):
             turns, late = 0, []
             for call in calls:
