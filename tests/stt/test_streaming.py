@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -314,7 +315,7 @@ def test_a_pre_roll_reaching_into_the_last_utterance_does_not_say_its_tail_again
     speak: Callable[..., np.ndarray],
 ) -> None:
     # Sentences 0.7 s apart (Piper starts and ends each with 0.3 s of quiet): the second
-    # utterance's pre-roll (the live default, 800 ms) starts before the first one's clip
+    # utterance's pre-roll (800 ms) starts before the first one's clip
     # ends, so a decoder hears the first one's last word again at the start of the second
     # clip. It is said once, in the first final; the second one's own first word, the same
     # word said again, is kept.
@@ -345,7 +346,7 @@ def test_a_pre_roll_reaching_into_the_last_utterance_does_not_say_its_tail_again
         text = " ".join(w.word for w in heard)
         return Segment(heard[0].start, heard[-1].end, text, tuple(heard), -0.2, 0.01)
 
-    r = StreamingRecognizer(streaming_options(Settings()))
+    r = StreamingRecognizer(replace(streaming_options(Settings()), onset_pad_ms=800))
     pcm = float_to_int16(audio)
     hyps: list[Hypothesis] = []
     for i in range(0, len(pcm), STEP):
