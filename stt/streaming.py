@@ -309,7 +309,7 @@ class StreamingRecognizer:
             # the pass run during the trailing silence decoded exactly this clip
             self._ready.extend(self._final_from_last(utt))
         else:
-            utt.audio = self._clip(utt.start, end)
+            utt.audio = self._final_clip(utt.start, end)
             self._ending.append(utt)
 
     def _trim(self) -> None:
@@ -324,6 +324,17 @@ class StreamingRecognizer:
     def _clip(self, start: int, end: int) -> np.ndarray:
         a = self._audio[max(0, start - self._audio_start) : max(0, end - self._audio_start)]
         return a.astype(np.float32) / 32768.0
+
+    def _final_clip(self, start: int, end: int) -> np.ndarray:
+        """The clip a final reads: as heard up to `_spec_silence` after the last voiced
+        frame, digital silence after it. The pass run in the hangover is sure to have heard
+        that much; how much more depended on the chunk size and on when the pass ran, and
+        Whisper can read a clip differently for a few more ms of line noise. So the final
+        reads the same clip whether it is that pass or its own decode, however the audio
+        came in."""
+        heard = min(end, max(start, self._last_voiced + self._spec_silence))
+        clip = self._clip(start, heard)
+        return np.pad(clip, (0, end - start - len(clip)))
 
     # -- decoding ------------------------------------------------------------------------
     def requests(self) -> list[DecodeRequest]:
@@ -346,8 +357,7 @@ class StreamingRecognizer:
         ):
             # Decode while the hangover runs: if no speech follows, this is the final. The
             # padding not heard yet is silence (the endpointer says so far), so zeros.
-            clip = self._clip(cur.start, spec_end)
-            clip = np.pad(clip, (0, spec_end - cur.start - len(clip)))
+            clip = self._final_clip(cur.start, spec_end)
             out.append(DecodeRequest(cur, cur.start, spec_end, clip, False, True))
         elif self._ep.state is VadState.SPEAKING and pos + self._chunk > cur.next_pass:
             # due now if waiting for the next chunk would overshoot the pass's time: the
