@@ -1,11 +1,12 @@
 """Live decoding off the worker's thread, on two lanes: finals never wait behind partials;
 and `LiveScheduler`, which hands the lanes the clips due and applies what comes back.
 
-Each lane is one thread driving one decoder; the Whisper model runs `stt.workers` decodes at
-once (one CTranslate2 worker of one thread each, bench/decode_speed.py), so the two lanes
-decode in parallel on two cores. The finals lane takes finals and the passes run in an
-utterance's trailing silence (the likely finals); the partials lane takes the most overdue
-partial passes, and finals too when finals wait and it is idle. While a lane decodes, the
+Each lane is one thread decoding one batch at a time; the Whisper model runs `stt.workers`
+decodes at once (one CTranslate2 worker of one thread each, bench/decode_speed.py), so the
+two lanes decode in parallel on two cores. The finals lane takes finals and the passes run in
+an utterance's trailing silence (the likely finals); the partials lane takes the most overdue
+partial passes, and finals too when finals wait and it is idle (with the finals' decoder,
+so that a final reads the same whichever lane decodes it). While a lane decodes, the
 worker keeps reading media, endpointing and emitting finals already decoded, so a final's
 wait is at most the rest of one other final's decode.
 
@@ -60,31 +61,32 @@ def _flight_key(d: Due) -> tuple[int, bool]:
 
 
 class Lane:
-    """One decoder in one thread, taking one batch at a time."""
+    """One thread decoding one batch at a time, with the decoder the batch is sent with."""
 
-    def __init__(self, name: str, decoder: ClipDecoder, done: queue.Queue[Done]) -> None:
+    def __init__(self, name: str, done: queue.Queue[Done]) -> None:
         self.name = name
-        self.decoder = decoder
         self._done = done
-        self._jobs: queue.Queue[list[Due] | None] = queue.Queue(maxsize=1)
+        self._jobs: queue.Queue[tuple[ClipDecoder, list[Due]] | None] = queue.Queue(maxsize=1)
         self.busy = False
         self._thread = threading.Thread(target=self._run, name=f"live-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, items: list[Due]) -> None:
-        """Decode `items` (one language, one prompt) next; the lane must be idle."""
+    def submit(self, items: list[Due], decoder: ClipDecoder) -> None:
+        """Decode `items` (one language, one prompt) with `decoder` next; the lane must be
+        idle."""
         self.busy = True
-        self._jobs.put(items)
+        self._jobs.put((decoder, items))
 
     def _run(self) -> None:
         while True:
-            items = self._jobs.get()
-            if items is None:
+            job = self._jobs.get()
+            if job is None:
                 return
+            decoder, items = job
             began = time.perf_counter()
             result = Done(items, lane=self.name)
             try:
-                result.segments = self.decoder.transcribe_clips(
+                result.segments = decoder.transcribe_clips(
                     [d.request.audio for d in items], items[0].language, items[0].prompt
                 )
             except Exception as exc:  # handed back: the worker decides what it means
@@ -100,12 +102,16 @@ class Lane:
 
 
 class DecodeLanes:
-    """The finals lane and the partials lane of one live worker."""
+    """The finals lane and the partials lane of one live worker. Finals and the passes
+    likely to become finals are decoded with the finals' decoder on whichever lane takes
+    them: read greedily when they fell to the partials lane, a final's words depended on
+    the load (the same call over two transports read 27 % apart)."""
 
     def __init__(self, partial: ClipDecoder, final: ClipDecoder, max_partials: int = 4) -> None:
         self._done: queue.Queue[Done] = queue.Queue()
-        self.finals = Lane("finals", final, self._done)
-        self.partials = Lane("partials", partial, self._done)
+        self.partial_decoder, self.final_decoder = partial, final
+        self.finals = Lane("finals", self._done)
+        self.partials = Lane("partials", self._done)
         self.max_partials = max_partials
         self._flying: list[Due] = []  # sent to a lane, not yet collected
 
@@ -146,12 +152,14 @@ class DecodeLanes:
             if urgent:
                 batch = _one_group(urgent)
                 urgent = [d for d in urgent if d not in batch]
+                decoder = self.final_decoder
             elif lane is self.partials and partial:
                 batch = _one_group(partial)[: self.max_partials]
+                decoder = self.partial_decoder
             else:
                 continue
             self._flying.extend(batch)
-            lane.submit(batch)
+            lane.submit(batch, decoder)
 
     def close(self) -> None:
         """Stop both lanes (after the batches in progress)."""
