@@ -7,10 +7,13 @@ search, the previous text as context, timestamps and temperature fallback, becau
 what reads unfamiliar voices best (a batch of independent VAD chunks read them 2-9 WER points
 worse: docs/benchmarks.md). Two things are added:
 
-- Silero VAD first (faster-whisper's `vad_filter`): silence longer than twice
-  `batch_pad_ms` is cut down to that, so Whisper spends no time on the other party's turns
-  and invents nothing in them; music, tones and line noise hold no speech for Silero, so
-  they are never decoded at all.
+- Silero VAD first, as faster-whisper's `vad_filter` does it: only the speech is decoded,
+  with `batch_onset_pad_ms` of audio before it and `batch_pad_ms` after it, so Whisper
+  spends no time on the other party's turns and invents nothing in them; music, tones and
+  line noise hold no speech for Silero, so they are never decoded at all. Silence is cut
+  here, not by faster-whisper, so that Silero runs once per channel and the pad before
+  speech can differ from the pad after it (Silero hears a soft first word late: 800 ms
+  before read the English sets better, the real French voice worse; docs/benchmarks.md).
 - Channels are decoded in parallel, each by one CTranslate2 worker of one thread: on two
   cores two single-threaded decodes do far more than one two-threaded decode
   (bench/decode_speed.py), and the legs of a call are independent.
@@ -31,7 +34,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from faster_whisper.vad import VadOptions, get_speech_timestamps
+from faster_whisper.transcribe import restore_speech_timestamps
+from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
 from pipeline.config import SttSettings
 from pipeline.events import Word
@@ -74,9 +78,10 @@ class TranscribeOptions:
     """Decoding, VAD and hallucination-guard options; fixed at start."""
 
     beam_size: int = 5
-    # Silero VAD: speech padded by this much on each side, so silences are cut to at most
-    # twice it (a pause stays a pause for Whisper's punctuation and segmenting).
+    # Silero VAD: audio kept after and before each stretch of speech, so a silence is cut to
+    # at most their sum (a pause stays a pause for Whisper's punctuation and segmenting).
     batch_pad_ms: int = 500
+    batch_onset_pad_ms: int = 500
     min_silence_duration_ms: int = 500
     vad_threshold: float = 0.5
     no_speech_threshold: float = 0.6
@@ -160,19 +165,21 @@ class Transcriber:
     ) -> Iterator[Segment]:
         """One channel, as plain faster-whisper decodes a file, on its speech only."""
         o = self.options
+        # faster-whisper's vad_filter pads both sides alike; so the speech is cut here, as
+        # it does (its collect_chunks and restore_speech_timestamps), with our own pads.
+        chunks = padded_chunks(spans, o.batch_onset_pad_ms, o.batch_pad_ms, len(audio))
         segments, _ = self.model.transcribe(
-            audio,
+            np.concatenate(collect_chunks(audio, chunks)[0]),
             language=language,
             beam_size=o.beam_size,
             word_timestamps=True,
             condition_on_previous_text=True,
-            vad_filter=True,
-            vad_parameters=self._vad(),
+            vad_filter=False,
             no_speech_threshold=o.no_speech_threshold,
             log_prob_threshold=o.log_prob_threshold,
             compression_ratio_threshold=o.compression_ratio_threshold,
         )
-        for seg in segments:
+        for seg in restore_speech_timestamps(segments, chunks, SAMPLE_RATE):
             if seg.compression_ratio > o.compression_ratio_threshold:
                 continue  # a repetition loop every temperature produced
             words = [
@@ -180,7 +187,7 @@ class Transcriber:
                 for w in (seg.words or [])
                 if w.word.strip() and w.probability >= o.min_word_probability
             ]
-            for piece in _split_at_pauses(words, spans):
+            for piece in _split_at_pauses(words, spans, o.batch_onset_pad_ms, o.batch_pad_ms):
                 yield Segment(
                     start=piece[0][1].start,
                     end=piece[-1][1].end,
@@ -277,12 +284,35 @@ def _in_speech(
     )
 
 
+def padded_chunks(
+    spans: list[tuple[float, float]], before_ms: int, after_ms: int, samples: int
+) -> list[dict[str, int]]:
+    """Speech spans (seconds) as the sample ranges decoded: `before_ms` of audio kept before
+    each and `after_ms` after it, ranges that meet merged (as faster-whisper's chunks)."""
+    before, after = SAMPLE_RATE * before_ms // 1000, SAMPLE_RATE * after_ms // 1000
+    chunks: list[dict[str, int]] = []
+    for s, e in spans:
+        start = max(0, round(s * SAMPLE_RATE) - before)
+        end = min(samples, round(e * SAMPLE_RATE) + after)
+        if chunks and start <= chunks[-1]["end"]:
+            chunks[-1]["end"] = max(chunks[-1]["end"], end)
+        else:
+            chunks.append({"start": start, "end": end})
+    return chunks
+
+
 def _split_at_pauses(
-    words: list[tuple[str, Word]], spans: list[tuple[float, float]]
+    words: list[tuple[str, Word]],
+    spans: list[tuple[float, float]],
+    before_ms: int,
+    after_ms: int,
 ) -> list[list[tuple[str, Word]]]:
     """Runs of words that Silero heard as one stretch of speech (no pause of
-    `min_silence_duration_ms` between them)."""
-    starts = [s for s, _ in spans]
+    `min_silence_duration_ms` between them). A word in the pause between two stretches
+    belongs to the nearer one, the pause shared as the pads share it: a first word Silero
+    heard late lies in the pad before its stretch, not in the stretch before."""
+    share = before_ms / (before_ms + after_ms) if before_ms + after_ms else 0.0
+    starts = [0.0] + [s - (s - e) * share for (_, e), (s, _) in zip(spans, spans[1:])]
     pieces: list[list[tuple[str, Word]]] = []
     last = -2
     for raw, w in words:
@@ -300,6 +330,7 @@ def options_from(stt: SttSettings) -> TranscribeOptions:
     return TranscribeOptions(
         beam_size=stt.beam_size,
         batch_pad_ms=stt.batch_pad_ms,
+        batch_onset_pad_ms=stt.batch_onset_pad_ms,
         min_silence_duration_ms=stt.min_silence_duration_ms,
         no_speech_threshold=stt.no_speech_threshold,
         min_word_probability=stt.min_word_probability,

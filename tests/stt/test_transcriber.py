@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from stt.normalise import wer
-from stt.transcriber import TranscribeOptions, Transcriber
+from pipeline.events import Word
+from stt.transcriber import TranscribeOptions, Transcriber, _split_at_pauses, padded_chunks
 
 SR = 16000
 
@@ -138,3 +139,40 @@ def test_music_tones_and_line_noise_give_zero_words(transcriber: Transcriber, ki
         segments, info = transcriber.transcribe(leg, language="en")
         assert [s.text for s in segments] == [], call.name
         assert info.duration_after_vad == 0.0, call.name
+
+
+def test_a_first_word_silero_hears_late_is_read_at_the_start_of_its_utterance(
+    transcriber: Transcriber,
+) -> None:
+    # Silero's first speech frame of espeak-ng's "Oh, ..." after a sentence and 3 s of
+    # quiet comes late (tests/stt/test_vad.py): the pad before speech is decoded with the
+    # speech, and the "Oh" Whisper reads in it opens the second utterance, not the first.
+    from pipeline.media.resample import resample
+    from sim import corpus
+
+    voice = corpus.espeak_speaker("en-us+f2", 155)
+    before = voice("Twenty two Baker Street, apartment four, in Springfield.")
+    said = voice("Oh, I didn't know that. Is it fixed now?")
+    quiet = [np.zeros(n * corpus.RATE, np.float32) for n in (1, 3, 1)]
+    line = np.concatenate([quiet[0], before, quiet[1], said, quiet[2]])
+    audio = resample(corpus.g711_line(line, "PCMU"), corpus.RATE, SR)
+    onset = (len(quiet[0]) + len(before) + len(quiet[1]) + corpus.voiced_span(said)[0]) / 8000
+    segments = list(transcriber.transcribe(audio, language="en")[0])
+    assert len(segments) == 2
+    assert segments[1].text.lower().startswith("oh")
+    assert segments[1].start < onset + 0.3 < segments[1].words[1].start
+
+
+def test_speech_is_decoded_with_a_longer_pad_before_it_than_after_it() -> None:
+    spans = [(1.0, 2.0), (2.9, 4.0), (9.0, 9.5)]
+    chunks = padded_chunks(spans, 800, 500, 10 * SR)
+    # 0.9 s apart: the pads meet, one chunk; 5 s apart: two
+    assert chunks == [{"start": 3200, "end": 72000}, {"start": 131200, "end": 160000}]
+    # a word in a pause goes with the stretch whose pad it is in: the pause is shared
+    # 8 to 5, the pads' ratio ("Oh" heard late belongs to what follows)
+    w = [
+        (x, Word(word=x, start=a, end=a + 0.2, probability=0.9))
+        for x, a in (("fine.", 1.7), ("well", 2.05), ("Oh,", 2.3), ("yes", 3.0), ("Hi", 8.4))
+    ]
+    pieces = _split_at_pauses(w, spans, 800, 500)
+    assert [[x for x, _ in p] for p in pieces] == [["fine.", "well"], ["Oh,", "yes"], ["Hi"]]
