@@ -26,6 +26,7 @@ pauses).
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import queue
 import threading
@@ -312,7 +313,7 @@ def _split_at_pauses(
     belongs to the nearer one, the pause shared as the pads share it: a first word Silero
     heard late lies in the pad before its stretch, not in the stretch before."""
     share = before_ms / (before_ms + after_ms) if before_ms + after_ms else 0.0
-    starts = [0.0] + [s - (s - e) * share for (_, e), (s, _) in zip(spans, spans[1:])]
+    starts = [0.0] + [s - (s - e) * share for (_, e), (s, _) in itertools.pairwise(spans)]
     pieces: list[list[tuple[str, Word]]] = []
     last = -2
     for raw, w in words:

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stt.normalise import wer
 from pipeline.events import Word
+from stt.normalise import wer
 from stt.transcriber import TranscribeOptions, Transcriber, _split_at_pauses, padded_chunks
 
 SR = 16000
