@@ -85,10 +85,14 @@ class SttSettings(BaseModel):
     vad_aggressiveness: int = Field(default=2, ge=0, le=3)  # webrtcvad (robot barge-in)
     # Batch: Silero VAD keeps this much audio after speech and `batch_onset_pad_ms` before
     # it, so a pause is cut to at most their sum; pauses shorter than
-    # min_silence_duration_ms are kept whole. 800 ms before read en-espeak, en-noisy and
-    # en-piper 0.7-4.7 points better but the real French voice 0.2-1.6 worse (benchmarks).
+    # min_silence_duration_ms are kept whole. Before speech it reaches back to
+    # `batch_onset_reach_ms` where the audio there is `batch_onset_margin_db` over the
+    # channel's floor: Silero hears a soft first word late. 800 ms everywhere read the
+    # English sets better but the real French voice worse (docs/benchmarks.md).
     batch_pad_ms: int = Field(default=500, ge=0)
     batch_onset_pad_ms: int = Field(default=500, ge=0)
+    batch_onset_reach_ms: int = Field(default=800, ge=0)
+    batch_onset_margin_db: float = Field(default=10.0, ge=0)
     min_silence_duration_ms: int = Field(default=500, ge=0)
     speech_pad_ms: int = Field(default=200, ge=0)  # live: silence kept after speech
     # live: audio kept before an utterance's first speech frame. Silero hears a soft first

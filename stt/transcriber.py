@@ -11,9 +11,9 @@ worse: docs/benchmarks.md). Two things are added:
   with `batch_onset_pad_ms` of audio before it and `batch_pad_ms` after it, so Whisper
   spends no time on the other party's turns and invents nothing in them; music, tones and
   line noise hold no speech for Silero, so they are never decoded at all. Silence is cut
-  here, not by faster-whisper, so that Silero runs once per channel and the pad before
-  speech can differ from the pad after it (Silero hears a soft first word late: 800 ms
-  before read the English sets better, the real French voice worse; docs/benchmarks.md).
+  here, not by faster-whisper, so that Silero runs once per channel and the audio kept
+  before speech can reach further back where something is heard there (Silero hears a
+  soft first word late; `chunk_starts`).
 - Channels are decoded in parallel, each by one CTranslate2 worker of one thread: on two
   cores two single-threaded decodes do far more than one two-threaded decode
   (bench/decode_speed.py), and the legs of a call are independent.
@@ -83,6 +83,10 @@ class TranscribeOptions:
     # at most their sum (a pause stays a pause for Whisper's punctuation and segmenting).
     batch_pad_ms: int = 500
     batch_onset_pad_ms: int = 500
+    # ... and up to this much where the audio in between is `batch_onset_margin_db` over
+    # the channel's floor (a soft first word Silero heard late).
+    batch_onset_reach_ms: int = 800
+    batch_onset_margin_db: float = 10.0
     min_silence_duration_ms: int = 500
     vad_threshold: float = 0.5
     no_speech_threshold: float = 0.6
@@ -168,7 +172,10 @@ class Transcriber:
         o = self.options
         # faster-whisper's vad_filter pads both sides alike; so the speech is cut here, as
         # it does (its collect_chunks and restore_speech_timestamps), with our own pads.
-        chunks = padded_chunks(spans, o.batch_onset_pad_ms, o.batch_pad_ms, len(audio))
+        starts = chunk_starts(
+            audio, spans, o.batch_onset_pad_ms, o.batch_onset_reach_ms, o.batch_onset_margin_db
+        )
+        chunks = padded_chunks(spans, starts, o.batch_pad_ms, len(audio))
         segments, _ = self.model.transcribe(
             np.concatenate(collect_chunks(audio, chunks)[0]),
             language=language,
@@ -188,7 +195,7 @@ class Transcriber:
                 for w in (seg.words or [])
                 if w.word.strip() and w.probability >= o.min_word_probability
             ]
-            for piece in _split_at_pauses(words, spans, o.batch_onset_pad_ms, o.batch_pad_ms):
+            for piece in _split_at_pauses(words, spans, starts, o.batch_pad_ms):
                 yield Segment(
                     start=piece[0][1].start,
                     end=piece[-1][1].end,
@@ -262,6 +269,8 @@ class Transcriber:
 
 
 _EDGE_S = 0.1  # what a word may reach into the silence after the speech Silero heard
+_FRAME = SAMPLE_RATE // 100  # 10 ms, for the level before a speech span
+_DIGITAL_SILENCE_DB = -90.0
 
 
 def _in_speech(
@@ -285,16 +294,42 @@ def _in_speech(
     )
 
 
+def chunk_starts(
+    audio: np.ndarray,
+    spans: list[tuple[float, float]],
+    pad_ms: int,
+    reach_ms: int,
+    margin_db: float,
+) -> list[float]:
+    """Where the audio decoded for each speech span starts (seconds): `pad_ms` before it,
+    or `reach_ms` where the audio between is `margin_db` louder than the channel's floor.
+    Silero hears a soft first word late, often one followed by a pause ("Alright, ...", its
+    first speech frame 0.8 s after the voice), so the word lies wholly before the span. Not
+    the longer pad everywhere: that read the real French voice worse (docs/benchmarks.md).
+    Hand-written: a 10 ms level and a percentile, no library's VAD answers "anything here"."""
+    n = len(audio) // _FRAME
+    power = np.mean(audio[: n * _FRAME].reshape(n, _FRAME).astype(np.float64) ** 2, axis=1)
+    level = 10 * np.log10(power + 1e-10)
+    # a leg's channel is digital zeros while the other party speaks: not its floor
+    heard = level[level > _DIGITAL_SILENCE_DB]
+    loud = level > (np.percentile(heard, 20) if heard.size else 0.0) + margin_db
+    starts = []
+    for s, _ in spans:
+        frame = int(s * 100)
+        reach = loud[max(0, frame - reach_ms // 10) : max(0, frame - pad_ms // 10)].any()
+        starts.append(max(0.0, s - (reach_ms if reach else pad_ms) / 1000))
+    return starts
+
+
 def padded_chunks(
-    spans: list[tuple[float, float]], before_ms: int, after_ms: int, samples: int
+    spans: list[tuple[float, float]], starts: list[float], after_ms: int, samples: int
 ) -> list[dict[str, int]]:
-    """Speech spans (seconds) as the sample ranges decoded: `before_ms` of audio kept before
-    each and `after_ms` after it, ranges that meet merged (as faster-whisper's chunks)."""
-    before, after = SAMPLE_RATE * before_ms // 1000, SAMPLE_RATE * after_ms // 1000
+    """Speech spans (seconds) as the sample ranges decoded: from `starts` to `after_ms`
+    after each span, ranges that meet merged (as faster-whisper's chunks)."""
+    after = SAMPLE_RATE * after_ms // 1000
     chunks: list[dict[str, int]] = []
-    for s, e in spans:
-        start = max(0, round(s * SAMPLE_RATE) - before)
-        end = min(samples, round(e * SAMPLE_RATE) + after)
+    for (_, e), s in zip(spans, starts, strict=True):
+        start, end = round(s * SAMPLE_RATE), min(samples, round(e * SAMPLE_RATE) + after)
         if chunks and start <= chunks[-1]["end"]:
             chunks[-1]["end"] = max(chunks[-1]["end"], end)
         else:
@@ -305,19 +340,22 @@ def padded_chunks(
 def _split_at_pauses(
     words: list[tuple[str, Word]],
     spans: list[tuple[float, float]],
-    before_ms: int,
+    starts: list[float],
     after_ms: int,
 ) -> list[list[tuple[str, Word]]]:
     """Runs of words that Silero heard as one stretch of speech (no pause of
     `min_silence_duration_ms` between them). A word in the pause between two stretches
-    belongs to the nearer one, the pause shared as the pads share it: a first word Silero
-    heard late lies in the pad before its stretch, not in the stretch before."""
-    share = before_ms / (before_ms + after_ms) if before_ms + after_ms else 0.0
-    starts = [0.0] + [s - (s - e) * share for (_, e), (s, _) in itertools.pairwise(spans)]
+    goes with the nearer one, the pause shared as the audio kept before and after them
+    shares it: a first word Silero heard late is in the next stretch, not the one before."""
+    after = after_ms / 1000
+    bounds = [0.0]
+    for ((_, end), (s, _)), start in zip(itertools.pairwise(spans), starts[1:], strict=True):
+        before = s - start
+        bounds.append(s - (s - end) * before / (before + after) if before + after else s)
     pieces: list[list[tuple[str, Word]]] = []
     last = -2
     for raw, w in words:
-        span = bisect.bisect_right(starts, (w.start + w.end) / 2) - 1
+        span = bisect.bisect_right(bounds, (w.start + w.end) / 2) - 1
         if pieces and span == last:
             pieces[-1].append((raw, w))
         else:
@@ -332,6 +370,8 @@ def options_from(stt: SttSettings) -> TranscribeOptions:
         beam_size=stt.beam_size,
         batch_pad_ms=stt.batch_pad_ms,
         batch_onset_pad_ms=stt.batch_onset_pad_ms,
+        batch_onset_reach_ms=stt.batch_onset_reach_ms,
+        batch_onset_margin_db=stt.batch_onset_margin_db,
         min_silence_duration_ms=stt.min_silence_duration_ms,
         no_speech_threshold=stt.no_speech_threshold,
         min_word_probability=stt.min_word_probability,

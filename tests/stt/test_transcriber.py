@@ -10,7 +10,13 @@ import pytest
 
 from pipeline.events import Word
 from stt.normalise import wer
-from stt.transcriber import TranscribeOptions, Transcriber, _split_at_pauses, padded_chunks
+from stt.transcriber import (
+    TranscribeOptions,
+    Transcriber,
+    _split_at_pauses,
+    chunk_starts,
+    padded_chunks,
+)
 
 SR = 16000
 
@@ -163,16 +169,23 @@ def test_a_first_word_silero_hears_late_is_read_at_the_start_of_its_utterance(
     assert segments[1].start < onset + 0.3 < segments[1].words[1].start
 
 
-def test_speech_is_decoded_with_a_longer_pad_before_it_than_after_it() -> None:
-    spans = [(1.0, 2.0), (2.9, 4.0), (9.0, 9.5)]
-    chunks = padded_chunks(spans, 800, 500, 10 * SR)
-    # 0.9 s apart: the pads meet, one chunk; 5 s apart: two
-    assert chunks == [{"start": 3200, "end": 72000}, {"start": 131200, "end": 160000}]
-    # a word in a pause goes with the stretch whose pad it is in: the pause is shared
-    # 8 to 5, the pads' ratio ("Oh" heard late belongs to what follows)
+def test_the_audio_kept_before_speech_reaches_back_over_a_sound_silero_did_not_hear() -> None:
+    # A leg's channel: digital zeros in the other party's turns, line hiss around its own.
+    rng = np.random.default_rng(3)
+    audio = np.zeros(12 * SR, np.float32)
+    audio[SR : 11 * SR] = rng.normal(0, 0.001, 10 * SR)  # the floor, about -60 dBFS
+    audio[int(3.3 * SR) : int(3.6 * SR)] += rng.normal(0, 0.02, int(0.3 * SR))  # "Alright,"
+    spans = [(2.0, 2.8), (4.0, 5.0), (8.0, 9.0)]  # Silero: nothing heard before 8.0
+    assert chunk_starts(audio, spans, 500, 800, 10.0) == [1.5, 3.2, 7.5]
+    assert chunk_starts(audio, spans, 500, 800, 40.0) == [1.5, 3.5, 7.5]  # under the margin
+    chunks = padded_chunks(spans, [1.5, 3.2, 7.5], 500, len(audio))
+    # the first two meet (2.8 s + 500 ms > 3.2 s): one chunk
+    assert chunks == [{"start": 24000, "end": 88000}, {"start": 120000, "end": 152000}]
+    # a word in a pause goes with the stretch whose kept audio it is in: the 1.2 s between
+    # the first two shared 8 (before the second) to 5 (after the first), at 3.26 s
     w = [
         (x, Word(word=x, start=a, end=a + 0.2, probability=0.9))
-        for x, a in (("fine.", 1.7), ("well", 2.05), ("Oh,", 2.3), ("yes", 3.0), ("Hi", 8.4))
+        for x, a in (("fine.", 2.3), ("well", 2.9), ("Alright,", 3.3), ("yes", 4.1), ("Hi", 7.6))
     ]
-    pieces = _split_at_pauses(w, spans, 800, 500)
-    assert [[x for x, _ in p] for p in pieces] == [["fine.", "well"], ["Oh,", "yes"], ["Hi"]]
+    pieces = _split_at_pauses(w, spans, [1.5, 3.2, 7.5], 500)
+    assert [[x for x, _ in p] for p in pieces] == [["fine.", "well"], ["Alright,", "yes"], ["Hi"]]
