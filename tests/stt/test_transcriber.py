@@ -148,21 +148,13 @@ def test_music_tones_and_line_noise_give_zero_words(transcriber: Transcriber, ki
 
 
 def test_a_first_word_silero_hears_late_is_read_at_the_start_of_its_utterance(
-    transcriber: Transcriber,
+    transcriber: Transcriber, late_oh: tuple[np.ndarray, int]
 ) -> None:
     # Silero's first speech frame of espeak-ng's "Oh, ..." after a sentence and 3 s of
-    # quiet comes late (tests/stt/test_vad.py): the pad before speech is decoded with the
+    # quiet comes late (tests/stt/test_vad.py): the audio before speech is decoded with the
     # speech, and the "Oh" Whisper reads in it opens the second utterance, not the first.
-    from pipeline.media.resample import resample
-    from sim import corpus
-
-    voice = corpus.espeak_speaker("en-us+f2", 155)
-    before = voice("Twenty two Baker Street, apartment four, in Springfield.")
-    said = voice("Oh, I didn't know that. Is it fixed now?")
-    quiet = [np.zeros(n * corpus.RATE, np.float32) for n in (1, 3, 1)]
-    line = np.concatenate([quiet[0], before, quiet[1], said, quiet[2]])
-    audio = resample(corpus.g711_line(line, "PCMU"), corpus.RATE, SR)
-    onset = (len(quiet[0]) + len(before) + len(quiet[1]) + corpus.voiced_span(said)[0]) / 8000
+    audio, voiced = late_oh
+    onset = voiced / SR
     segments = list(transcriber.transcribe(audio, language="en")[0])
     assert len(segments) == 2
     assert segments[1].text.lower().startswith("oh")

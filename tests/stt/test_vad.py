@@ -81,22 +81,16 @@ def test_noise_margin_ends_speech_where_the_fade_ends(speak: Callable[..., np.nd
     assert ends[None] > ends[8.0]
 
 
-def test_a_first_word_silero_hears_late_is_inside_the_live_utterance() -> None:
+def test_a_first_word_silero_hears_late_is_inside_the_live_utterance(
+    late_oh: tuple[np.ndarray, int],
+) -> None:
     # After a sentence and 3 s of quiet, Silero's first speech frame of espeak-ng's "Oh, I
     # didn't know that" comes more than half a second after the voice starts (deterministic:
     # espeak-ng and Silero repeat). The live pre-roll must reach back over the "Oh".
     from pipeline.config import Settings
-    from pipeline.media.resample import resample
-    from sim import corpus
     from stt.live_decoder import streaming_options
 
-    voice = corpus.espeak_speaker("en-us+f2", 155)
-    before = voice("Twenty two Baker Street, apartment four, in Springfield.")
-    said = voice("Oh, I didn't know that. Is it fixed now?")
-    quiet = [np.zeros(n * corpus.RATE, np.float32) for n in (1, 3, 1)]
-    line = np.concatenate([quiet[0], before, quiet[1], said, quiet[2]])
-    audio = resample(corpus.g711_line(line, "PCMU"), corpus.RATE, SR)
-    voiced = (len(quiet[0]) + len(before) + len(quiet[1]) + corpus.voiced_span(said)[0]) * 2
+    audio, voiced = late_oh
     live = streaming_options(Settings()).vad()
     starts = [a for a, b in speech_segments(audio, live) if b > voiced]
     assert starts[0] <= voiced
