@@ -355,8 +355,9 @@ class StreamingRecognizer:
             and spec_end > cur.start
             and cur.last_end != spec_end
         ):
-            # Decode while the hangover runs: if no speech follows, this is the final. The
-            # padding not heard yet is silence (the endpointer says so far), so zeros.
+            # Decode while the hangover runs: if no speech follows, this is the final. Past
+            # the first `_spec_silence` of the hangover the clip is zeros, heard or not (the
+            # endpointer says silence so far; `_final_clip`).
             clip = self._final_clip(cur.start, spec_end)
             out.append(DecodeRequest(cur, cur.start, spec_end, clip, False, True))
         elif self._ep.state is VadState.SPEAKING and pos + self._chunk > cur.next_pass:
