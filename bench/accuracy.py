@@ -7,6 +7,9 @@ noise), in one run on the same audio and the same Whisper weights:
 - plain: faster-whisper as a user runs it by hand, `WhisperModel(path, device="cpu",
   compute_type="int8", cpu_threads=2)`, each leg of the call's WAV as a whole file
   (`decode_audio(split_stereo=True)`), `transcribe(language=..., beam_size=5)`;
+- plain-words (only when asked for): the same with `word_timestamps=True`, as a product
+  that gives word times must run it. faster-whisper then starts each next 30 s window at
+  the last word's end rather than at the last timestamp token, which reads differently;
 - batch: what `callpipe transcribe FILE --language ...` runs after loading the model
   (`load_audio`, `stt.batch.transcribe_recording` with the settings' Transcriber);
 - live: each call registered with the real RTP ingest, both legs sent as G.711 RTP in 20 ms
@@ -24,6 +27,7 @@ repeat): two runs on the same audio differ by that much (docs/benchmarks.md, "Ru
 do not repeat").
 
     python bench/accuracy.py [--small] [--sets fr-human,moh] [--paths plain,batch,live]
+        [--paths plain,plain-words]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +63,9 @@ class Figures:
     missing: int = 0  # live: lines with no final at all
 
 
-def plain_path(model: Any, call: corpus.Call, wav: Path) -> tuple[dict[str, str], float]:
+def plain_path(
+    model: Any, call: corpus.Call, wav: Path, word_timestamps: bool = False
+) -> tuple[dict[str, str], float]:
     """Each leg of the file through plain faster-whisper; (text per leg, seconds)."""
     from faster_whisper import decode_audio
 
@@ -66,7 +73,9 @@ def plain_path(model: Any, call: corpus.Call, wav: Path) -> tuple[dict[str, str]
     legs = decode_audio(str(wav), split_stereo=True)
     out: dict[str, str] = {}
     for leg, audio in zip(corpus.LEGS, legs, strict=True):
-        segments, _ = model.transcribe(audio, language=call.language, beam_size=5)
+        segments, _ = model.transcribe(
+            audio, language=call.language, beam_size=5, word_timestamps=word_timestamps
+        )
         out[leg] = " ".join(s.text.strip() for s in segments)
     return out, time.perf_counter() - began
 
@@ -227,6 +236,7 @@ def main() -> None:
     # would slow the other path's decodes if the two alternated.
     for path, run, engine in (
         ("plain", plain_path, plain_model),
+        ("plain-words", partial(plain_path, word_timestamps=True), plain_model),
         ("batch", batch_path, transcriber),
     ):
         if path not in paths:
@@ -297,6 +307,12 @@ def main() -> None:
             + f" {r['live'].missing:7d}",
             flush=True,
         )
+    if "plain-words" in paths:
+        print("set        plain_wer  plain_words_wer  d_words")
+        for name in sets:
+            r = results[name]
+            p, w = r["plain"].errors.rate * 100, r["plain-words"].errors.rate * 100
+            print(f"{name:10s} {p:8.1f}% {w:15.1f}% {w - p:+8.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Text normalisation for evaluation (WER): case, punctuation, accents, numbers, fillers.
 
-Whisper writes "42" where a script says "forty two", "Mr." where it says "mister", and
-drops most "um"s a speaker says: both sides go through `normalise` so only real recognition
-errors count. English and French; French numbers are spelled by num2words, and the word
-counts come from jiwer (its C edit distance keeps a 20-minute leg to milliseconds).
+Whisper writes "42" where a script says "forty two", "Mr." where it says "mister" and
+"center" where it says "centre", and drops most "um"s a speaker says: both sides go
+through `normalise` so only real recognition errors count. English and French; French
+numbers are spelled by num2words, and the word counts come from jiwer (its C edit distance
+keeps a 20-minute leg to milliseconds).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import jiwer
 from num2words import num2words
+from whisper_normalizer.english import EnglishSpellingNormalizer
 
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -22,6 +24,10 @@ _ONES = (
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
 _ABBREV = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "ok": "okay"}
+# One word, two spellings: a script's "centre" is Whisper's "center", its "Alright" one
+# decode's "All right". openai/whisper's English normaliser maps British to American
+# spelling (its list, packaged by whisper-normalizer); "alright" is not in that list.
+_SPELLING = {**EnglishSpellingNormalizer().mapping, "alright": "all right"}
 _PUNCT = re.compile(r"[^\w\s']")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _CURRENCY = re.compile(r"([$€£])\s?(\d+(?:[.,]\d+)?)")
@@ -170,7 +176,8 @@ def normalise(text: str, language: str = "en") -> str:
     words = []
     for w in t.split():
         w = _CONTRACTIONS.get(w, w).strip("'")
-        words.append(_ABBREV.get(w, w))
+        w = _ABBREV.get(w, w)
+        words.append(_SPELLING.get(w, w))
     return " ".join(w for w in words if w and w not in _FILLERS["en"])
 
 

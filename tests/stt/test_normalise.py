@@ -42,3 +42,11 @@ def test_times_and_contractions_written_either_way() -> None:
     assert normalise("version 2.5.1") == "version two point five one"
     # a wrong time is still an error
     assert wer("at 10:30", "at 10:40") > 0  # "at ten thirty" vs "at ten forty"
+
+
+def test_one_word_spelled_two_ways_is_not_an_error() -> None:
+    assert wer("at the shopping centre", "at the shopping center") == 0.0
+    assert wer("Alright, I'm doing it now.", "All right, I am doing it now") == 0.0
+    assert normalise("the colour of the theatre") == "the color of the theater"
+    # a different word is still an error
+    assert wer("at the shopping centre", "at the shopping centres") > 0
