@@ -30,7 +30,9 @@ _ABBREV = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "ok":
 _SPELLING = {**EnglishSpellingNormalizer().mapping, "alright": "all right"}
 _PUNCT = re.compile(r"[^\w\s']")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-_CURRENCY = re.compile(r"([$€£])\s?(\d+(?:[.,]\d+)?)")
+# "10,000" and "1,250.50" are amounts, never codes said digit by digit
+_THOUSANDS = re.compile(r"\b\d{1,3}(?:,\d{3})+(?:\.\d+)?\b")
+_CURRENCY = re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?)")
 _CURRENCY_NAMES = {"$": "dollars", "€": "euros", "£": "pounds"}
 # "10:30" and Whisper's British "10.30" are both "ten thirty"; "9am", "9 a.m." are "nine am".
 _CLOCK = re.compile(r"\b([01]?\d|2[0-3])[:.]([0-5]\d)\b(?![.,]\d)")
@@ -107,6 +109,12 @@ def _spell_number(match: re.Match[str]) -> str:
     return number_to_words(int(text))
 
 
+def _spell_amount(match: re.Match[str]) -> str:
+    whole, _, frac = match.group(0).replace(",", "").partition(".")
+    words = number_to_words(int(whole))
+    return f"{words} point " + " ".join(_ONES[int(d)] for d in frac) if frac else words
+
+
 def _join_code(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group(0))
     return digits if len(digits) >= 5 else match.group(0)
@@ -166,9 +174,9 @@ def normalise(text: str, language: str = "en") -> str:
     t = _CLOCK.sub(
         lambda m: f"{m.group(1)} " + ("" if m.group(2) == "00" else f"{int(m.group(2))}"), t
     )
-    t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 1,000 -> 1000
     t = _DIGIT_GROUPS.sub(_join_code, t)
     t = _CURRENCY.sub(lambda m: f"{m.group(2)} {_CURRENCY_NAMES[m.group(1)]} ", t)
+    t = _THOUSANDS.sub(_spell_amount, t)
     t = t.replace("%", " percent")
     t = _NUMBER.sub(_spell_number, t)
     t = t.replace("-", " ")

@@ -17,6 +17,9 @@ def test_numbers() -> None:
     assert normalise("my number is 45678") == "my number is four five six seven eight"
     assert normalise("call 0612") == "call zero six one two"
     assert normalise("1,000 people") == "one thousand people"
+    # an amount written with thousands separators is a number, not a code
+    assert normalise("a credit of $10,000") == "a credit of ten thousand dollars"
+    assert normalise("$1,250.50") == "one thousand two hundred fifty point five zero dollars"
     # a number said digit by digit, however Whisper groups it; a range is not one
     assert wer("my number is four five six seven eight", "my number is 4-5678.") == 0.0
     assert wer("my number is four five six seven eight", "My number is 4567 -8.") == 0.0
