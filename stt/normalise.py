@@ -98,11 +98,16 @@ def number_to_words(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _decimal(whole: str, frac: str) -> str:
+    """'12', '50' -> 'twelve point five zero' (the digits after the point one by one)."""
+    words = number_to_words(int(whole))
+    return f"{words} point " + " ".join(_ONES[int(d)] for d in frac) if frac else words
+
+
 def _spell_number(match: re.Match[str]) -> str:
     text = match.group(0).replace(",", ".") if match.group(0).count(",") == 1 else match.group(0)
     if "." in text:
-        whole, frac = text.split(".", 1)
-        return f"{number_to_words(int(whole))} point " + " ".join(_ONES[int(d)] for d in frac)
+        return _decimal(*text.split(".", 1))
     if len(text) > 1 and text.startswith("0") or len(text) >= 5:
         # Codes, customer and phone numbers are said digit by digit in calls.
         return " ".join(_ONES[int(d)] for d in text)
@@ -111,8 +116,7 @@ def _spell_number(match: re.Match[str]) -> str:
 
 def _spell_amount(match: re.Match[str]) -> str:
     whole, _, frac = match.group(0).replace(",", "").partition(".")
-    words = number_to_words(int(whole))
-    return f"{words} point " + " ".join(_ONES[int(d)] for d in frac) if frac else words
+    return _decimal(whole, frac)
 
 
 def _join_code(match: re.Match[str]) -> str:
