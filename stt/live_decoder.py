@@ -61,8 +61,8 @@ class DecoderOptions:
     # so the live worker uses it for finals only (`stt.final_min_window_s`).
     min_frames: int = 0
     # Short answers loop ("no. no. no."): a light penalty on repeated tokens stops it. Only
-    # for batches of short clips: on whole sentences it would also penalise the second
-    # comma or "the", and long clips do not loop that way.
+    # for short clips (batched apart from longer ones): on whole sentences it would also
+    # penalise the second comma or "the", and long clips do not loop that way.
     repetition_penalty: float = 1.2
     repetition_penalty_max_s: float = 2.5
     max_tokens: int = 224
@@ -89,14 +89,35 @@ class ShortWindowDecoder:
         before the clips (a question the caller answers), given to Whisper as previous text.
         """
         out: list[Segment | None] = [None] * len(clips)
-        order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+        # A clip shares a batch only with clips read the same way (window, repetition
+        # penalty), so that a final reads the same whatever other calls' clips came with it.
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for i in sorted(range(len(clips)), key=lambda i: len(clips[i])):
+            groups.setdefault(self._reading(len(clips[i])), []).append(i)
         step = self.options.batch_size
-        for b in range(0, len(order), step):
-            idx = order[b : b + step]
-            batch = self._batch([clips[i] for i in idx], language, prompt)
-            for i, seg in zip(idx, batch, strict=True):
-                out[i] = seg
+        for order in groups.values():
+            for b in range(0, len(order), step):
+                idx = order[b : b + step]
+                batch = self._batch([clips[i] for i in idx], language, prompt)
+                for i, seg in zip(idx, batch, strict=True):
+                    out[i] = seg
         return out
+
+    def _reading(self, samples: int) -> tuple[int, bool]:
+        """How a clip of `samples` is read: its window in frames where the decoder has a
+        minimum one (else 0: padded to the batch's longest clip, as partial passes are, for
+        speed), and whether the repetition penalty applies."""
+        o = self.options
+        return (
+            self._window(samples) if o.min_frames else 0,
+            samples / SAMPLE_RATE <= o.repetition_penalty_max_s,
+        )
+
+    def _window(self, samples: int) -> int:
+        """Frames encoded for a clip of `samples` (the longest of its batch)."""
+        o = self.options
+        hop = self.model.feature_extractor.hop_length
+        return min(MAX_FRAMES, max(o.min_frames, samples // hop + o.margin_frames))
 
     def _batch(
         self, clips: list[np.ndarray], language: str | None, prompt: str | None
@@ -105,9 +126,7 @@ class ShortWindowDecoder:
         fe = self.model.feature_extractor
         # Pad in the audio domain (digital silence, as Whisper saw in training): padding the
         # features with zeros instead makes short clips of a batch hallucinate.
-        longest = max(len(c) for c in clips)
-        o = self.options
-        frames = min(MAX_FRAMES, max(o.min_frames, longest // fe.hop_length + o.margin_frames))
+        frames = self._window(max(len(c) for c in clips))
         width = frames * fe.hop_length
         batch = np.stack(
             [

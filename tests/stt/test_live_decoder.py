@@ -1,5 +1,6 @@
-"""The short-window decoder as finals use it (a 3 s minimum window): short phone answers
-read once, no loops; a prompt heard as what was said before; fast speech read to its end."""
+"""The short-window decoder as finals use it (a minimum window): short phone answers read
+once, no loops; a prompt heard as what was said before; fast speech read to its end; a clip
+read the same whatever shares its batch."""
 
 from __future__ import annotations
 
@@ -90,3 +91,18 @@ def test_fast_speech_is_read_to_its_last_word(
     decoder = ShortWindowDecoder(whisper_model, DecoderOptions(beam_size=beam, min_frames=300))
     seg = decoder.transcribe_clips([clip], "en")[0]
     assert seg is not None and normalise(seg.text).endswith("before noon"), seg
+
+
+def test_a_clip_reads_the_same_whatever_clips_share_its_batch(
+    whisper_model: Any, speak: Callable[..., np.ndarray]
+) -> None:
+    # As finals use it: a short answer (repetition penalty on), a sentence (off), both in
+    # the minimum window, and a long turn that needs a longer window. Batched together as
+    # the worker batches several calls' finals, each must read as it does alone.
+    decoder = ShortWindowDecoder(whisper_model, DecoderOptions(beam_size=5, min_frames=800))
+    said = ("No.", "Yes, I am happy to continue with the survey today.", FAST)
+    clips = [_phone_clip(speak, t) for t in said]
+    assert len(clips[0]) < 2.5 * 16000 < len(clips[1]) < 7.5 * 16000 < len(clips[2])
+    alone = [decoder.transcribe_clips([c], "en")[0] for c in clips]
+    assert all(alone)
+    assert decoder.transcribe_clips(clips, "en") == alone
