@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline.media import g711
 from pipeline.media.dtmf import build_event
+from pipeline.media.level import frame_power
 from pipeline.media.resample import float_to_int16
 from pipeline.media.rtp import build, parse
 from sim.pbx import synthesize
@@ -44,10 +45,9 @@ class Heard:
 def trim_silence(pcm: np.ndarray, floor_dbfs: float = _SILENCE_DBFS) -> np.ndarray:
     """Speech without its leading and trailing silence (so "end of answer" is exact)."""
     frame = 80
-    n = len(pcm) // frame
-    if n == 0:
+    if len(pcm) < frame:
         return pcm
-    rms = np.sqrt(np.mean(pcm[: n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1))
+    rms = np.sqrt(frame_power(pcm, frame))
     loud = np.flatnonzero(rms > 32768 * 10 ** (floor_dbfs / 20))
     if not len(loud):
         return pcm[:0]

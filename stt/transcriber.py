@@ -41,6 +41,7 @@ from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 from pipeline.config import SttSettings
 from pipeline.events import Word
 from pipeline.media import SAMPLE_RATE
+from pipeline.media.level import frame_power
 from pipeline.services import Services
 
 if TYPE_CHECKING:
@@ -307,9 +308,7 @@ def chunk_starts(
     first speech frame 0.8 s after the voice), so the word lies wholly before the span. Not
     the longer pad everywhere: that read the real French voice worse (docs/benchmarks.md).
     Hand-written: a 10 ms level and a percentile, no library's VAD answers "anything here"."""
-    n = len(audio) // _FRAME
-    power = np.mean(audio[: n * _FRAME].reshape(n, _FRAME).astype(np.float64) ** 2, axis=1)
-    level = 10 * np.log10(power + 1e-10)
+    level = 10 * np.log10(frame_power(audio, _FRAME) + 1e-10)
     # a leg's channel is digital zeros while the other party speaks: not its floor
     heard = level[level > _DIGITAL_SILENCE_DB]
     loud = level > (np.percentile(heard, 20) if heard.size else 0.0) + margin_db
