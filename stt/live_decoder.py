@@ -93,7 +93,7 @@ class ShortWindowDecoder:
         # penalty), so that a final reads the same whatever other calls' clips came with it.
         groups: dict[tuple[int, bool], list[int]] = {}
         for i in sorted(range(len(clips)), key=lambda i: len(clips[i])):
-            groups.setdefault(self._reading(len(clips[i])), []).append(i)
+            groups.setdefault(self.reading(len(clips[i])), []).append(i)
         step = self.options.batch_size
         for order in groups.values():
             for b in range(0, len(order), step):
@@ -103,10 +103,11 @@ class ShortWindowDecoder:
                     out[i] = seg
         return out
 
-    def _reading(self, samples: int) -> tuple[int, bool]:
+    def reading(self, samples: int) -> tuple[int, bool]:
         """How a clip of `samples` is read: its window in frames where the decoder has a
         minimum one (else 0: padded to the batch's longest clip, as partial passes are, for
-        speed), and whether the repetition penalty applies."""
+        speed), and whether the repetition penalty applies. Clips read alike decode in one
+        Whisper call; the others one call after the other."""
         o = self.options
         return (
             self._window(samples) if o.min_frames else 0,

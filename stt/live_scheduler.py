@@ -28,7 +28,7 @@ from typing import cast
 from pipeline.media import SAMPLE_RATE
 from pipeline.services import Services
 from stt.live_call import LiveCall
-from stt.live_decoder import live_decoder_of
+from stt.live_decoder import ShortWindowDecoder, live_decoder_of
 from stt.streaming import ClipDecoder, DecodeRequest, Hypothesis
 from stt.transcriber import Segment
 
@@ -150,12 +150,12 @@ class DecodeLanes:
             if lane.busy:
                 continue
             if urgent:
-                batch = _one_group(urgent)
-                urgent = [d for d in urgent if d not in batch]
                 decoder = self.final_decoder
+                batch = _one_group(urgent, decoder)
+                urgent = [d for d in urgent if d not in batch]
             elif lane is self.partials and partial:
-                batch = _one_group(partial)[: self.max_partials]
                 decoder = self.partial_decoder
+                batch = _one_group(partial, decoder)[: self.max_partials]
             else:
                 continue
             self._flying.extend(batch)
@@ -167,10 +167,19 @@ class DecodeLanes:
         self.partials.close()
 
 
-def _one_group(items: list[Due]) -> list[Due]:
-    """The items that share the first item's language and prompt (one decoder call)."""
-    first = items[0]
-    return [d for d in items if (d.language, d.prompt) == (first.language, first.prompt)]
+def _one_group(items: list[Due], decoder: ClipDecoder) -> list[Due]:
+    """The items read as the first one is (one decoder call): same language, same prompt,
+    and, for the short-window decoder, the same window and penalty. That decoder reads clips
+    read otherwise one call after the other, so on one lane a final would wait behind another
+    call's; left out of the batch, it goes to the other lane if that one is free."""
+
+    def reading(d: Due) -> Hashable:
+        if isinstance(decoder, ShortWindowDecoder):
+            return decoder.reading(len(d.request.audio))
+        return None
+
+    first = (items[0].language, items[0].prompt, reading(items[0]))
+    return [d for d in items if (d.language, d.prompt, reading(d)) == first]
 
 
 CallKey = tuple[str, str]
