@@ -169,9 +169,10 @@ class DecodeLanes:
 
 def _one_group(items: list[Due], decoder: ClipDecoder) -> list[Due]:
     """The items read as the first one is (one decoder call): same language, same prompt,
-    and, for the short-window decoder, the same window and penalty. That decoder reads clips
-    read otherwise one call after the other, so on one lane a final would wait behind another
-    call's; left out of the batch, it goes to the other lane if that one is free."""
+    and, for the short-window decoder, the same window and penalty. That decoder runs one
+    Whisper call per reading, one after the other, so a final batched with another call's
+    final of another reading would wait for it on one lane; left out of the batch, it goes
+    to the other lane if that one is free."""
 
     def reading(d: Due) -> Hashable:
         if isinstance(decoder, ShortWindowDecoder):
