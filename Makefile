@@ -36,8 +36,10 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/callpipe serve --demo
 
+# Two test processes: the suite mostly waits (real-time calls, services starting), about
+# 7 min of CPU in 13 min on one; each process starts its own broker, S3 server and database.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check app pipeline stt tts prompter robot recordings models sim tests bench
