@@ -50,7 +50,8 @@ class RecordingWindows(ShortWindowDecoder, Recording):
 
 def _due(owner: str, *, final: bool, urgent: bool, seconds: float = 1.0) -> Due:
     audio = np.zeros(int(16000 * seconds), np.float32)
-    return Due(owner, DecodeRequest(_Utterance(start=0), 0, 16000, audio, final, urgent), "fr")
+    request = DecodeRequest(_Utterance(start=0), 0, len(audio), audio, final, urgent)
+    return Due(owner, request, "fr")
 
 
 def test_a_final_taken_by_the_partials_lane_is_decoded_as_finals_are() -> None:
